@@ -1,0 +1,1 @@
+//! HTTP implementation of `DingTalkApi` (filled in by the client work).

@@ -1,0 +1,155 @@
+//! Everything that speaks DingTalk's wire format.
+//!
+//! Invariant: this module is the only one that knows DingTalk's JSON field
+//! names, headers and error bodies. The rest of readbot sees the
+//! [`DingTalkApi`] trait and the plain types below.
+//!
+//! - [`client`]: the HTTP client (access-token cache, retries, rate limiter,
+//!   timeouts) implementing [`DingTalkApi`].
+//! - [`callback`]: parsing of incoming bot messages (HTTP callback body, and
+//!   the Stream-mode `data` payload, which is the same JSON).
+//! - [`signature`]: callback signature computation and verification.
+//! - [`error`]: typed errors and the sentences users see.
+
+pub mod callback;
+pub mod client;
+pub mod error;
+pub mod signature;
+
+pub use error::{DingTalkError, ErrorCode};
+
+use crate::domain::{
+    EpochMillis, Member, OpenConversationId, ProcessQueryKey, RobotCode, SendStatus, UserId,
+};
+use async_trait::async_trait;
+
+/// A robot group message: DingTalk `msgKey` plus `msgParam` (a JSON object
+/// that the client encodes as a string on the wire).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutgoingMessage {
+    /// `sampleMarkdown`, `sampleText`, ...
+    pub msg_key: String,
+    /// The message parameters as a JSON object, e.g. `{"title":..,"text":..}`.
+    pub msg_param: serde_json::Value,
+}
+
+impl OutgoingMessage {
+    /// A `sampleMarkdown` message.
+    pub fn markdown(title: &str, text: &str) -> Self {
+        Self {
+            msg_key: "sampleMarkdown".into(),
+            msg_param: serde_json::json!({ "title": title, "text": text }),
+        }
+    }
+    /// A `sampleText` message.
+    pub fn text(content: &str) -> Self {
+        Self {
+            msg_key: "sampleText".into(),
+            msg_param: serde_json::json!({ "content": content }),
+        }
+    }
+}
+
+/// A request to send one group message as the robot.
+#[derive(Debug, Clone)]
+pub struct GroupSend {
+    /// Target group.
+    pub group: OpenConversationId,
+    /// Sending robot.
+    pub robot_code: RobotCode,
+    /// What to send.
+    pub message: OutgoingMessage,
+    /// `coolAppCode`, when the robot was installed through a group cool-app.
+    pub cool_app_code: Option<String>,
+}
+
+/// A read-status query for one notice (all pages).
+#[derive(Debug, Clone)]
+pub struct ReadQuery {
+    /// Key returned by the send.
+    pub key: ProcessQueryKey,
+    /// Same group as at send time.
+    pub group: OpenConversationId,
+    /// Same robot code as at send time.
+    pub robot_code: RobotCode,
+    /// When the notice was sent: decides whether `processQueryKey.expireTime`
+    /// means "not ready yet" (retry) or "expired".
+    pub sent_at: EpochMillis,
+}
+
+/// The read state of one notice, gathered over all query pages.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReadState {
+    /// Delivery status (from the last page).
+    pub send_status: SendStatus,
+    /// Everyone who has read it, de-duplicated, in DingTalk's order.
+    pub readers: Vec<UserId>,
+    /// Number of pages fetched.
+    pub pages: usize,
+    /// True when the page cap stopped paging while `hasMore` was still true.
+    pub truncated: bool,
+}
+
+/// How to ask DingTalk for a group's members.
+#[derive(Debug, Clone)]
+pub enum RosterQuery {
+    /// `POST /v1.0/im/innerGroups/memberLists/query` on behalf of a member.
+    InnerGroup {
+        /// The group.
+        group: OpenConversationId,
+        /// A member of the group (the asker, or the notice's author).
+        operator: UserId,
+    },
+    /// `POST /v1.0/im/sceneGroups/members/batchQuery`.
+    SceneGroup {
+        /// The group.
+        group: OpenConversationId,
+        /// `coolAppCode`, when configured.
+        cool_app_code: Option<String>,
+    },
+}
+
+/// A group's member list as one source answered it (all pages).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Roster {
+    /// Members, with names where the source carries them.
+    pub members: Vec<Member>,
+    /// Whether the source claims to have returned the whole group.
+    pub complete: bool,
+}
+
+/// A markdown reply in a group.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    /// Title (shown in notifications).
+    pub title: String,
+    /// Markdown body.
+    pub markdown: String,
+    /// Users to @-mention (the body must carry `@userId` for each); at most 50 are sent.
+    pub at_user_ids: Vec<UserId>,
+}
+
+/// The operations readbot needs from DingTalk.
+///
+/// Implemented over HTTP by [`client::DingTalkClient`]; the bot logic and the
+/// HTTP surface only ever see this trait.
+#[async_trait]
+pub trait DingTalkApi: Send + Sync + 'static {
+    /// `POST /v1.0/robot/groupMessages/send`; returns the `processQueryKey`.
+    async fn send_group_message(&self, req: &GroupSend) -> Result<ProcessQueryKey, DingTalkError>;
+
+    /// Pages through `POST /v1.0/robot/groupMessages/query` until `hasMore`
+    /// is false (or the page cap), retrying "not ready yet" for a bounded time.
+    async fn read_state(&self, query: &ReadQuery) -> Result<ReadState, DingTalkError>;
+
+    /// Fetches a group's members from one source (all pages).
+    async fn roster(&self, query: &RosterQuery) -> Result<Roster, DingTalkError>;
+
+    /// Looks up display names (`POST {oapi}/topapi/v2/user/get`) with bounded
+    /// concurrency. Users DingTalk does not know are left out of the answer.
+    async fn user_names(&self, users: &[UserId]) -> Result<Vec<(UserId, String)>, DingTalkError>;
+
+    /// POSTs a reply to a `sessionWebhook`. Refuses ([`DingTalkError::UntrustedWebhook`])
+    /// any URL whose scheme and host are not those of the configured old-API base.
+    async fn reply_in_session(&self, webhook: &str, reply: &Reply) -> Result<(), DingTalkError>;
+}

@@ -1,0 +1,294 @@
+//! Domain newtypes and plain data shared by every module.
+//!
+//! Parse, don't validate: a value of one of these types is known to be
+//! well-formed (non-empty, bounded length, no control characters), so the
+//! rest of the code never re-checks strings.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Why a raw string was refused as a domain value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DomainError {
+    /// The value was empty or only whitespace.
+    #[error("{0} must not be empty")]
+    Empty(&'static str),
+    /// The value was longer than allowed.
+    #[error("{0} is too long (at most {1} bytes)")]
+    TooLong(&'static str, usize),
+    /// The value contained control characters.
+    #[error("{0} contains control characters")]
+    Control(&'static str),
+}
+
+fn check(what: &'static str, s: &str, max: usize) -> Result<(), DomainError> {
+    if s.trim().is_empty() {
+        return Err(DomainError::Empty(what));
+    }
+    if s.len() > max {
+        return Err(DomainError::TooLong(what, max));
+    }
+    if s.chars().any(char::is_control) {
+        return Err(DomainError::Control(what));
+    }
+    Ok(())
+}
+
+macro_rules! id_newtype {
+    ($(#[$meta:meta])* $name:ident, $what:literal, $max:expr) => {
+        $(#[$meta])*
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
+
+        impl $name {
+            /// Parses a raw string, refusing empty, over-long or control-character values.
+            pub fn parse(s: impl Into<String>) -> Result<Self, DomainError> {
+                let s = s.into();
+                check($what, &s, $max)?;
+                Ok(Self(s))
+            }
+            /// The value as a string slice.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+        impl TryFrom<String> for $name {
+            type Error = DomainError;
+            fn try_from(s: String) -> Result<Self, Self::Error> {
+                Self::parse(s)
+            }
+        }
+        impl From<$name> for String {
+            fn from(v: $name) -> String {
+                v.0
+            }
+        }
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({:?})", stringify!($name), self.0)
+            }
+        }
+    };
+}
+
+id_newtype!(
+    /// DingTalk's encrypted id of a robot group message (base64: may contain `+`, `/`, `=`).
+    ProcessQueryKey, "processQueryKey", 512
+);
+id_newtype!(
+    /// A group's id (`cid…==`), called `conversationId` in callbacks.
+    OpenConversationId, "openConversationId", 256
+);
+id_newtype!(
+    /// An organisation user id (staffId).
+    UserId, "userId", 128
+);
+id_newtype!(
+    /// The robot code (for an internal-app robot, the app key).
+    RobotCode, "robotCode", 128
+);
+id_newtype!(
+    /// The id of one incoming bot message, used for de-duplication.
+    MsgId, "msgId", 256
+);
+
+/// Milliseconds since the Unix epoch.
+pub type EpochMillis = i64;
+
+/// The current time in epoch milliseconds.
+pub fn now_millis() -> EpochMillis {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Language of a reply: readbot answers in the language of the question.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Lang {
+    /// English.
+    #[default]
+    En,
+    /// Simplified Chinese.
+    Zh,
+}
+
+impl Lang {
+    /// The short code used in template file names (`en`, `zh`).
+    pub fn code(self) -> &'static str {
+        match self {
+            Lang::En => "en",
+            Lang::Zh => "zh",
+        }
+    }
+}
+
+/// A group notice sent through readbot, as recorded in the store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notice {
+    /// DingTalk's key for read queries.
+    pub key: ProcessQueryKey,
+    /// The group it was sent to.
+    pub group: OpenConversationId,
+    /// The robot that sent it (queries must use the same code).
+    pub robot_code: RobotCode,
+    /// Title shown in summaries and listings.
+    pub title: String,
+    /// Who asked readbot to send it, when known.
+    pub author: Option<UserId>,
+    /// Display name of the author, when known.
+    pub author_name: Option<String>,
+    /// DingTalk message type key (`sampleMarkdown`, `sampleText`, ...).
+    pub msg_key: String,
+    /// When DingTalk accepted it.
+    pub sent_at: EpochMillis,
+}
+
+/// Delivery status reported by the read query.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SendStatus {
+    /// Delivered.
+    Success,
+    /// Recalled by the sender.
+    Recalled,
+    /// Still being delivered: read data may be partial.
+    Processing,
+    /// A status this version does not know.
+    Other(String),
+}
+
+impl SendStatus {
+    /// The wire spelling (`SUCCESS`, `RECALLED`, `PROCESSING`, or the unknown value).
+    pub fn as_str(&self) -> &str {
+        match self {
+            SendStatus::Success => "SUCCESS",
+            SendStatus::Recalled => "RECALLED",
+            SendStatus::Processing => "PROCESSING",
+            SendStatus::Other(s) => s,
+        }
+    }
+}
+
+/// Where the list of members who *should* read came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RosterSource {
+    /// `POST /v1.0/im/innerGroups/memberLists/query`.
+    InnerGroup,
+    /// `POST /v1.0/im/sceneGroups/members/batchQuery`.
+    SceneGroup,
+    /// Everyone readbot has seen in the group (senders, readers, mentioned users).
+    Learned,
+}
+
+impl RosterSource {
+    /// Stable name used in config, JSON and templates.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RosterSource::InnerGroup => "inner_group",
+            RosterSource::SceneGroup => "scene_group",
+            RosterSource::Learned => "learned",
+        }
+    }
+    /// Parses the config spelling.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim() {
+            "inner_group" => Some(RosterSource::InnerGroup),
+            "scene_group" => Some(RosterSource::SceneGroup),
+            "learned" => Some(RosterSource::Learned),
+            _ => None,
+        }
+    }
+}
+
+/// One group member with a display name when known.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// The member's user id.
+    pub user_id: UserId,
+    /// The member's display name, when known.
+    pub name: Option<String>,
+}
+
+/// The computed read state of one notice.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Receipts {
+    /// The notice the receipts are for.
+    pub notice: Notice,
+    /// Delivery status.
+    pub send_status: SendStatus,
+    /// Members who have read it (roster members and any other readers).
+    pub read: Vec<Member>,
+    /// Roster members who have not read it.
+    pub unread: Vec<Member>,
+    /// Size of the roster used (0 when no roster could be had).
+    pub member_count: usize,
+    /// Which source answered for the roster.
+    pub roster_source: RosterSource,
+    /// Whether the roster is known to be the whole group.
+    pub roster_complete: bool,
+    /// How many query pages DingTalk returned.
+    pub pages: usize,
+    /// True when paging stopped at the page cap before `hasMore` was false.
+    pub truncated: bool,
+}
+
+/// An @mention delivered to readbot, whatever the transport (HTTP callback or
+/// Stream mode). Parsed from DingTalk's JSON by `dingtalk::callback`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Incoming {
+    /// DingTalk's message id (de-duplication key).
+    pub msg_id: MsgId,
+    /// The group, or `None` for a 1:1 chat.
+    pub group: Option<OpenConversationId>,
+    /// The asker's user id (`senderStaffId`); `None` for external users.
+    pub sender: Option<UserId>,
+    /// The asker's display name (`senderNick`).
+    pub sender_nick: String,
+    /// The message text with the mention stripped and trimmed.
+    pub text: String,
+    /// The temporary reply URL, if any (untrusted: the signature does not cover it).
+    pub session_webhook: Option<String>,
+    /// When the reply URL expires.
+    pub session_webhook_expires_at: Option<EpochMillis>,
+    /// The robot that was mentioned, when given.
+    pub robot_code: Option<RobotCode>,
+    /// Users @-mentioned in the message (besides the robot), by user id.
+    pub mentioned: Vec<UserId>,
+    /// When DingTalk created the message.
+    pub created_at: Option<EpochMillis>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_refuse_empty_long_and_control() {
+        assert!(UserId::parse("").is_err());
+        assert!(UserId::parse("  ").is_err());
+        assert!(UserId::parse("a\nb").is_err());
+        assert!(UserId::parse("x".repeat(129)).is_err());
+        assert_eq!(
+            UserId::parse("manager4220").unwrap().as_str(),
+            "manager4220"
+        );
+    }
+
+    #[test]
+    fn ids_round_trip_through_serde_and_refuse_bad_json() {
+        let k = ProcessQueryKey::parse("Kna29Ra5+/pdJ==").unwrap();
+        let j = serde_json::to_string(&k).unwrap();
+        assert_eq!(j, "\"Kna29Ra5+/pdJ==\"");
+        let back: ProcessQueryKey = serde_json::from_str(&j).unwrap();
+        assert_eq!(back, k);
+        assert!(serde_json::from_str::<ProcessQueryKey>("\"\"").is_err());
+    }
+}

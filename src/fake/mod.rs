@@ -1,0 +1,1 @@
+//! A fake DingTalk for tests, benchmarks and the sandbox (filled in by the fake work).

@@ -1,0 +1,1 @@
+//! The HTTP surface (axum): DingTalk callback, readbot's API, health.

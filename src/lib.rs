@@ -1,0 +1,20 @@
+//! readbot: a DingTalk bot that tells a group who has read a notice.
+//!
+//! Module map:
+//! - [`config`]: TOML + environment, parsed once into typed structs; secrets redacted.
+//! - [`domain`]: newtypes (`ProcessQueryKey`, `OpenConversationId`, `UserId`, ...) and plain data.
+//! - [`dingtalk`]: the only module that knows DingTalk's wire format: client, callback parsing, signatures, errors.
+//! - [`store`]: the only module that touches sled: notices, de-dup marks, name cache, learned roster.
+//! - [`bot`]: transport-agnostic logic: commands, receipts, summaries.
+//! - [`render`]: minijinja templates, embedded and overridable.
+//! - [`http`]: axum routes: callback, notices API, health.
+//! - [`fake`]: a fake DingTalk speaking the documented wire format, for tests, benchmarks and the sandbox.
+
+pub mod bot;
+pub mod config;
+pub mod dingtalk;
+pub mod domain;
+pub mod fake;
+pub mod http;
+pub mod render;
+pub mod store;

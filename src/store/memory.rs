@@ -1,0 +1,1 @@
+//! In-memory `Store` for unit tests (filled in by the store work).

@@ -1,0 +1,102 @@
+//! Durable state: recorded notices, de-duplication marks, the name cache and
+//! the learned roster.
+//!
+//! Invariant: this module is the only one that touches sled. The rest of
+//! readbot sees the [`Store`] trait. Two backends implement it:
+//! [`sled_store::SledStore`] (production) and [`memory::MemoryStore`]
+//! (unit tests); one conformance suite runs against both.
+
+pub mod memory;
+pub mod sled_store;
+
+use crate::domain::{EpochMillis, MsgId, Notice, OpenConversationId, ProcessQueryKey, UserId};
+use async_trait::async_trait;
+
+/// Storage failures.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backend failed (I/O, corruption, ...).
+    #[error("storage backend error: {0}")]
+    Backend(String),
+    /// A stored record could not be decoded.
+    #[error("stored record is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// Result of trying to claim an incoming message for processing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// First delivery: the caller now owns it and must call [`Store::finish_message`].
+    New,
+    /// Another delivery is being processed right now.
+    InFlight,
+    /// Already answered.
+    Done,
+}
+
+/// Durable state used by readbot.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Records a sent notice durably (flushed to disk before returning).
+    /// Recording the same key again overwrites it.
+    async fn record_notice(&self, notice: &Notice) -> Result<(), StoreError>;
+
+    /// The notice with this key, if recorded.
+    async fn notice(&self, key: &ProcessQueryKey) -> Result<Option<Notice>, StoreError>;
+
+    /// Notices sent to a group, newest first, at most `limit`.
+    async fn notices_in_group(
+        &self,
+        group: &OpenConversationId,
+        limit: usize,
+    ) -> Result<Vec<Notice>, StoreError>;
+
+    /// The newest notice `author` sent to `group`.
+    async fn last_notice_by(
+        &self,
+        group: &OpenConversationId,
+        author: &UserId,
+    ) -> Result<Option<Notice>, StoreError>;
+
+    /// Number of notices recorded.
+    async fn notice_count(&self) -> Result<u64, StoreError>;
+
+    /// Atomically claims a message id (compare-and-swap, durable).
+    /// An in-flight mark never expires; a done mark expires after the
+    /// retention given to [`Store::prune_done_marks`].
+    async fn claim_message(&self, id: &MsgId, now: EpochMillis) -> Result<Claim, StoreError>;
+
+    /// Marks a claimed message as answered (durable).
+    async fn finish_message(&self, id: &MsgId, now: EpochMillis) -> Result<(), StoreError>;
+
+    /// Removes done marks older than `before`; returns how many were removed.
+    async fn prune_done_marks(&self, before: EpochMillis) -> Result<usize, StoreError>;
+
+    /// Cached display names fetched at or after `fresh_since`.
+    async fn cached_names(
+        &self,
+        users: &[UserId],
+        fresh_since: EpochMillis,
+    ) -> Result<Vec<(UserId, String)>, StoreError>;
+
+    /// Caches display names fetched at `now`.
+    async fn cache_names(
+        &self,
+        names: &[(UserId, String)],
+        now: EpochMillis,
+    ) -> Result<(), StoreError>;
+
+    /// Remembers that these users were seen in `group` (learned roster).
+    async fn remember_members(
+        &self,
+        group: &OpenConversationId,
+        users: &[UserId],
+        now: EpochMillis,
+    ) -> Result<(), StoreError>;
+
+    /// Everyone ever seen in `group`, sorted by user id.
+    async fn learned_members(&self, group: &OpenConversationId) -> Result<Vec<UserId>, StoreError>;
+
+    /// Flushes everything to disk.
+    async fn flush(&self) -> Result<(), StoreError>;
+}

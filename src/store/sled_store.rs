@@ -1,0 +1,1 @@
+//! sled-backed `Store` (filled in by the store work).
