@@ -228,6 +228,8 @@ pub struct Receipts {
     pub read: Vec<Member>,
     /// Roster members who have not read it.
     pub unread: Vec<Member>,
+    /// Roster members who have read it (all readers when no roster could be had).
+    pub read_count: usize,
     /// Size of the roster used (0 when no roster could be had).
     pub member_count: usize,
     /// Which source answered for the roster.

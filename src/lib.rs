@@ -1,6 +1,7 @@
 //! readbot: a DingTalk bot that tells a group who has read a notice.
 //!
 //! Module map:
+//! - [`app`]: wiring and lifecycle: build everything from config, serve, drain on shutdown.
 //! - [`config`]: TOML + environment, parsed once into typed structs; secrets redacted.
 //! - [`domain`]: newtypes (`ProcessQueryKey`, `OpenConversationId`, `UserId`, ...) and plain data.
 //! - [`dingtalk`]: the only module that knows DingTalk's wire format: client, callback parsing, signatures, errors.
@@ -10,6 +11,7 @@
 //! - [`http`]: axum routes: callback, notices API, health.
 //! - [`fake`]: a fake DingTalk speaking the documented wire format, for tests, benchmarks and the sandbox.
 
+pub mod app;
 pub mod bot;
 pub mod config;
 pub mod dingtalk;

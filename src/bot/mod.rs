@@ -1,7 +1,479 @@
 //! Bot logic, independent of transport and storage backend: parse a command,
-//! find the notice, gather receipts, render the reply.
+//! find the notice, gather receipts, render the reply, deliver it.
 //!
 //! Depends only on the [`crate::dingtalk::DingTalkApi`] and
-//! [`crate::store::Store`] traits; never on axum, reqwest or sled.
+//! [`crate::store::Store`] traits, never on axum, reqwest or sled, so the
+//! HTTP callback and Stream mode feed the same [`Bot::accept`].
 
+pub mod command;
+pub mod receipts;
+pub mod summary;
 pub mod view;
+
+use crate::config::BotConfig;
+use crate::dingtalk::{DingTalkApi, DingTalkError, GroupSend, OutgoingMessage, Reply};
+use crate::domain::{
+    now_millis, Incoming, Lang, Notice, OpenConversationId, ProcessQueryKey, Receipts, RobotCode,
+    UserId,
+};
+use crate::render::{RenderError, Renderer};
+use crate::store::{Claim, Store, StoreError};
+use command::Command;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Notify, Semaphore};
+use view::{ErrorView, HelpView};
+
+/// Errors of bot operations.
+#[derive(Debug, thiserror::Error)]
+pub enum BotError {
+    /// DingTalk refused or failed.
+    #[error(transparent)]
+    DingTalk(#[from] DingTalkError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A template failed.
+    #[error(transparent)]
+    Render(#[from] RenderError),
+    /// No such notice is recorded.
+    #[error("no notice is recorded under that key")]
+    NoticeNotFound,
+}
+
+/// What [`Bot::accept`] did with a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accepted {
+    /// First delivery: a task is answering it.
+    Started,
+    /// A duplicate of a message being answered or already answered.
+    Duplicate,
+    /// readbot is shutting down and takes no new work.
+    ShuttingDown,
+}
+
+/// A notice to send through the robot.
+#[derive(Debug, Clone)]
+pub struct NewNotice {
+    /// Target group.
+    pub group: OpenConversationId,
+    /// Title for listings and summaries.
+    pub title: String,
+    /// What DingTalk should show.
+    pub message: OutgoingMessage,
+    /// Who asked for it to be sent.
+    pub author: Option<UserId>,
+    /// Author's display name, if known.
+    pub author_name: Option<String>,
+}
+
+/// Everything the bot needs.
+pub struct BotDeps {
+    /// DingTalk.
+    pub api: Arc<dyn DingTalkApi>,
+    /// Durable state.
+    pub store: Arc<dyn Store>,
+    /// Templates.
+    pub renderer: Arc<Renderer>,
+    /// Robot code used to send and query.
+    pub robot_code: RobotCode,
+    /// `coolAppCode`, when configured.
+    pub cool_app_code: Option<String>,
+    /// Behaviour settings.
+    pub cfg: BotConfig,
+}
+
+struct Inner {
+    deps: BotDeps,
+    accepting: AtomicBool,
+    in_flight: AtomicUsize,
+    idle: Notify,
+    summaries: Semaphore,
+}
+
+/// The bot. Cheap to clone.
+#[derive(Clone)]
+pub struct Bot {
+    inner: Arc<Inner>,
+}
+
+/// Summaries computed at once; more wait their turn (bounds load on DingTalk).
+const MAX_CONCURRENT_SUMMARIES: usize = 16;
+
+fn say(lang: Lang, en: &str, zh: &str) -> String {
+    match lang {
+        Lang::En => en.to_owned(),
+        Lang::Zh => zh.to_owned(),
+    }
+}
+
+impl Bot {
+    /// Builds a bot.
+    pub fn new(deps: BotDeps) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                deps,
+                accepting: AtomicBool::new(true),
+                in_flight: AtomicUsize::new(0),
+                idle: Notify::new(),
+                summaries: Semaphore::new(MAX_CONCURRENT_SUMMARIES),
+            }),
+        }
+    }
+
+    fn deps(&self) -> &BotDeps {
+        &self.inner.deps
+    }
+
+    /// The store (for the HTTP API's listings).
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.deps.store
+    }
+
+    /// Claims the message id and, on first delivery, answers it in a
+    /// background task. Returns at once.
+    pub async fn accept(&self, msg: Incoming) -> Result<Accepted, StoreError> {
+        if !self.inner.accepting.load(Ordering::SeqCst) {
+            return Ok(Accepted::ShuttingDown);
+        }
+        match self.store().claim_message(&msg.msg_id, now_millis()).await? {
+            Claim::InFlight | Claim::Done => return Ok(Accepted::Duplicate),
+            Claim::New => {}
+        }
+        self.inner.in_flight.fetch_add(1, Ordering::SeqCst);
+        let bot = self.clone();
+        let span = tracing::info_span!("mention", msg_id = %msg.msg_id);
+        tokio::spawn(tracing::Instrument::instrument(
+            async move {
+            bot.process(msg).await;
+            if bot.inner.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+                bot.inner.idle.notify_waiters();
+            }
+        },
+            span,
+        ));
+        Ok(Accepted::Started)
+    }
+
+    /// Answers one claimed message and marks it done.
+    pub async fn process(&self, msg: Incoming) {
+        let reply = {
+            let _permit = self.inner.summaries.acquire().await;
+            match tokio::time::timeout(self.deps().cfg.summary_timeout, self.answer(&msg)).await {
+                Ok(r) => r,
+                Err(_) => {
+                    let lang = command::detect_lang(&msg.text);
+                    self.error_reply(
+                        lang,
+                        say(
+                            lang,
+                            "Gathering the read receipts took too long. Please ask again in a minute.",
+                            "统计已读情况耗时过长，请一分钟后再问。",
+                        ),
+                    )
+                }
+            }
+        };
+        self.deliver(&msg, reply).await;
+        if let Err(e) = self.store().finish_message(&msg.msg_id, now_millis()).await {
+            tracing::error!(error = %e, "could not mark message as answered");
+        }
+    }
+
+    /// Computes the reply to a message (without sending it).
+    pub async fn answer(&self, msg: &Incoming) -> Reply {
+        let parsed = command::parse(&msg.text);
+        let lang = parsed.lang;
+        if let Some(group) = &msg.group {
+            let mut seen: Vec<UserId> = msg.mentioned.clone();
+            seen.extend(msg.sender.iter().cloned());
+            if !seen.is_empty() {
+                if let Err(e) = self.store().remember_members(group, &seen, now_millis()).await {
+                    tracing::warn!(error = %e, "could not update learned roster");
+                }
+            }
+        }
+        let result = match (&parsed.command, &msg.group) {
+            (Command::Help(unknown), _) => self.render_reply(
+                "help",
+                lang,
+                &HelpView {
+                    unknown: unknown.clone(),
+                },
+                lang_title(lang, "readbot help", "readbot 帮助"),
+            ),
+            (_, None) => Ok(self.error_reply(
+                lang,
+                say(
+                    lang,
+                    "Ask me in the group where your notice was sent.",
+                    "请在发送通知的群里问我。",
+                ),
+            )),
+            (Command::List, Some(group)) => self.list_reply(group, lang).await,
+            (Command::WhoRead, Some(group)) => self.who_read_reply(msg, group, lang).await,
+            (Command::Status(n), Some(group)) => self.status_reply(msg, group, *n, lang).await,
+        };
+        match result {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "answering failed");
+                let sentence = match &e {
+                    BotError::DingTalk(d) => d.human(lang),
+                    BotError::NoticeNotFound => say(
+                        lang,
+                        "That notice is not recorded.",
+                        "没有这条通知的记录。",
+                    ),
+                    BotError::Store(_) | BotError::Render(_) => say(
+                        lang,
+                        "readbot hit an internal error. An admin can find the details in readbot's log.",
+                        "readbot 内部出错，管理员可在 readbot 日志中查看详情。",
+                    ),
+                };
+                self.error_reply(lang, sentence)
+            }
+        }
+    }
+
+    async fn list_reply(&self, group: &OpenConversationId, lang: Lang) -> Result<Reply, BotError> {
+        let notices = self
+            .store()
+            .notices_in_group(group, self.deps().cfg.list_limit)
+            .await?;
+        if notices.is_empty() {
+            return Ok(self.no_notices(lang));
+        }
+        self.render_reply(
+            "list",
+            lang,
+            &summary::list_view(&notices),
+            lang_title(lang, "Recent notices", "最近的通知"),
+        )
+    }
+
+    async fn who_read_reply(
+        &self,
+        msg: &Incoming,
+        group: &OpenConversationId,
+        lang: Lang,
+    ) -> Result<Reply, BotError> {
+        let own = match &msg.sender {
+            Some(sender) => self.store().last_notice_by(group, sender).await?,
+            None => None,
+        };
+        let (notice, fallback) = match own {
+            Some(n) => (n, false),
+            None => match self.store().notices_in_group(group, 1).await?.into_iter().next() {
+                Some(n) => (n, true),
+                None => return Ok(self.no_notices(lang)),
+            },
+        };
+        self.summary_reply(msg, &notice, fallback, lang).await
+    }
+
+    async fn status_reply(
+        &self,
+        msg: &Incoming,
+        group: &OpenConversationId,
+        n: usize,
+        lang: Lang,
+    ) -> Result<Reply, BotError> {
+        let notices = self
+            .store()
+            .notices_in_group(group, self.deps().cfg.list_limit.max(n))
+            .await?;
+        match notices.get(n - 1) {
+            Some(notice) => self.summary_reply(msg, notice, false, lang).await,
+            None if notices.is_empty() => Ok(self.no_notices(lang)),
+            None => Ok(self.error_reply(
+                lang,
+                match lang {
+                    Lang::En => format!(
+                        "There is no notice {n} here; this group has {} recorded. Ask \"list\" to see them.",
+                        notices.len()
+                    ),
+                    Lang::Zh => format!(
+                        "没有第 {n} 条通知，本群共记录了 {} 条。发送“列表”查看。",
+                        notices.len()
+                    ),
+                },
+            )),
+        }
+    }
+
+    async fn summary_reply(
+        &self,
+        msg: &Incoming,
+        notice: &Notice,
+        fallback: bool,
+        lang: Lang,
+    ) -> Result<Reply, BotError> {
+        let receipts = self.collect(notice, msg.sender.as_ref()).await?;
+        let markdown = summary::render_summary(
+            &self.deps().renderer,
+            &receipts,
+            lang,
+            fallback,
+            &msg.sender_nick,
+        )?;
+        Ok(Reply {
+            title: lang_title(lang, "Read receipts", "已读情况"),
+            markdown,
+            at_user_ids: Vec::new(),
+        })
+    }
+
+    async fn collect(&self, notice: &Notice, asker: Option<&UserId>) -> Result<Receipts, BotError> {
+        let d = self.deps();
+        let deps = receipts::ReceiptsDeps {
+            api: &d.api,
+            store: &d.store,
+            cfg: &d.cfg,
+            cool_app_code: d.cool_app_code.as_deref(),
+            robot_code: &d.robot_code,
+        };
+        receipts::collect(&deps, notice, asker).await
+    }
+
+    fn no_notices(&self, lang: Lang) -> Reply {
+        self.error_reply(
+            lang,
+            say(
+                lang,
+                "No notices sent through readbot are recorded in this group yet. Send one with readbot's API (POST /api/v1/notices) and ask again.",
+                "本群还没有通过 readbot 发送的通知记录。请先用 readbot 的接口（POST /api/v1/notices）发送通知，再来问我。",
+            ),
+        )
+    }
+
+    fn render_reply<T: serde::Serialize>(
+        &self,
+        name: &str,
+        lang: Lang,
+        ctx: &T,
+        title: String,
+    ) -> Result<Reply, BotError> {
+        let markdown = self.deps().renderer.render(name, lang, ctx)?;
+        Ok(Reply {
+            title,
+            markdown,
+            at_user_ids: Vec::new(),
+        })
+    }
+
+    fn error_reply(&self, lang: Lang, message: String) -> Reply {
+        let markdown = self
+            .deps()
+            .renderer
+            .render("error", lang, &ErrorView { message: message.clone() })
+            .unwrap_or(message);
+        Reply {
+            title: lang_title(lang, "readbot", "readbot"),
+            markdown,
+            at_user_ids: Vec::new(),
+        }
+    }
+
+    /// Sends a reply: the session webhook while valid (the client refuses any
+    /// host but DingTalk's), else the robot's group send.
+    pub async fn deliver(&self, msg: &Incoming, reply: Reply) {
+        let now = now_millis();
+        if let Some(url) = &msg.session_webhook {
+            let valid = msg
+                .session_webhook_expires_at
+                .is_none_or(|exp| exp > now + 3_000);
+            if valid {
+                match self.deps().api.reply_in_session(url, &reply).await {
+                    Ok(()) => return,
+                    Err(e) => tracing::info!(error = %e, "session reply failed; using the robot send API"),
+                }
+            }
+        }
+        let Some(group) = &msg.group else {
+            tracing::warn!("no usable session webhook for a 1:1 message; reply dropped");
+            return;
+        };
+        let send = GroupSend {
+            group: group.clone(),
+            robot_code: self.deps().robot_code.clone(),
+            message: OutgoingMessage::markdown(&reply.title, &reply.markdown),
+            cool_app_code: self.deps().cool_app_code.clone(),
+        };
+        if let Err(e) = self.deps().api.send_group_message(&send).await {
+            tracing::error!(error = %e, "could not deliver the reply");
+        }
+    }
+
+    /// Sends a notice through the robot and records it durably.
+    pub async fn send_notice(&self, n: NewNotice) -> Result<Notice, BotError> {
+        let d = self.deps();
+        let send = GroupSend {
+            group: n.group.clone(),
+            robot_code: d.robot_code.clone(),
+            message: n.message.clone(),
+            cool_app_code: d.cool_app_code.clone(),
+        };
+        let key = d.api.send_group_message(&send).await?;
+        let notice = Notice {
+            key,
+            group: n.group,
+            robot_code: d.robot_code.clone(),
+            title: n.title,
+            author: n.author,
+            author_name: n.author_name,
+            msg_key: n.message.msg_key,
+            sent_at: now_millis(),
+        };
+        if let Err(e) = d.store.record_notice(&notice).await {
+            tracing::error!(error = %e, key = %notice.key, "notice sent but not recorded");
+            return Err(e.into());
+        }
+        if let Some(author) = &notice.author {
+            if let Err(e) = d
+                .store
+                .remember_members(&notice.group, std::slice::from_ref(author), now_millis())
+                .await
+            {
+                tracing::warn!(error = %e, "could not update learned roster");
+            }
+        }
+        Ok(notice)
+    }
+
+    /// Receipts of a recorded notice.
+    pub async fn receipts(&self, key: &ProcessQueryKey) -> Result<Receipts, BotError> {
+        let notice = self
+            .store()
+            .notice(key)
+            .await?
+            .ok_or(BotError::NoticeNotFound)?;
+        self.collect(&notice, None).await
+    }
+
+    /// Stops accepting messages and waits (up to `grace`) for in-flight
+    /// answers. Returns true when all finished.
+    pub async fn shutdown(&self, grace: Duration) -> bool {
+        self.inner.accepting.store(false, Ordering::SeqCst);
+        let wait = async {
+            loop {
+                let notified = self.inner.idle.notified();
+                if self.inner.in_flight.load(Ordering::SeqCst) == 0 {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        tokio::time::timeout(grace, wait).await.is_ok()
+    }
+
+    /// Number of messages being answered now.
+    pub fn in_flight(&self) -> usize {
+        self.inner.in_flight.load(Ordering::SeqCst)
+    }
+}
+
+fn lang_title(lang: Lang, en: &str, zh: &str) -> String {
+    say(lang, en, zh)
+}

@@ -1,1 +1,50 @@
-//! The HTTP surface (axum): DingTalk callback, readbot's API, health.
+//! The HTTP surface (axum): the DingTalk callback, readbot's notices API and
+//! health. Handlers translate HTTP to bot calls and back; no business logic
+//! lives here.
+
+mod callback;
+pub mod error;
+mod notices;
+
+use crate::bot::Bot;
+use crate::config::Secret;
+use crate::dingtalk::signature::Verifier;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use std::sync::Arc;
+
+/// Shared state of all routes.
+#[derive(Clone)]
+pub struct AppState {
+    /// The bot.
+    pub bot: Bot,
+    /// Callback signature verifier (precomputed key).
+    pub verifier: Arc<Verifier>,
+    /// Bearer token of the notices API; `None` disables it.
+    pub api_token: Option<Secret>,
+}
+
+/// Builds the router. `max_body` bounds every request body (413 beyond).
+pub fn router(state: AppState, max_body: usize) -> Router {
+    Router::new()
+        .route("/dingtalk/callback", post(callback::callback))
+        .route(
+            "/api/v1/notices",
+            post(notices::create).get(notices::list),
+        )
+        .route("/api/v1/notices/{key}/receipts", get(notices::receipts))
+        .route("/healthz", get(healthz))
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(
+            |req: &axum::http::Request<_>| {
+                // Path only: query strings may carry tokens.
+                tracing::info_span!("http", method = %req.method(), path = %req.uri().path())
+            },
+        ))
+        .with_state(state)
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok" }))
+}

@@ -1,0 +1,169 @@
+//! Wiring: build the store, the DingTalk client, the renderer, the bot and
+//! the router from a [`Config`], serve until a shutdown signal, then drain.
+
+use crate::bot::{Bot, BotDeps};
+use crate::config::Config;
+use crate::dingtalk::signature::Verifier;
+use crate::dingtalk::DingTalkApi;
+use crate::domain::now_millis;
+use crate::http::{router, AppState};
+use crate::render::Renderer;
+use crate::store::Store;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// Start-up failures.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// Address.
+        addr: SocketAddr,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The store could not be opened.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// Templates are broken.
+    #[error(transparent)]
+    Render(#[from] crate::render::RenderError),
+    /// The DingTalk client could not be built.
+    #[error(transparent)]
+    DingTalk(#[from] crate::dingtalk::DingTalkError),
+}
+
+/// How long in-flight summaries may run after a shutdown signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
+/// A built, bound, not yet serving readbot.
+pub struct Application {
+    listener: TcpListener,
+    addr: SocketAddr,
+    state: AppState,
+    store: Arc<dyn Store>,
+    config: Config,
+}
+
+impl Application {
+    /// Builds readbot from config with explicit DingTalk and store backends.
+    pub async fn build_with(
+        config: Config,
+        api: Arc<dyn DingTalkApi>,
+        store: Arc<dyn Store>,
+    ) -> Result<Self, StartError> {
+        let renderer = Arc::new(Renderer::new(config.templates_dir.as_deref())?);
+        let bot = Bot::new(BotDeps {
+            api,
+            store: store.clone(),
+            renderer,
+            robot_code: config.dingtalk.robot_code.clone(),
+            cool_app_code: config.dingtalk.cool_app_code.clone(),
+            cfg: config.bot.clone(),
+        });
+        let window = i64::try_from(config.bot.signature_window.as_millis()).unwrap_or(i64::MAX);
+        let state = AppState {
+            bot,
+            verifier: Arc::new(Verifier::new(&config.dingtalk.app_secret, window)),
+            api_token: config.api_token.clone(),
+        };
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        Ok(Self {
+            listener,
+            addr,
+            state,
+            store,
+            config,
+        })
+    }
+
+    /// The bound address (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The bound port.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// The bot (for the sandbox and tests).
+    pub fn bot(&self) -> Bot {
+        self.state.bot.clone()
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, lets in-flight
+    /// summaries finish (bounded), and flushes the store.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let bot = self.state.bot.clone();
+        let app = router(self.state, self.config.bot.max_body_bytes);
+        let pruner = spawn_pruner(self.store.clone(), self.config.bot.dedup_retention);
+        tracing::info!(addr = %self.addr, "readbot listening");
+        let served = axum::serve(self.listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await;
+        tracing::info!("shutting down: waiting for in-flight summaries");
+        if !bot.shutdown(SHUTDOWN_GRACE).await {
+            tracing::warn!(left = bot.in_flight(), "some summaries did not finish in time");
+        }
+        pruner.abort();
+        if let Err(e) = self.store.flush().await {
+            tracing::error!(error = %e, "final flush failed");
+        }
+        served
+    }
+}
+
+/// Hourly removal of old "answered" marks.
+fn spawn_pruner(store: Arc<dyn Store>, retention: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            tick.tick().await;
+            let keep = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+            match store.prune_done_marks(now_millis().saturating_sub(keep)).await {
+                Ok(n) if n > 0 => tracing::info!(removed = n, "pruned answered message marks"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "pruning failed"),
+            }
+        }
+    })
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

@@ -1,0 +1,170 @@
+//! The commands readbot understands, in English and Chinese.
+//!
+//! Parsing never fails: anything unknown becomes [`Command::Help`] carrying
+//! the text, and the reply language follows the question (any CJK character
+//! → Chinese).
+
+use crate::domain::Lang;
+
+/// What the asker wants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Summary of the asker's last notice in this group.
+    WhoRead,
+    /// The group's recent notices, numbered.
+    List,
+    /// Summary of notice N (1-based) from the list.
+    Status(usize),
+    /// Help; carries the text that was not understood (empty for "help").
+    Help(String),
+}
+
+/// A parsed command and the language to answer in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parsed {
+    /// The command.
+    pub command: Command,
+    /// Reply language.
+    pub lang: Lang,
+}
+
+fn is_cjk(c: char) -> bool {
+    matches!(c, '\u{4e00}'..='\u{9fff}' | '\u{3400}'..='\u{4dbf}' | '\u{3000}'..='\u{303f}' | '\u{ff00}'..='\u{ffef}')
+}
+
+/// Detects the reply language of a message.
+pub fn detect_lang(text: &str) -> Lang {
+    if text.chars().any(is_cjk) {
+        Lang::Zh
+    } else {
+        Lang::En
+    }
+}
+
+/// Lower-cases, drops leftover `@mentions` and punctuation, folds whitespace.
+fn normalize(text: &str) -> String {
+    let mut words = Vec::new();
+    for w in text.split_whitespace() {
+        if w.starts_with('@') || w.starts_with('＠') {
+            continue;
+        }
+        words.push(w);
+    }
+    let joined = words.join(" ").to_lowercase();
+    let cleaned: String = joined
+        .chars()
+        .map(|c| match c {
+            '?' | '？' | '!' | '！' | '.' | '。' | ',' | '，' | ':' | '：' | '#' | '＃' | '~' | '～'
+            | '"' | '“' | '”' | '\'' | '‘' | '’' => ' ',
+            c => c,
+        })
+        .collect();
+    cleaned.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Digits (ASCII or full-width) after a keyword, as a 1-based index.
+fn number_after(rest: &str) -> Option<usize> {
+    let t = rest.trim();
+    if t.is_empty() {
+        return None;
+    }
+    let ascii: String = t
+        .chars()
+        .map(|c| match c {
+            '０'..='９' => char::from_u32(c as u32 - '０' as u32 + '0' as u32).unwrap_or(c),
+            c => c,
+        })
+        .collect();
+    let n: usize = ascii.trim().parse().ok()?;
+    (1..=1000).contains(&n).then_some(n)
+}
+
+const WHO_READ_EN: &[&str] = &[
+    "who read my last notice",
+    "who read my notice",
+    "who read my last message",
+    "who read",
+    "who has read",
+    "who hasn't read",
+    "who has not read",
+    "who didn't read",
+    "unread",
+    "read",
+    "status",
+    "receipts",
+];
+const WHO_READ_ZH: &[&str] = &["谁读了", "谁看了", "已读", "谁没读", "谁没看", "未读", "状态"];
+
+/// Parses a message text (mention already stripped by DingTalk).
+pub fn parse(text: &str) -> Parsed {
+    let lang = detect_lang(text);
+    let n = normalize(text);
+    let command = parse_normalized(&n, text);
+    Parsed { command, lang }
+}
+
+fn parse_normalized(n: &str, original: &str) -> Command {
+    if n.is_empty() || n == "help" || n == "帮助" || n == "?" || n == "h" {
+        return Command::Help(String::new());
+    }
+    for kw in ["status", "状态", "#"] {
+        if let Some(rest) = n.strip_prefix(kw) {
+            if let Some(k) = number_after(rest) {
+                return Command::Status(k);
+            }
+        }
+    }
+    if n == "list" || n == "列表" || n == "ls" || n == "notices" || n == "通知列表" {
+        return Command::List;
+    }
+    if WHO_READ_EN.contains(&n) || WHO_READ_ZH.iter().any(|k| n == *k) {
+        return Command::WhoRead;
+    }
+    if n.starts_with("who read") || n.starts_with("who has read") {
+        return Command::WhoRead;
+    }
+    if WHO_READ_ZH.iter().any(|k| n.contains(k)) && n.chars().count() <= 20 {
+        return Command::WhoRead;
+    }
+    let shown: String = original.trim().chars().take(80).collect();
+    Command::Help(shown)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn english_and_chinese_commands() {
+        for t in ["who read my last notice?", "Who read", "status", " STATUS ", "who read?", "unread"] {
+            assert_eq!(parse(t).command, Command::WhoRead, "{t}");
+            assert_eq!(parse(t).lang, Lang::En);
+        }
+        for t in ["谁读了", "已读", "谁没读", "未读", "谁没读？", "谁读了我的通知"] {
+            assert_eq!(parse(t).command, Command::WhoRead, "{t}");
+            assert_eq!(parse(t).lang, Lang::Zh);
+        }
+        assert_eq!(parse("list").command, Command::List);
+        assert_eq!(parse("列表").command, Command::List);
+        assert_eq!(parse("列表").lang, Lang::Zh);
+        assert_eq!(parse("status 3").command, Command::Status(3));
+        assert_eq!(parse("status #12").command, Command::Status(12));
+        assert_eq!(parse("状态 2").command, Command::Status(2));
+        assert_eq!(parse("状态 ２").command, Command::Status(2));
+        assert_eq!(parse("help").command, Command::Help(String::new()));
+        assert_eq!(parse("帮助").command, Command::Help(String::new()));
+        assert_eq!(parse("").command, Command::Help(String::new()));
+        assert_eq!(parse("@readbot who read").command, Command::WhoRead);
+        assert_eq!(parse("what's the weather").command, Command::Help("what's the weather".into()));
+        assert_eq!(parse("status 0").command, Command::Help("status 0".into()));
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics(s in "\\PC{0,200}") {
+            let p = parse(&s);
+            if let Command::Help(t) = p.command { prop_assert!(t.chars().count() <= 80); }
+        }
+    }
+}

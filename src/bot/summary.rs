@@ -1,0 +1,147 @@
+//! Turning receipts and notice lists into template contexts, and rendering
+//! them so that a reply stays under DingTalk's 20,000-byte body limit.
+
+use super::view::{ListItemView, ListView, PersonView, SummaryView};
+use crate::domain::{EpochMillis, Lang, Member, Notice, Receipts};
+use crate::render::{RenderError, Renderer};
+
+/// Largest markdown we send: DingTalk refuses bodies over 20,000 bytes, and
+/// the JSON envelope (title, escaping, `at` list) needs room.
+pub const MAX_REPLY_BYTES: usize = 16_000;
+
+/// Names shown per list before anything is cut.
+const START_NAMES: usize = 400;
+
+/// Formats an epoch time as `YYYY-MM-DD HH:MM` in UTC+8 (DingTalk's home zone).
+pub fn format_time(ms: EpochMillis) -> String {
+    let secs = ms.div_euclid(1000) + 8 * 3600;
+    match time::OffsetDateTime::from_unix_timestamp(secs) {
+        Ok(t) => format!(
+            "{:04}-{:02}-{:02} {:02}:{:02}",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute()
+        ),
+        Err(_) => String::from("?"),
+    }
+}
+
+fn person(m: &Member) -> PersonView {
+    PersonView {
+        name: m
+            .name
+            .clone()
+            .filter(|n| !n.trim().is_empty())
+            .unwrap_or_else(|| m.user_id.to_string()),
+        user_id: m.user_id.to_string(),
+    }
+}
+
+fn author(n: &Notice) -> String {
+    n.author_name
+        .clone()
+        .or_else(|| n.author.as_ref().map(|a| a.to_string()))
+        .unwrap_or_default()
+}
+
+/// Builds the summary context with at most `max_names` names per list.
+pub fn summary_view(r: &Receipts, fallback: bool, asker: &str, max_names: usize) -> SummaryView {
+    let cut = |list: &[Member]| -> (Vec<PersonView>, usize) {
+        let shown: Vec<PersonView> = list.iter().take(max_names).map(person).collect();
+        let more = list.len().saturating_sub(shown.len());
+        (shown, more)
+    };
+    let (unread, unread_more) = cut(&r.unread);
+    let (read, read_more) = cut(&r.read);
+    let percent = if r.member_count > 0 {
+        u32::try_from(r.read_count.min(r.member_count) * 100 / r.member_count).unwrap_or(100)
+    } else {
+        0
+    };
+    SummaryView {
+        title: r.notice.title.clone(),
+        author: author(&r.notice),
+        sent_at: format_time(r.notice.sent_at),
+        send_status: r.send_status.as_str().to_owned(),
+        read_count: r.read_count,
+        unread_count: r.unread.len(),
+        member_count: r.member_count,
+        percent,
+        unread,
+        unread_more,
+        read,
+        read_more,
+        roster_source: r.roster_source.as_str().to_owned(),
+        roster_complete: r.roster_complete,
+        fallback,
+        truncated: r.truncated,
+        asker: asker.to_owned(),
+    }
+}
+
+/// Renders the summary, cutting name lists until it fits [`MAX_REPLY_BYTES`].
+pub fn render_summary(
+    renderer: &Renderer,
+    r: &Receipts,
+    lang: Lang,
+    fallback: bool,
+    asker: &str,
+) -> Result<String, RenderError> {
+    let mut max = START_NAMES;
+    loop {
+        let view = summary_view(r, fallback, asker, max);
+        let text = renderer.render("summary", lang, &view)?;
+        if text.len() <= MAX_REPLY_BYTES || max == 0 {
+            return Ok(cut_bytes(text, MAX_REPLY_BYTES));
+        }
+        max /= 2;
+    }
+}
+
+/// Hard cut at a character boundary (last resort for huge titles).
+fn cut_bytes(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+    s
+}
+
+/// Builds the list context, numbering from 1 (newest first).
+pub fn list_view(notices: &[Notice]) -> ListView {
+    ListView {
+        notices: notices
+            .iter()
+            .enumerate()
+            .map(|(i, n)| ListItemView {
+                n: i + 1,
+                title: n.title.clone(),
+                author: author(n),
+                sent_at: format_time(n.sent_at),
+            })
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_beijing_time() {
+        // 2024-02-19 07:20:04 UTC = 15:20 in UTC+8.
+        assert_eq!(format_time(1_708_327_204_136), "2024-02-19 15:20");
+        assert_eq!(format_time(0), "1970-01-01 08:00");
+    }
+
+    #[test]
+    fn cut_respects_char_boundaries() {
+        assert_eq!(cut_bytes("已读已读".into(), 4), "已");
+        assert_eq!(cut_bytes("abc".into(), 10), "abc");
+    }
+}

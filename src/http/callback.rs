@@ -1,0 +1,64 @@
+//! `POST /dingtalk/callback`: signed @mentions from DingTalk (HTTP mode).
+//!
+//! Order matters: the signature is checked before the body is even parsed,
+//! so a forged request causes no parse, no write and no outbound call.
+
+use super::error::AppError;
+use super::AppState;
+use crate::bot::Accepted;
+use crate::dingtalk::callback::{self, CallbackError};
+use crate::domain::now_millis;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+
+fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    h.get(name).and_then(|v| v.to_str().ok())
+}
+
+pub(super) async fn callback(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<serde_json::Value>, AppError> {
+    if let Err(e) = state.verifier.verify(
+        header(&headers, "timestamp"),
+        header(&headers, "sign"),
+        now_millis(),
+    ) {
+        tracing::warn!(reason = %e, "callback refused");
+        return Err(AppError::new(
+            StatusCode::UNAUTHORIZED,
+            "bad_signature",
+            format!("callback refused: {e}"),
+        ));
+    }
+    let msg = match callback::parse(&body) {
+        Ok(m) => m,
+        Err(CallbackError::QuotaExhausted(detail)) => {
+            tracing::warn!(%detail, "DingTalk reports the robot quota is exhausted");
+            return Ok(Json(serde_json::json!({ "msgtype": "empty" })));
+        }
+        Err(e) => {
+            return Err(AppError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_body",
+                e.to_string(),
+            ))
+        }
+    };
+    match state.bot.accept(msg).await {
+        Ok(Accepted::Started) => {}
+        Ok(Accepted::Duplicate) => tracing::info!("duplicate delivery ignored"),
+        Ok(Accepted::ShuttingDown) => {
+            return Err(AppError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "shutting_down",
+                "readbot is shutting down",
+            ))
+        }
+        Err(e) => return Err(AppError::internal(e)),
+    }
+    Ok(Json(serde_json::json!({ "msgtype": "empty" })))
+}
