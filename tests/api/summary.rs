@@ -1,0 +1,196 @@
+//! What the group sees when someone asks: summaries, lists, errors.
+
+use crate::helpers::*;
+use readbot::dingtalk::{DingTalkError, ErrorCode};
+use readbot::domain::Lang;
+use readbot::fake::{Api, Fault, GroupKind};
+
+const GROUP: &str = "cidSummaryGroup+/==";
+
+#[tokio::test]
+async fn five_hundred_members_four_hundred_fifty_read() {
+    let app = spawn_app().await;
+    let people = members(500);
+    add_group(&app.fake, GROUP, GroupKind::Inner, &people);
+    let key = app.notice(GROUP, "Quarterly all-hands", "user0001").await;
+    let readers: Vec<&str> = people[..450].iter().map(|(u, _)| u.as_str()).collect();
+    app.fake.mark_read(&key, &readers);
+    app.fake.reset_calls();
+
+    let body = app.mention("m-500", GROUP, "user0001", "who read my last notice?");
+    assert_eq!(app.post_callback_signed(&body).await.status(), 200);
+    let text = app.one_reply(GROUP).await;
+
+    assert!(text.contains("Quarterly all-hands"), "{text}");
+    assert!(text.contains("450/500"), "{text}");
+    assert!(text.contains("90%"), "{text}");
+    for (_, name) in &people[450..] {
+        assert!(text.contains(name.as_str()), "unread {name} missing from {text}");
+    }
+    assert_eq!(app.fake.calls(Api::Query), 3, "450 readers = three pages of ≤200");
+}
+
+#[tokio::test]
+async fn chinese_question_gets_a_chinese_answer_with_names_from_user_get() {
+    let app = spawn_app().await;
+    let people = members(6);
+    // A plain group: no member API answers, so the learned roster is used.
+    add_group(&app.fake, GROUP, GroupKind::Plain, &people);
+    let key = app.notice(GROUP, "周会通知", "user0001").await;
+    app.fake.mark_read(&key, &["user0002", "user0003"]);
+    let body = app.mention("m-zh", GROUP, "user0001", "谁没读？");
+    assert_eq!(app.post_callback_signed(&body).await.status(), 200);
+    let text = app.one_reply(GROUP).await;
+    assert!(text.contains("周会通知"), "{text}");
+    assert!(text.contains("已读"), "{text}");
+    // Names of readers come from topapi/v2/user/get.
+    assert!(text.contains("Member 0002"), "{text}");
+    assert!(app.fake.calls(Api::UserGet) >= 2);
+}
+
+#[tokio::test]
+async fn asker_without_a_notice_gets_the_groups_last_one_and_list_and_status_work() {
+    let app = spawn_app().await;
+    add_group(&app.fake, GROUP, GroupKind::Inner, &members(10));
+    app.notice(GROUP, "First notice", "user0001").await;
+    let k2 = app.notice(GROUP, "Second notice", "user0002").await;
+    app.fake.mark_read(&k2, &["user0003"]);
+
+    app.post_callback_signed(&app.mention("m-fb", GROUP, "user0009", "who read"))
+        .await;
+    let text = app.one_reply(GROUP).await;
+    assert!(text.contains("Second notice"), "{text}");
+    assert!(text.contains("1/10"), "{text}");
+
+    app.post_callback_signed(&app.mention("m-list", GROUP, "user0009", "list"))
+        .await;
+    let list = app.wait_replies(GROUP, 2).await;
+    let list = &list[1].text;
+    let first = list.find("First notice").expect("first listed");
+    let second = list.find("Second notice").expect("second listed");
+    assert!(second < first, "newest first: {list}");
+
+    app.post_callback_signed(&app.mention("m-status", GROUP, "user0009", "status 2"))
+        .await;
+    let replies = app.wait_replies(GROUP, 3).await;
+    assert!(replies[2].text.contains("First notice"), "{}", replies[2].text);
+
+    app.post_callback_signed(&app.mention("m-status9", GROUP, "user0009", "status 9"))
+        .await;
+    let replies = app.wait_replies(GROUP, 4).await;
+    assert!(replies[3].text.contains("no notice 9"), "{}", replies[3].text);
+}
+
+#[tokio::test]
+async fn a_group_without_notices_is_told_so() {
+    let app = spawn_app().await;
+    add_group(&app.fake, GROUP, GroupKind::Inner, &members(3));
+    app.post_callback_signed(&app.mention("m-none", GROUP, "user0001", "who read"))
+        .await;
+    let text = app.one_reply(GROUP).await;
+    assert!(text.contains("No notices"), "{text}");
+}
+
+const SEED_CODES: &[&str] = &[
+    "invalidParameter.param.invalid",
+    "invalidParameter.robotCode.notExsit",
+    "invalidParameter.robotCode.missing",
+    "invalidParameter.processQueryKey.missing",
+    "invalidParameter.cursor.invalid",
+    "invalidParameter.pageSize.invalid",
+    "invalidParameter.invalid",
+    "invalidParameter.robotCode.invalid",
+    "invalid.openConversationId",
+    "openConversationId.notExisted",
+    "invalid.processQueryKey",
+    "bot.stopped",
+    "template.not.existed",
+    "template.stopped",
+    "conversation.org.dismatch",
+    "resource.not.found",
+    "unauthorized",
+    "auth.error",
+];
+
+fn sentence(code: &str) -> String {
+    DingTalkError::Api {
+        status: 400,
+        code: ErrorCode::parse(code),
+        message: String::new(),
+        request_id: None,
+    }
+    .human(Lang::En)
+}
+
+#[tokio::test]
+async fn each_seed_error_code_becomes_its_sentence_in_the_chat() {
+    let app = spawn_app().await;
+    add_group(&app.fake, GROUP, GroupKind::Inner, &members(4));
+    app.notice(GROUP, "Errors", "user0001").await;
+    for (i, code) in SEED_CODES.iter().enumerate() {
+        app.fake.inject(
+            Api::Query,
+            Fault::Status {
+                status: 400,
+                code: code.to_string(),
+                message: format!("fake {code}"),
+            },
+            1,
+        );
+        app.post_callback_signed(&app.mention(&format!("err-{i}"), GROUP, "user0001", "who read"))
+            .await;
+        let replies = app.wait_replies(GROUP, i + 1).await;
+        let text = &replies[i].text;
+        assert!(text.contains(&sentence(code)), "{code}: {text}");
+    }
+}
+
+#[tokio::test]
+async fn system_error_is_retried_then_explained() {
+    let app = spawn_app_with(&[("DINGTALK_DEADLINE_SECS", "2")]).await;
+    add_group(&app.fake, GROUP, GroupKind::Inner, &members(4));
+    let key = app.notice(GROUP, "Flaky", "user0001").await;
+    app.fake.mark_read(&key, &["user0002"]);
+    // One failure is absorbed by a retry.
+    app.fake.inject(
+        Api::Query,
+        Fault::Status { status: 500, code: "system.error".into(), message: "Unknown system error".into() },
+        1,
+    );
+    app.post_callback_signed(&app.mention("sys-1", GROUP, "user0001", "who read")).await;
+    let text = app.one_reply(GROUP).await;
+    assert!(text.contains("1/4"), "{text}");
+    // Persistent failure ends in the sentence.
+    app.fake.inject(
+        Api::Query,
+        Fault::Status { status: 500, code: "system.error".into(), message: "Unknown system error".into() },
+        1000,
+    );
+    app.post_callback_signed(&app.mention("sys-2", GROUP, "user0001", "who read")).await;
+    let replies = app.wait_replies(GROUP, 2).await;
+    assert!(replies[1].text.contains(&sentence("system.error")), "{}", replies[1].text);
+}
+
+#[tokio::test]
+async fn not_ready_right_after_sending_is_retried() {
+    let app = spawn_app().await;
+    add_group(&app.fake, GROUP, GroupKind::Inner, &members(3));
+    let key = app.notice(GROUP, "Fresh", "user0001").await;
+    app.fake.mark_read(&key, &["user0002"]);
+    app.fake.set_not_ready(&key, 1);
+    app.post_callback_signed(&app.mention("nr-1", GROUP, "user0001", "who read")).await;
+    let text = app.one_reply(GROUP).await;
+    assert!(text.contains("1/3"), "{text}");
+}
+
+#[tokio::test]
+async fn expired_read_data_is_explained() {
+    let app = spawn_app_with(&[("DINGTALK_NOT_READY_WINDOW_SECS", "1")]).await;
+    add_group(&app.fake, GROUP, GroupKind::Inner, &members(3));
+    let key = app.notice(GROUP, "Old", "user0001").await;
+    app.fake.expire_query_data(&key);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    app.post_callback_signed(&app.mention("ex-1", GROUP, "user0001", "who read")).await;
+    let text = app.one_reply(GROUP).await;
+    assert!(text.contains(&DingTalkError::Expired.human(Lang::En)), "{text}");
+}
