@@ -50,6 +50,13 @@ pub struct Application {
 }
 
 impl Application {
+    /// Builds readbot from config: sled store in `data_dir`, HTTP DingTalk client.
+    pub async fn build(config: Config) -> Result<Self, StartError> {
+        let store = crate::store::sled_store::SledStore::open(&config.data_dir)?;
+        let api = crate::dingtalk::client::DingTalkClient::new(config.dingtalk.clone())?;
+        Self::build_with(config, Arc::new(api), Arc::new(store)).await
+    }
+
     /// Builds readbot from config with explicit DingTalk and store backends.
     pub async fn build_with(
         config: Config,

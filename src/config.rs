@@ -663,4 +663,15 @@ mod tests {
         let err = Config::from_toml_str("unknown_key = 1", &env(&base)).unwrap_err();
         assert!(err.to_string().contains("unknown_key"));
     }
+
+    #[test]
+    fn example_config_parses_and_lists_every_key() {
+        let text = include_str!("../deploy/readbot.example.toml");
+        let c = Config::from_toml_str(text, &env(&[])).unwrap();
+        assert_eq!(c.dingtalk.app_key, "dingxxxxxxxxxxxxxxxx");
+        for (_, key, _) in ENV_KEYS.iter().filter(|(_, k, _)| *k != "(none)") {
+            let leaf = key.rsplit('.').next().unwrap();
+            assert!(text.contains(&format!("{leaf} =")), "example config lacks {key}");
+        }
+    }
 }

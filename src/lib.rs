@@ -9,6 +9,7 @@
 //! - [`bot`]: transport-agnostic logic: commands, receipts, summaries.
 //! - [`render`]: minijinja templates, embedded and overridable.
 //! - [`http`]: axum routes: callback, notices API, health.
+//! - [`sandbox`]: `readbot sandbox`: readbot + fake DingTalk + demo group, end to end.
 //! - [`fake`]: a fake DingTalk speaking the documented wire format, for tests, benchmarks and the sandbox.
 
 pub mod app;
@@ -19,4 +20,5 @@ pub mod domain;
 pub mod fake;
 pub mod http;
 pub mod render;
+pub mod sandbox;
 pub mod store;
