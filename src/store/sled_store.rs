@@ -178,7 +178,7 @@ impl SledStore {
     }
 
     /// Loads the notice an index entry points to; `None` when the entry is
-    /// stale (notice missing or no longer matching `expected_index`).
+    /// stale (notice missing, or `index_of(notice)` no longer equals `index_key`).
     fn resolve(
         &self,
         index_key: &[u8],
