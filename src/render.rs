@@ -1,9 +1,21 @@
 //! Template rendering (minijinja): embedded defaults from `templates/`,
 //! overridable file by file from a folder named in config.
 //!
-//! (Placeholder until the templates work lands.)
+//! Templates are `<name>.<lang>.md.j2` (DingTalk-flavoured markdown) for
+//! every name in [`template_names`] and every [`Lang`]. The defaults are
+//! compiled into the binary; [`Renderer::new`] with a folder replaces any
+//! default whose file is present there. Every template is checked at
+//! start-up: syntax errors and unknown variables in an override are reported
+//! with the file's path before the first reply is sent.
+//!
+//! Settings: auto-escaping off (markdown, not HTML), `trim_blocks` and
+//! `lstrip_blocks` on, strict undefined (a misspelt variable is an error).
 
+use crate::bot::view::{ErrorView, HelpView, ListItemView, ListView, PersonView, SummaryView};
 use crate::domain::Lang;
+use minijinja::syntax::SyntaxConfig;
+use minijinja::value::{Serde, Value};
+use minijinja::{AutoEscape, Environment, UndefinedBehavior};
 use serde::Serialize;
 use std::path::Path;
 
@@ -13,33 +25,700 @@ pub enum RenderError {
     /// The template is missing or invalid, or rendering failed.
     #[error("template {name}: {message}")]
     Template {
-        /// Template file name.
+        /// Template file name (the full path for an override file).
         name: String,
         /// What went wrong.
         message: String,
     },
 }
 
+/// The template names, without language and extension.
+const NAMES: &[&str] = &["summary", "list", "help", "error"];
+
+/// Both languages, for iterating.
+const LANGS: [Lang; 2] = [Lang::En, Lang::Zh];
+
+/// The embedded defaults, by file name.
+const EMBEDDED: &[(&str, &str)] = &[
+    (
+        "summary.en.md.j2",
+        include_str!("../templates/summary.en.md.j2"),
+    ),
+    (
+        "summary.zh.md.j2",
+        include_str!("../templates/summary.zh.md.j2"),
+    ),
+    ("list.en.md.j2", include_str!("../templates/list.en.md.j2")),
+    ("list.zh.md.j2", include_str!("../templates/list.zh.md.j2")),
+    ("help.en.md.j2", include_str!("../templates/help.en.md.j2")),
+    ("help.zh.md.j2", include_str!("../templates/help.zh.md.j2")),
+    (
+        "error.en.md.j2",
+        include_str!("../templates/error.en.md.j2"),
+    ),
+    (
+        "error.zh.md.j2",
+        include_str!("../templates/error.zh.md.j2"),
+    ),
+];
+
+/// The template names (`summary`, `list`, `help`, `error`).
+pub fn template_names() -> &'static [&'static str] {
+    NAMES
+}
+
+/// The file name of a template: `<name>.<lang>.md.j2`.
+pub fn template_file_name(name: &str, lang: Lang) -> String {
+    format!("{name}.{}.md.j2", lang.code())
+}
+
+/// The embedded default source of a template file, if it exists.
+pub fn embedded_source(file_name: &str) -> Option<&'static str> {
+    EMBEDDED
+        .iter()
+        .find(|(f, _)| *f == file_name)
+        .map(|(_, src)| *src)
+}
+
+fn environment() -> Result<Environment<'static>, RenderError> {
+    let mut env = Environment::new();
+    env.set_auto_escape_callback(|_| AutoEscape::None);
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    let syntax = SyntaxConfig::builder()
+        .trim_blocks(true)
+        .lstrip_blocks(true)
+        .build()
+        .map_err(|e| RenderError::Template {
+            name: "<syntax>".into(),
+            message: e.to_string(),
+        })?;
+    env.set_syntax(syntax);
+    Ok(env)
+}
+
+fn template_error(name: impl Into<String>, e: &minijinja::Error) -> RenderError {
+    RenderError::Template {
+        name: name.into(),
+        message: e.to_string(),
+    }
+}
+
+/// Renders a template source once, with the same settings as [`Renderer`]
+/// (for previews and tests).
+pub fn render_str<T: Serialize>(source: &str, ctx: &T) -> Result<String, RenderError> {
+    let env = environment()?;
+    env.render_str(source, Value::from(Serde(ctx)))
+        .map_err(|e| template_error("<string>", &e))
+}
+
 /// Renders the named templates.
-pub struct Renderer {}
+pub struct Renderer {
+    env: Environment<'static>,
+    overridden: Vec<String>,
+}
+
+impl std::fmt::Debug for Renderer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Renderer")
+            .field("overridden", &self.overridden)
+            .finish_non_exhaustive()
+    }
+}
 
 impl Renderer {
     /// Loads embedded templates, then overrides from `dir` if given.
-    pub fn new(_dir: Option<&Path>) -> Result<Self, RenderError> {
-        Ok(Self {})
+    ///
+    /// Every `<name>.<lang>.md.j2` present in `dir` replaces the embedded
+    /// one; missing files fall back to the embedded defaults. Fails, naming
+    /// the file, when `dir` is not a folder, an override cannot be read, has
+    /// a syntax error or fails to render sample data (e.g. a misspelt
+    /// variable).
+    pub fn new(dir: Option<&Path>) -> Result<Self, RenderError> {
+        let mut env = environment()?;
+        for (file, source) in EMBEDDED {
+            env.add_template(file, source)
+                .map_err(|e| template_error(*file, &e))?;
+        }
+        let mut overridden = Vec::new();
+        if let Some(dir) = dir {
+            if !dir.is_dir() {
+                return Err(RenderError::Template {
+                    name: dir.display().to_string(),
+                    message: "the template folder does not exist or is not a folder".into(),
+                });
+            }
+            warn_unknown_files(dir);
+            for name in NAMES {
+                for lang in LANGS {
+                    let file = template_file_name(name, lang);
+                    let path = dir.join(&file);
+                    if !path.exists() {
+                        continue;
+                    }
+                    let shown = path.display().to_string();
+                    let source =
+                        std::fs::read_to_string(&path).map_err(|e| RenderError::Template {
+                            name: shown.clone(),
+                            message: format!("cannot read the file: {e}"),
+                        })?;
+                    env.add_template_owned(file.clone(), source)
+                        .map_err(|e| template_error(shown.clone(), &e))?;
+                    overridden.push(file);
+                }
+            }
+        }
+        let renderer = Self { env, overridden };
+        renderer.check(dir)?;
+        Ok(renderer)
     }
 
-    /// Renders `<name>.<lang>.md.j2` with `ctx`.
+    /// The template files that were replaced by files from the folder.
+    pub fn overridden(&self) -> &[String] {
+        &self.overridden
+    }
+
+    /// Renders `<name>.<lang>.md.j2` with `ctx` (trailing whitespace trimmed).
     pub fn render<T: Serialize>(
         &self,
         name: &str,
         lang: Lang,
         ctx: &T,
     ) -> Result<String, RenderError> {
-        let _ = ctx;
-        Err(RenderError::Template {
-            name: format!("{name}.{}.md.j2", lang.code()),
-            message: "not available yet".into(),
-        })
+        let file = template_file_name(name, lang);
+        let template = self
+            .env
+            .get_template(&file)
+            .map_err(|e| template_error(file.clone(), &e))?;
+        template
+            .render(Value::from(Serde(ctx)))
+            .map(|out| out.trim_end().to_owned())
+            .map_err(|e| template_error(file, &e))
+    }
+
+    /// Renders every template with sample contexts so that errors surface
+    /// at start-up, naming the override file when there is one.
+    fn check(&self, dir: Option<&Path>) -> Result<(), RenderError> {
+        for name in NAMES {
+            for lang in LANGS {
+                for ctx in samples(name) {
+                    if let Err(e) = self.render(name, lang, &ctx) {
+                        let file = template_file_name(name, lang);
+                        let shown = match dir {
+                            Some(d) if self.overridden.contains(&file) => {
+                                d.join(&file).display().to_string()
+                            }
+                            _ => file,
+                        };
+                        let RenderError::Template { message, .. } = e;
+                        return Err(RenderError::Template {
+                            name: shown,
+                            message,
+                        });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Logs files in the override folder that look like templates but match no
+/// known name (a typo would otherwise be silently ignored).
+fn warn_unknown_files(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        if file.ends_with(".j2") && embedded_source(&file).is_none() {
+            tracing::warn!(
+                file = %entry.path().display(),
+                "ignoring unknown template file (expected <name>.<lang>.md.j2 with name in {NAMES:?}, lang en or zh)"
+            );
+        }
+    }
+}
+
+fn person(name: &str, user_id: &str) -> PersonView {
+    PersonView {
+        name: name.into(),
+        user_id: user_id.into(),
+    }
+}
+
+fn sample_summary() -> SummaryView {
+    SummaryView {
+        title: "Fire drill on Friday".into(),
+        author: "Li Lei".into(),
+        sent_at: "2024-05-17 09:30".into(),
+        send_status: "SUCCESS".into(),
+        read_count: 3,
+        unread_count: 4,
+        member_count: 7,
+        percent: 42,
+        unread: vec![person("Han Meimei", "u4"), person("Wang Fang", "u5")],
+        unread_more: 2,
+        read: vec![
+            person("Li Lei", "u1"),
+            person("Zhang Wei", "u2"),
+            person("u3", "u3"),
+        ],
+        read_more: 0,
+        roster_source: "inner_group".into(),
+        roster_complete: true,
+        fallback: false,
+        truncated: false,
+        asker: "Li Lei".into(),
+    }
+}
+
+fn v<T: Serialize>(ctx: &T) -> Value {
+    Value::from(Serde(ctx))
+}
+
+/// Sample contexts for `name`, exercising the main branches; used for the
+/// start-up check.
+fn samples(name: &str) -> Vec<Value> {
+    match name {
+        "summary" => {
+            let full = sample_summary();
+            let unknown_roster = SummaryView {
+                member_count: 0,
+                unread_count: 0,
+                unread: vec![],
+                percent: 0,
+                read_more: 5,
+                roster_source: "learned".into(),
+                roster_complete: false,
+                fallback: true,
+                truncated: true,
+                send_status: "RECALLED".into(),
+                author: String::new(),
+                ..sample_summary()
+            };
+            let nobody = SummaryView {
+                read_count: 0,
+                read: vec![],
+                unread_count: 7,
+                unread_more: 5,
+                percent: 0,
+                send_status: "PROCESSING".into(),
+                roster_source: "scene_group".into(),
+                roster_complete: false,
+                ..sample_summary()
+            };
+            vec![v(&full), v(&unknown_roster), v(&nobody)]
+        }
+        "list" => vec![
+            v(&ListView {
+                notices: vec![
+                    ListItemView {
+                        n: 1,
+                        title: "Fire drill on Friday".into(),
+                        author: "Li Lei".into(),
+                        sent_at: "2024-05-17 09:30".into(),
+                    },
+                    ListItemView {
+                        n: 2,
+                        title: "Lunch menu".into(),
+                        author: String::new(),
+                        sent_at: "2024-05-16 11:00".into(),
+                    },
+                ],
+            }),
+            v(&ListView { notices: vec![] }),
+        ],
+        "help" => vec![
+            v(&HelpView {
+                unknown: String::new(),
+            }),
+            v(&HelpView {
+                unknown: "what?".into(),
+            }),
+        ],
+        "error" => vec![v(&ErrorView {
+            message: "DingTalk did not answer; try again in a minute.".into(),
+        })],
+        _ => vec![],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn renderer() -> Renderer {
+        Renderer::new(None).unwrap()
+    }
+
+    fn summary() -> SummaryView {
+        sample_summary()
+    }
+
+    #[test]
+    fn every_embedded_template_exists_and_renders_samples() {
+        let r = renderer();
+        assert_eq!(EMBEDDED.len(), NAMES.len() * LANGS.len());
+        for name in template_names() {
+            for lang in LANGS {
+                assert!(embedded_source(&template_file_name(name, lang)).is_some());
+                for ctx in samples(name) {
+                    let out = r.render(name, lang, &ctx).unwrap();
+                    assert!(!out.trim().is_empty(), "{name}.{lang:?}");
+                    assert!(!out.contains("{{") && !out.contains("{%"), "{out}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn summary_en_with_cuts() {
+        let out = renderer().render("summary", Lang::En, &summary()).unwrap();
+        println!("{out}");
+        assert!(out.starts_with("### Fire drill on Friday\n"), "{out}");
+        assert!(out.contains("From **Li Lei**, sent 2024-05-17 09:30"));
+        assert!(out.contains("Status: delivered"));
+        assert!(out.contains("**Read: 3/7 (42%)**"));
+        assert!(out.contains("**Unread (4):** Han Meimei, Wang Fang … and 2 more"));
+        assert!(out.contains("**Read (3):** Li Lei, Zhang Wei, u3\n"));
+        assert!(out.contains("Roster: group member list"));
+        assert!(!out.contains("incomplete"));
+        assert!(!out.contains("You have no notice here"));
+        assert!(!out.contains("page limit"));
+        assert!(!out.contains("\n\n\n"), "{out:?}");
+    }
+
+    #[test]
+    fn summary_zh_with_cuts() {
+        let out = renderer().render("summary", Lang::Zh, &summary()).unwrap();
+        println!("{out}");
+        assert!(out.contains("**Li Lei** 发送于 2024-05-17 09:30"));
+        assert!(out.contains("状态：已送达"));
+        assert!(out.contains("**已读：3/7（42%）**"));
+        assert!(out.contains("**未读（4）：**Han Meimei、Wang Fang … 等另外 2 人"));
+        assert!(out.contains("成员名单来源：群成员列表"));
+        assert!(!out.contains("\n\n\n"), "{out:?}");
+    }
+
+    #[test]
+    fn summary_with_unknown_roster_shows_only_readers() {
+        let ctx = SummaryView {
+            member_count: 0,
+            unread_count: 0,
+            unread: vec![],
+            percent: 0,
+            read_more: 5,
+            roster_source: "learned".into(),
+            roster_complete: false,
+            ..summary()
+        };
+        let en = renderer().render("summary", Lang::En, &ctx).unwrap();
+        println!("{en}");
+        assert!(en.contains("member list is unknown"));
+        assert!(en.contains("**Read by 3:** Li Lei, Zhang Wei, u3 … and 5 more"));
+        assert!(!en.contains("Unread"));
+        assert!(!en.contains("/0"));
+        let zh = renderer().render("summary", Lang::Zh, &ctx).unwrap();
+        assert!(zh.contains("成员名单未知"));
+        assert!(zh.contains("**已读 3 人：**Li Lei、Zhang Wei、u3 … 等另外 5 人"));
+        assert!(!zh.contains("未读"));
+    }
+
+    #[test]
+    fn summary_fallback_learned_incomplete_truncated() {
+        let ctx = SummaryView {
+            fallback: true,
+            truncated: true,
+            roster_source: "learned".into(),
+            roster_complete: false,
+            ..summary()
+        };
+        let en = renderer().render("summary", Lang::En, &ctx).unwrap();
+        println!("{en}");
+        assert!(en.contains("> You have no notice here, showing the group's last one."));
+        assert!(en.contains("members readbot has seen in this group (may be incomplete)"));
+        assert!(en.contains("member list may be incomplete"));
+        assert!(en.contains("page limit"));
+        assert!(!en.contains("\n\n\n"), "{en:?}");
+        let zh = renderer().render("summary", Lang::Zh, &ctx).unwrap();
+        println!("{zh}");
+        assert!(zh.contains("> 你在本群没有发过通知，以下是本群最近的一条。"));
+        assert!(zh.contains("readbot 在本群见过的成员（可能不完整）"));
+        assert!(zh.contains("截断"));
+        assert!(!zh.contains("\n\n\n"), "{zh:?}");
+    }
+
+    #[test]
+    fn summary_statuses_and_sources() {
+        let r = renderer();
+        let cases = [
+            (
+                "RECALLED",
+                "recalled by the sender: read data stops",
+                "已被发送者撤回",
+            ),
+            (
+                "PROCESSING",
+                "still being delivered: counts may grow",
+                "仍在投递中",
+            ),
+            ("WEIRD_NEW", "Status: WEIRD_NEW", "状态：WEIRD_NEW"),
+        ];
+        for (status, en_text, zh_text) in cases {
+            let ctx = SummaryView {
+                send_status: status.into(),
+                roster_source: "scene_group".into(),
+                ..summary()
+            };
+            let en = r.render("summary", Lang::En, &ctx).unwrap();
+            assert!(en.contains(en_text), "{en}");
+            assert!(en.contains("Roster: scene group member list"));
+            let zh = r.render("summary", Lang::Zh, &ctx).unwrap();
+            assert!(zh.contains(zh_text), "{zh}");
+            assert!(zh.contains("场景群成员列表"));
+        }
+    }
+
+    #[test]
+    fn summary_everyone_read_and_nobody_read() {
+        let r = renderer();
+        let all = SummaryView {
+            unread_count: 0,
+            unread: vec![],
+            unread_more: 0,
+            percent: 100,
+            ..summary()
+        };
+        assert!(r
+            .render("summary", Lang::En, &all)
+            .unwrap()
+            .contains("everyone has read it"));
+        let none = SummaryView {
+            read_count: 0,
+            read: vec![],
+            ..summary()
+        };
+        assert!(r
+            .render("summary", Lang::En, &none)
+            .unwrap()
+            .contains("**Read (0):** nobody yet"));
+        assert!(r
+            .render("summary", Lang::Zh, &none)
+            .unwrap()
+            .contains("**已读（0）：**暂无"));
+    }
+
+    #[test]
+    fn summary_without_author() {
+        let ctx = SummaryView {
+            author: String::new(),
+            ..summary()
+        };
+        let out = renderer().render("summary", Lang::En, &ctx).unwrap();
+        assert!(out.contains("\nSent 2024-05-17 09:30\n"), "{out}");
+    }
+
+    #[test]
+    fn list_renders_numbered_items_and_hint() {
+        let ctx = ListView {
+            notices: vec![
+                ListItemView {
+                    n: 1,
+                    title: "Drill".into(),
+                    author: "Li Lei".into(),
+                    sent_at: "2024-05-17 09:30".into(),
+                },
+                ListItemView {
+                    n: 2,
+                    title: "Menu".into(),
+                    author: String::new(),
+                    sent_at: "2024-05-16 11:00".into(),
+                },
+            ],
+        };
+        let en = renderer().render("list", Lang::En, &ctx).unwrap();
+        println!("{en}");
+        assert!(
+            en.contains("1. **Drill**, Li Lei, 2024-05-17 09:30\n2. **Menu**, 2024-05-16 11:00\n")
+        );
+        assert!(en.contains("`status N`"));
+        let zh = renderer().render("list", Lang::Zh, &ctx).unwrap();
+        assert!(
+            zh.contains("1. **Drill**，Li Lei，2024-05-17 09:30\n2. **Menu**，2024-05-16 11:00\n")
+        );
+        assert!(zh.contains("`状态 N`"));
+        let empty = renderer()
+            .render("list", Lang::En, &ListView { notices: vec![] })
+            .unwrap();
+        assert!(empty.contains("No notices"));
+    }
+
+    #[test]
+    fn help_lists_commands_and_unknown_text() {
+        let r = renderer();
+        for lang in LANGS {
+            let plain = r
+                .render(
+                    "help",
+                    lang,
+                    &HelpView {
+                        unknown: String::new(),
+                    },
+                )
+                .unwrap();
+            for cmd in [
+                "who read",
+                "status",
+                "谁读了",
+                "已读",
+                "谁没读",
+                "未读",
+                "list",
+                "列表",
+                "status N",
+                "状态 N",
+                "help",
+                "帮助",
+            ] {
+                assert!(plain.contains(cmd), "{lang:?} help lacks {cmd}");
+            }
+            let confused = r
+                .render(
+                    "help",
+                    lang,
+                    &HelpView {
+                        unknown: "banana".into(),
+                    },
+                )
+                .unwrap();
+            assert!(confused.contains("banana"));
+            assert!(!plain.contains("understand") && !plain.contains("没有看懂"));
+        }
+        let en = r
+            .render(
+                "help",
+                Lang::En,
+                &HelpView {
+                    unknown: "banana".into(),
+                },
+            )
+            .unwrap();
+        assert!(en.starts_with("I did not understand \"banana\"."), "{en}");
+    }
+
+    #[test]
+    fn error_shows_message() {
+        let ctx = ErrorView {
+            message: "DingTalk is down.".into(),
+        };
+        let r = renderer();
+        assert_eq!(
+            r.render("error", Lang::En, &ctx).unwrap(),
+            "**Sorry:** DingTalk is down."
+        );
+        assert_eq!(
+            r.render("error", Lang::Zh, &ctx).unwrap(),
+            "**抱歉：**DingTalk is down."
+        );
+    }
+
+    #[test]
+    fn markdown_is_not_html_escaped() {
+        let ctx = ErrorView {
+            message: "a < b & \"c\" 'd'".into(),
+        };
+        let out = renderer().render("error", Lang::En, &ctx).unwrap();
+        assert!(out.ends_with("a < b & \"c\" 'd'"), "{out}");
+    }
+
+    #[test]
+    fn override_folder_replaces_one_template_and_falls_back() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("error.en.md.j2"), "custom: {{ message }}\n").unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "not a template").unwrap();
+        let r = Renderer::new(Some(dir.path())).unwrap();
+        assert_eq!(r.overridden(), ["error.en.md.j2"]);
+        let ctx = ErrorView {
+            message: "boom".into(),
+        };
+        assert_eq!(r.render("error", Lang::En, &ctx).unwrap(), "custom: boom");
+        assert_eq!(r.render("error", Lang::Zh, &ctx).unwrap(), "**抱歉：**boom");
+        assert!(r
+            .render("summary", Lang::En, &summary())
+            .unwrap()
+            .contains("**Read: 3/7 (42%)**"));
+    }
+
+    #[test]
+    fn broken_override_is_a_clear_error_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("list.zh.md.j2");
+        std::fs::write(&path, "{% for x in notices %}\n{{ x.title }\n").unwrap();
+        let err = Renderer::new(Some(dir.path())).unwrap_err().to_string();
+        assert!(err.contains(&path.display().to_string()), "{err}");
+        assert!(err.contains("syntax error"), "{err}");
+    }
+
+    #[test]
+    fn override_with_misspelt_variable_fails_at_start_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("summary.en.md.j2");
+        std::fs::write(&path, "{{ titel }}").unwrap();
+        let err = Renderer::new(Some(dir.path())).unwrap_err().to_string();
+        assert!(err.contains(&path.display().to_string()), "{err}");
+        assert!(err.contains("undefined"), "{err}");
+    }
+
+    #[test]
+    fn missing_override_folder_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope");
+        let err = Renderer::new(Some(&missing)).unwrap_err().to_string();
+        assert!(err.contains("nope"), "{err}");
+    }
+
+    #[test]
+    fn strict_undefined() {
+        let ctx = ErrorView {
+            message: "x".into(),
+        };
+        let err = render_str("{{ mesage }}", &ctx).unwrap_err().to_string();
+        assert!(err.contains("undefined"), "{err}");
+        assert!(render_str("{% if nope %}x{% endif %}", &ctx).is_err());
+        assert!(render_str("{% for p in nope %}{% endfor %}", &ctx).is_err());
+        assert_eq!(render_str("{{ message }}!", &ctx).unwrap(), "x!");
+    }
+
+    #[test]
+    fn unknown_template_name_is_an_error() {
+        let err = renderer()
+            .render(
+                "nope",
+                Lang::En,
+                &HelpView {
+                    unknown: String::new(),
+                },
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("nope.en.md.j2"), "{err}");
+    }
+
+    #[test]
+    fn trim_and_lstrip_blocks_are_on() {
+        let ctx = ListView {
+            notices: vec![ListItemView {
+                n: 1,
+                title: "t".into(),
+                author: String::new(),
+                sent_at: "s".into(),
+            }],
+        };
+        let out = render_str(
+            "a\n  {% for i in notices %}\n{{ i.n }}\n  {% endfor %}\nb",
+            &ctx,
+        )
+        .unwrap();
+        assert_eq!(out, "a\n1\nb");
     }
 }

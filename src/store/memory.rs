@@ -1,1 +1,187 @@
-//! In-memory `Store` for unit tests (filled in by the store work).
+//! In-memory [`Store`] for unit tests: the same semantics as
+//! [`super::sled_store::SledStore`], without durability.
+//!
+//! Orderings match the sled backend exactly: notices are listed by
+//! `sent_at` descending, ties broken by key ascending (byte order).
+
+use super::{Claim, Store, StoreError};
+use crate::domain::{EpochMillis, MsgId, Notice, OpenConversationId, ProcessQueryKey, UserId};
+use async_trait::async_trait;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Mutex, MutexGuard};
+
+/// State of a de-duplication mark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mark {
+    InFlight,
+    Done(EpochMillis),
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    notices: HashMap<ProcessQueryKey, Notice>,
+    dedup: HashMap<MsgId, Mark>,
+    names: HashMap<UserId, (String, EpochMillis)>,
+    roster: HashMap<OpenConversationId, BTreeMap<UserId, EpochMillis>>,
+}
+
+/// A [`Store`] kept in memory behind a mutex.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> Result<MutexGuard<'_, Inner>, StoreError> {
+        self.inner
+            .lock()
+            .map_err(|_| StoreError::Backend("memory store mutex poisoned".into()))
+    }
+}
+
+/// Newest first, ties by key ascending: the sled index order.
+fn listing_order(n: &Notice) -> (Reverse<EpochMillis>, &str) {
+    (Reverse(n.sent_at), n.key.as_str())
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn record_notice(&self, notice: &Notice) -> Result<(), StoreError> {
+        self.lock()?
+            .notices
+            .insert(notice.key.clone(), notice.clone());
+        Ok(())
+    }
+
+    async fn notice(&self, key: &ProcessQueryKey) -> Result<Option<Notice>, StoreError> {
+        Ok(self.lock()?.notices.get(key).cloned())
+    }
+
+    async fn notices_in_group(
+        &self,
+        group: &OpenConversationId,
+        limit: usize,
+    ) -> Result<Vec<Notice>, StoreError> {
+        let inner = self.lock()?;
+        let mut found: Vec<&Notice> = inner
+            .notices
+            .values()
+            .filter(|n| &n.group == group)
+            .collect();
+        found.sort_by(|a, b| listing_order(a).cmp(&listing_order(b)));
+        Ok(found.into_iter().take(limit).cloned().collect())
+    }
+
+    async fn last_notice_by(
+        &self,
+        group: &OpenConversationId,
+        author: &UserId,
+    ) -> Result<Option<Notice>, StoreError> {
+        let inner = self.lock()?;
+        Ok(inner
+            .notices
+            .values()
+            .filter(|n| &n.group == group && n.author.as_ref() == Some(author))
+            .min_by(|a, b| listing_order(a).cmp(&listing_order(b)))
+            .cloned())
+    }
+
+    async fn notice_count(&self) -> Result<u64, StoreError> {
+        Ok(self.lock()?.notices.len() as u64)
+    }
+
+    async fn claim_message(&self, id: &MsgId, _now: EpochMillis) -> Result<Claim, StoreError> {
+        let mut inner = self.lock()?;
+        Ok(match inner.dedup.get(id) {
+            None => {
+                inner.dedup.insert(id.clone(), Mark::InFlight);
+                Claim::New
+            }
+            Some(Mark::InFlight) => Claim::InFlight,
+            Some(Mark::Done(_)) => Claim::Done,
+        })
+    }
+
+    async fn finish_message(&self, id: &MsgId, now: EpochMillis) -> Result<(), StoreError> {
+        self.lock()?.dedup.insert(id.clone(), Mark::Done(now));
+        Ok(())
+    }
+
+    async fn prune_done_marks(&self, before: EpochMillis) -> Result<usize, StoreError> {
+        let mut inner = self.lock()?;
+        let len = inner.dedup.len();
+        inner
+            .dedup
+            .retain(|_, mark| !matches!(mark, Mark::Done(at) if *at < before));
+        Ok(len - inner.dedup.len())
+    }
+
+    async fn cached_names(
+        &self,
+        users: &[UserId],
+        fresh_since: EpochMillis,
+    ) -> Result<Vec<(UserId, String)>, StoreError> {
+        let inner = self.lock()?;
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for user in users {
+            if !seen.insert(user) {
+                continue;
+            }
+            if let Some((name, fetched_at)) = inner.names.get(user) {
+                if *fetched_at >= fresh_since {
+                    out.push((user.clone(), name.clone()));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn cache_names(
+        &self,
+        names: &[(UserId, String)],
+        now: EpochMillis,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock()?;
+        for (user, name) in names {
+            inner.names.insert(user.clone(), (name.clone(), now));
+        }
+        Ok(())
+    }
+
+    async fn remember_members(
+        &self,
+        group: &OpenConversationId,
+        users: &[UserId],
+        now: EpochMillis,
+    ) -> Result<(), StoreError> {
+        if users.is_empty() {
+            return Ok(());
+        }
+        let mut inner = self.lock()?;
+        let roster = inner.roster.entry(group.clone()).or_default();
+        for user in users {
+            roster.insert(user.clone(), now);
+        }
+        Ok(())
+    }
+
+    async fn learned_members(&self, group: &OpenConversationId) -> Result<Vec<UserId>, StoreError> {
+        Ok(self
+            .lock()?
+            .roster
+            .get(group)
+            .map(|r| r.keys().cloned().collect())
+            .unwrap_or_default())
+    }
+
+    async fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}

@@ -6,6 +6,8 @@
 //! [`sled_store::SledStore`] (production) and [`memory::MemoryStore`]
 //! (unit tests); one conformance suite runs against both.
 
+#[cfg(test)]
+mod conformance;
 pub mod memory;
 pub mod sled_store;
 

@@ -1,1 +1,628 @@
-//! sled-backed `Store` (filled in by the store work).
+//! sled-backed [`Store`]: the production backend.
+//!
+//! # Layout
+//!
+//! Ids are non-empty strings without control characters (see
+//! [`crate::domain`]), so `0x00` is a safe separator: `cid1 ‖ 0x00` is never
+//! a prefix of `cid10 ‖ 0x00`. Times in index keys are "reverse" big-endian
+//! `u64`s (`!(t as u64 ^ 1 << 63)`), so an ascending scan yields newest first.
+//!
+//! | tree        | key                                               | value                          |
+//! |-------------|---------------------------------------------------|--------------------------------|
+//! | `notices`   | processQueryKey                                   | JSON [`Notice`]                |
+//! | `by_group`  | group ‖ 0x00 ‖ rev(sent_at) ‖ key                 | key                            |
+//! | `by_author` | group ‖ 0x00 ‖ author ‖ 0x00 ‖ rev(sent_at) ‖ key | key                            |
+//! | `dedup`     | msgId                                             | state byte (1 in-flight, 2 done) ‖ i64 BE time |
+//! | `names`     | userId                                            | JSON `{name, fetched_at}`      |
+//! | `roster`    | group ‖ 0x00 ‖ userId                             | i64 BE last seen               |
+//!
+//! # Durability
+//!
+//! `record_notice`, `claim_message` (when it returns [`Claim::New`]) and
+//! `finish_message` flush before returning. The name cache and the learned
+//! roster are not flushed on each write: losing the last few entries in a
+//! crash only costs a refetch; sled flushes them periodically, on drop, on
+//! [`Store::flush`] and with the next durable write.
+//!
+//! A notice and its index entries are written in one sled transaction.
+//! Readers still verify that an index entry matches the notice it points to
+//! and skip entries that do not (defence in depth).
+
+use super::{Claim, Store, StoreError};
+use crate::domain::{EpochMillis, MsgId, Notice, OpenConversationId, ProcessQueryKey, UserId};
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::{Transactional, Tree};
+use std::collections::HashSet;
+use std::path::Path;
+
+const SEP: u8 = 0x00;
+const MARK_IN_FLIGHT: u8 = 1;
+const MARK_DONE: u8 = 2;
+
+/// The sled-backed store.
+#[derive(Clone)]
+pub struct SledStore {
+    db: sled::Db,
+    notices: Tree,
+    by_group: Tree,
+    by_author: Tree,
+    dedup: Tree,
+    names: Tree,
+    roster: Tree,
+}
+
+impl std::fmt::Debug for SledStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SledStore").finish_non_exhaustive()
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct CachedName {
+    name: String,
+    fetched_at: EpochMillis,
+}
+
+fn backend(e: sled::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+/// Order-preserving map of `i64` to `u64`, inverted so ascending bytes mean
+/// newest first.
+fn rev_time(t: EpochMillis) -> [u8; 8] {
+    (!((t as u64) ^ (1 << 63))).to_be_bytes()
+}
+
+fn group_prefix(group: &OpenConversationId) -> Vec<u8> {
+    let mut k = Vec::with_capacity(group.as_str().len() + 1);
+    k.extend_from_slice(group.as_str().as_bytes());
+    k.push(SEP);
+    k
+}
+
+fn author_prefix(group: &OpenConversationId, author: &UserId) -> Vec<u8> {
+    let mut k = group_prefix(group);
+    k.extend_from_slice(author.as_str().as_bytes());
+    k.push(SEP);
+    k
+}
+
+fn group_index_key(n: &Notice) -> Vec<u8> {
+    let mut k = group_prefix(&n.group);
+    k.extend_from_slice(&rev_time(n.sent_at));
+    k.extend_from_slice(n.key.as_str().as_bytes());
+    k
+}
+
+fn author_index_key(n: &Notice) -> Option<Vec<u8>> {
+    let author = n.author.as_ref()?;
+    let mut k = author_prefix(&n.group, author);
+    k.extend_from_slice(&rev_time(n.sent_at));
+    k.extend_from_slice(n.key.as_str().as_bytes());
+    Some(k)
+}
+
+fn roster_key(group: &OpenConversationId, user: &UserId) -> Vec<u8> {
+    let mut k = group_prefix(group);
+    k.extend_from_slice(user.as_str().as_bytes());
+    k
+}
+
+fn decode_notice(key: &[u8], bytes: &[u8]) -> Result<Notice, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        StoreError::Corrupt(format!(
+            "notice {:?}: {e}",
+            String::from_utf8_lossy(key).as_ref()
+        ))
+    })
+}
+
+fn encode_mark(state: u8, at: EpochMillis) -> [u8; 9] {
+    let mut v = [0u8; 9];
+    v[0] = state;
+    v[1..].copy_from_slice(&at.to_be_bytes());
+    v
+}
+
+/// A decoded de-duplication mark: (state, time).
+fn decode_mark(key: &[u8], bytes: &[u8]) -> Result<(u8, EpochMillis), StoreError> {
+    let corrupt = || {
+        StoreError::Corrupt(format!(
+            "dedup mark {:?}: bad value of {} bytes",
+            String::from_utf8_lossy(key).as_ref(),
+            bytes.len()
+        ))
+    };
+    let (&state, rest) = bytes.split_first().ok_or_else(corrupt)?;
+    let time: [u8; 8] = rest.try_into().map_err(|_| corrupt())?;
+    if state != MARK_IN_FLIGHT && state != MARK_DONE {
+        return Err(corrupt());
+    }
+    Ok((state, i64::from_be_bytes(time)))
+}
+
+impl SledStore {
+    /// Opens (or creates) the store in `dir`.
+    ///
+    /// Fails with a message naming the folder when it cannot be opened, e.g.
+    /// because another process holds it or it is not writable.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let fail = |e: sled::Error| {
+            StoreError::Backend(format!(
+                "cannot open the store in folder {} (is another readbot using it, or is it not writable?): {e}",
+                dir.display()
+            ))
+        };
+        let db = sled::Config::new().path(dir).open().map_err(fail)?;
+        let tree = |name: &str| db.open_tree(name).map_err(fail);
+        Ok(Self {
+            notices: tree("notices")?,
+            by_group: tree("by_group")?,
+            by_author: tree("by_author")?,
+            dedup: tree("dedup")?,
+            names: tree("names")?,
+            roster: tree("roster")?,
+            db,
+        })
+    }
+
+    /// Bytes used on disk (0 if it cannot be determined).
+    pub fn size_on_disk(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+
+    async fn durable(&self) -> Result<(), StoreError> {
+        self.db.flush_async().await.map(|_| ()).map_err(backend)
+    }
+
+    /// Loads the notice an index entry points to; `None` when the entry is
+    /// stale (notice missing, or `index_of(notice)` no longer equals `index_key`).
+    fn resolve(
+        &self,
+        index_key: &[u8],
+        notice_key: &[u8],
+        index_of: impl Fn(&Notice) -> Option<Vec<u8>>,
+    ) -> Result<Option<Notice>, StoreError> {
+        let Some(bytes) = self.notices.get(notice_key).map_err(backend)? else {
+            tracing::warn!("skipping index entry pointing to a missing notice");
+            return Ok(None);
+        };
+        let notice = decode_notice(notice_key, &bytes)?;
+        if index_of(&notice).as_deref() == Some(index_key) {
+            Ok(Some(notice))
+        } else {
+            tracing::warn!(key = %notice.key, "skipping stale index entry");
+            Ok(None)
+        }
+    }
+}
+
+#[async_trait]
+impl Store for SledStore {
+    async fn record_notice(&self, notice: &Notice) -> Result<(), StoreError> {
+        let value = serde_json::to_vec(notice)
+            .map_err(|e| StoreError::Backend(format!("cannot encode notice: {e}")))?;
+        let key = notice.key.as_str().as_bytes();
+        let new_group = group_index_key(notice);
+        let new_author = author_index_key(notice);
+        let result: Result<(), TransactionError<StoreError>> =
+            (&self.notices, &self.by_group, &self.by_author).transaction(|(n, g, a)| {
+                if let Some(old) = n.get(key)? {
+                    // A corrupt old record cannot tell us its index entries;
+                    // overwrite it anyway: readers skip mismatching entries.
+                    if let Ok(old) = serde_json::from_slice::<Notice>(&old) {
+                        g.remove(group_index_key(&old))?;
+                        if let Some(k) = author_index_key(&old) {
+                            a.remove(k)?;
+                        }
+                    }
+                }
+                n.insert(key, value.as_slice())?;
+                g.insert(new_group.as_slice(), key)?;
+                if let Some(k) = &new_author {
+                    a.insert(k.as_slice(), key)?;
+                }
+                Ok::<(), ConflictableTransactionError<StoreError>>(())
+            });
+        result.map_err(|e| match e {
+            TransactionError::Abort(e) => e,
+            TransactionError::Storage(e) => backend(e),
+        })?;
+        self.durable().await
+    }
+
+    async fn notice(&self, key: &ProcessQueryKey) -> Result<Option<Notice>, StoreError> {
+        let k = key.as_str().as_bytes();
+        match self.notices.get(k).map_err(backend)? {
+            Some(bytes) => decode_notice(k, &bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn notices_in_group(
+        &self,
+        group: &OpenConversationId,
+        limit: usize,
+    ) -> Result<Vec<Notice>, StoreError> {
+        let mut out = Vec::new();
+        if limit == 0 {
+            return Ok(out);
+        }
+        for entry in self.by_group.scan_prefix(group_prefix(group)) {
+            let (index_key, notice_key) = entry.map_err(backend)?;
+            if let Some(n) = self.resolve(&index_key, &notice_key, |n| Some(group_index_key(n)))? {
+                out.push(n);
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn last_notice_by(
+        &self,
+        group: &OpenConversationId,
+        author: &UserId,
+    ) -> Result<Option<Notice>, StoreError> {
+        for entry in self.by_author.scan_prefix(author_prefix(group, author)) {
+            let (index_key, notice_key) = entry.map_err(backend)?;
+            if let Some(n) = self.resolve(&index_key, &notice_key, author_index_key)? {
+                return Ok(Some(n));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn notice_count(&self) -> Result<u64, StoreError> {
+        let notices = self.notices.clone();
+        tokio::task::spawn_blocking(move || notices.len() as u64)
+            .await
+            .map_err(|e| StoreError::Backend(format!("count task failed: {e}")))
+    }
+
+    async fn claim_message(&self, id: &MsgId, now: EpochMillis) -> Result<Claim, StoreError> {
+        let key = id.as_str().as_bytes();
+        let mark = encode_mark(MARK_IN_FLIGHT, now);
+        loop {
+            let cas = self
+                .dedup
+                .compare_and_swap(key, None::<&[u8]>, Some(&mark[..]))
+                .map_err(backend)?;
+            match cas {
+                Ok(()) => {
+                    self.durable().await?;
+                    return Ok(Claim::New);
+                }
+                Err(conflict) => match conflict.current {
+                    Some(current) => {
+                        let (state, _) = decode_mark(key, &current)?;
+                        return Ok(if state == MARK_DONE {
+                            Claim::Done
+                        } else {
+                            Claim::InFlight
+                        });
+                    }
+                    // Removed between our attempt and now (prune): retry.
+                    None => continue,
+                },
+            }
+        }
+    }
+
+    async fn finish_message(&self, id: &MsgId, now: EpochMillis) -> Result<(), StoreError> {
+        self.dedup
+            .insert(id.as_str().as_bytes(), &encode_mark(MARK_DONE, now)[..])
+            .map_err(backend)?;
+        self.durable().await
+    }
+
+    async fn prune_done_marks(&self, before: EpochMillis) -> Result<usize, StoreError> {
+        let dedup = self.dedup.clone();
+        let removed = tokio::task::spawn_blocking(move || -> Result<usize, StoreError> {
+            let mut removed = 0;
+            for entry in dedup.iter() {
+                let (key, value) = entry.map_err(backend)?;
+                let (state, at) = decode_mark(&key, &value)?;
+                if state == MARK_DONE && at < before {
+                    // Only remove the exact value we saw: never a fresh claim.
+                    let cas = dedup
+                        .compare_and_swap(&key, Some(&value), None::<&[u8]>)
+                        .map_err(backend)?;
+                    if cas.is_ok() {
+                        removed += 1;
+                    }
+                }
+            }
+            Ok(removed)
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("prune task failed: {e}")))??;
+        if removed > 0 {
+            self.durable().await?;
+        }
+        Ok(removed)
+    }
+
+    async fn cached_names(
+        &self,
+        users: &[UserId],
+        fresh_since: EpochMillis,
+    ) -> Result<Vec<(UserId, String)>, StoreError> {
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for user in users {
+            if !seen.insert(user) {
+                continue;
+            }
+            let key = user.as_str().as_bytes();
+            let Some(bytes) = self.names.get(key).map_err(backend)? else {
+                continue;
+            };
+            let cached: CachedName = serde_json::from_slice(&bytes)
+                .map_err(|e| StoreError::Corrupt(format!("cached name of {user}: {e}")))?;
+            if cached.fetched_at >= fresh_since {
+                out.push((user.clone(), cached.name));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn cache_names(
+        &self,
+        names: &[(UserId, String)],
+        now: EpochMillis,
+    ) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for (user, name) in names {
+            let value = serde_json::to_vec(&CachedName {
+                name: name.clone(),
+                fetched_at: now,
+            })
+            .map_err(|e| StoreError::Backend(format!("cannot encode name: {e}")))?;
+            batch.insert(user.as_str().as_bytes(), value);
+        }
+        self.names.apply_batch(batch).map_err(backend)
+    }
+
+    async fn remember_members(
+        &self,
+        group: &OpenConversationId,
+        users: &[UserId],
+        now: EpochMillis,
+    ) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for user in users {
+            batch.insert(roster_key(group, user), &now.to_be_bytes()[..]);
+        }
+        self.roster.apply_batch(batch).map_err(backend)
+    }
+
+    async fn learned_members(&self, group: &OpenConversationId) -> Result<Vec<UserId>, StoreError> {
+        let prefix = group_prefix(group);
+        let mut out = Vec::new();
+        for key in self.roster.scan_prefix(&prefix).keys() {
+            let key = key.map_err(backend)?;
+            let user = std::str::from_utf8(&key[prefix.len()..])
+                .ok()
+                .and_then(|s| UserId::parse(s).ok())
+                .ok_or_else(|| {
+                    StoreError::Corrupt(format!(
+                        "roster entry {:?}",
+                        String::from_utf8_lossy(&key).as_ref()
+                    ))
+                })?;
+            out.push(user);
+        }
+        Ok(out)
+    }
+
+    async fn flush(&self) -> Result<(), StoreError> {
+        self.durable().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::RobotCode;
+    use crate::store::conformance::{gid, mid, notice, uid};
+    use proptest::prelude::*;
+
+    #[tokio::test]
+    async fn data_survives_drop_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let n1 = notice("k1", "cid1", Some("alice"), 1_000);
+        let n2 = notice("k2", "cid1", None, 2_000);
+        {
+            let s = SledStore::open(dir.path()).unwrap();
+            s.record_notice(&n1).await.unwrap();
+            s.record_notice(&n2).await.unwrap();
+            assert_eq!(s.claim_message(&mid("done"), 5).await.unwrap(), Claim::New);
+            s.finish_message(&mid("done"), 6).await.unwrap();
+            assert_eq!(s.claim_message(&mid("busy"), 5).await.unwrap(), Claim::New);
+            s.cache_names(&[(uid("alice"), "Alice".into())], 7)
+                .await
+                .unwrap();
+            s.remember_members(&gid("cid1"), &[uid("bob")], 8)
+                .await
+                .unwrap();
+            assert!(s.size_on_disk() > 0);
+        }
+        let s = SledStore::open(dir.path()).unwrap();
+        assert_eq!(s.notice_count().await.unwrap(), 2);
+        assert_eq!(s.notice(&n1.key).await.unwrap(), Some(n1.clone()));
+        assert_eq!(
+            s.notices_in_group(&gid("cid1"), 10).await.unwrap(),
+            vec![n2, n1.clone()]
+        );
+        assert_eq!(
+            s.last_notice_by(&gid("cid1"), &uid("alice")).await.unwrap(),
+            Some(n1)
+        );
+        assert_eq!(s.claim_message(&mid("done"), 9).await.unwrap(), Claim::Done);
+        assert_eq!(
+            s.claim_message(&mid("busy"), 9).await.unwrap(),
+            Claim::InFlight
+        );
+        assert_eq!(
+            s.cached_names(&[uid("alice")], 0).await.unwrap(),
+            vec![(uid("alice"), "Alice".to_owned())]
+        );
+        assert_eq!(
+            s.learned_members(&gid("cid1")).await.unwrap(),
+            vec![uid("bob")]
+        );
+    }
+
+    #[test]
+    fn open_names_the_folder_when_locked() {
+        let dir = tempfile::tempdir().unwrap();
+        let _held = SledStore::open(dir.path()).unwrap();
+        let err = SledStore::open(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains(&dir.path().display().to_string()),
+            "error does not name the folder: {err}"
+        );
+    }
+
+    #[test]
+    fn open_names_the_folder_when_not_a_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("plain-file");
+        std::fs::write(&file, b"x").unwrap();
+        let err = SledStore::open(&file).unwrap_err().to_string();
+        assert!(err.contains("plain-file"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn corrupt_records_are_errors_not_panics() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SledStore::open(dir.path()).unwrap();
+        let n = notice("k1", "cid1", Some("alice"), 1_000);
+        s.record_notice(&n).await.unwrap();
+        s.notices.insert("k1", &b"{not json"[..]).unwrap();
+        s.dedup.insert("m1", &b"\x07"[..]).unwrap();
+        s.names.insert("alice", &b"[]"[..]).unwrap();
+        assert!(matches!(
+            s.notice(&n.key).await,
+            Err(StoreError::Corrupt(_))
+        ));
+        assert!(matches!(
+            s.notices_in_group(&gid("cid1"), 5).await,
+            Err(StoreError::Corrupt(_))
+        ));
+        assert!(matches!(
+            s.claim_message(&mid("m1"), 1).await,
+            Err(StoreError::Corrupt(_))
+        ));
+        assert!(matches!(
+            s.prune_done_marks(10).await,
+            Err(StoreError::Corrupt(_))
+        ));
+        assert!(matches!(
+            s.cached_names(&[uid("alice")], 0).await,
+            Err(StoreError::Corrupt(_))
+        ));
+        // Re-recording repairs a corrupt notice.
+        s.record_notice(&n).await.unwrap();
+        assert_eq!(s.notices_in_group(&gid("cid1"), 5).await.unwrap(), vec![n]);
+    }
+
+    #[tokio::test]
+    async fn dangling_index_entries_are_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SledStore::open(dir.path()).unwrap();
+        let n = notice("k1", "cid1", Some("alice"), 1_000);
+        s.record_notice(&n).await.unwrap();
+        // As if a crash had left indexes without their notice.
+        let ghost = notice("ghost", "cid1", Some("alice"), 5_000);
+        s.by_group.insert(group_index_key(&ghost), "ghost").unwrap();
+        s.by_author
+            .insert(author_index_key(&ghost).unwrap(), "ghost")
+            .unwrap();
+        // And an index entry pointing at a notice that does not match it.
+        let stale = notice("k1", "cid1", Some("alice"), 9_000);
+        s.by_group.insert(group_index_key(&stale), "k1").unwrap();
+        assert_eq!(
+            s.notices_in_group(&gid("cid1"), 5).await.unwrap(),
+            vec![n.clone()]
+        );
+        assert_eq!(
+            s.last_notice_by(&gid("cid1"), &uid("alice")).await.unwrap(),
+            Some(n)
+        );
+    }
+
+    #[test]
+    fn reverse_time_orders_newest_first() {
+        let times = [i64::MIN, -1, 0, 1, 1_700_000_000_000, i64::MAX];
+        for w in times.windows(2) {
+            assert!(rev_time(w[0]) > rev_time(w[1]), "{w:?}");
+        }
+    }
+
+    fn id_strategy() -> impl Strategy<Value = String> {
+        // Printable, non-blank, including base64 punctuation and CJK.
+        "[A-Za-z0-9+/=_.-][A-Za-z0-9+/=_. 中文-]{0,30}"
+    }
+
+    fn notice_strategy() -> impl Strategy<Value = Notice> {
+        (
+            id_strategy(),
+            id_strategy(),
+            id_strategy(),
+            ".*",
+            proptest::option::of(id_strategy()),
+            proptest::option::of(".*"),
+            ".*",
+            any::<i64>(),
+        )
+            .prop_map(
+                |(key, group, robot, title, author, author_name, msg_key, sent_at)| Notice {
+                    key: ProcessQueryKey::parse(key).unwrap(),
+                    group: OpenConversationId::parse(group).unwrap(),
+                    robot_code: RobotCode::parse(robot).unwrap(),
+                    title,
+                    author: author.map(|a| UserId::parse(a).unwrap()),
+                    author_name,
+                    msg_key,
+                    sent_at,
+                },
+            )
+    }
+
+    #[test]
+    fn arbitrary_notices_round_trip() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let s = SledStore::open(dir.path()).unwrap();
+        let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+            cases: 64,
+            ..ProptestConfig::default()
+        });
+        runner
+            .run(&notice_strategy(), |n| {
+                rt.block_on(async {
+                    s.record_notice(&n).await.unwrap();
+                    prop_assert_eq!(s.notice(&n.key).await.unwrap(), Some(n.clone()));
+                    let listed = s.notices_in_group(&n.group, usize::MAX).await.unwrap();
+                    prop_assert!(listed.contains(&n));
+                    prop_assert!(listed.windows(2).all(|w| w[0].sent_at >= w[1].sent_at));
+                    if let Some(author) = &n.author {
+                        let last = s.last_notice_by(&n.group, author).await.unwrap().unwrap();
+                        prop_assert!(last.sent_at >= n.sent_at);
+                        prop_assert_eq!(&last.group, &n.group);
+                        prop_assert_eq!(last.author.as_ref(), Some(author));
+                    }
+                    Ok(())
+                })
+            })
+            .unwrap();
+    }
+}

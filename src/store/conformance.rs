@@ -1,0 +1,368 @@
+//! One conformance suite, generic over [`Store`], run against every backend.
+//!
+//! Each case is an `async fn` taking the store under test; the
+//! `conformance!` macro instantiates all cases for one backend.
+
+use super::{Claim, Store};
+use crate::domain::{
+    EpochMillis, MsgId, Notice, OpenConversationId, ProcessQueryKey, RobotCode, UserId,
+};
+use std::sync::Arc;
+
+pub(crate) fn gid(s: &str) -> OpenConversationId {
+    OpenConversationId::parse(s).unwrap()
+}
+
+pub(crate) fn uid(s: &str) -> UserId {
+    UserId::parse(s).unwrap()
+}
+
+pub(crate) fn mid(s: &str) -> MsgId {
+    MsgId::parse(s).unwrap()
+}
+
+pub(crate) fn notice(key: &str, group: &str, author: Option<&str>, sent_at: EpochMillis) -> Notice {
+    Notice {
+        key: ProcessQueryKey::parse(key).unwrap(),
+        group: gid(group),
+        robot_code: RobotCode::parse("dingrobot").unwrap(),
+        title: format!("title of {key}"),
+        author: author.map(uid),
+        author_name: author.map(|a| format!("name of {a}")),
+        msg_key: "sampleMarkdown".into(),
+        sent_at,
+    }
+}
+
+fn keys(ns: &[Notice]) -> Vec<&str> {
+    ns.iter().map(|n| n.key.as_str()).collect()
+}
+
+pub(crate) async fn record_and_get<S: Store>(s: &S) {
+    let n = notice("k1+/=", "cid1", Some("alice"), 1_000);
+    assert_eq!(s.notice(&n.key).await.unwrap(), None);
+    assert_eq!(s.notice_count().await.unwrap(), 0);
+    s.record_notice(&n).await.unwrap();
+    assert_eq!(s.notice(&n.key).await.unwrap(), Some(n.clone()));
+    assert_eq!(s.notice_count().await.unwrap(), 1);
+    let other = ProcessQueryKey::parse("k2").unwrap();
+    assert_eq!(s.notice(&other).await.unwrap(), None);
+}
+
+pub(crate) async fn list_newest_first_with_limit<S: Store>(s: &S) {
+    // Recorded out of order; includes a negative and a zero time and a tie.
+    for n in [
+        notice("b", "cid1", Some("alice"), 2_000),
+        notice("a", "cid1", Some("bob"), 3_000),
+        notice("d", "cid1", None, -5),
+        notice("c", "cid1", Some("alice"), 0),
+        notice("e", "cid1", Some("bob"), 2_000),
+    ] {
+        s.record_notice(&n).await.unwrap();
+    }
+    let all = s.notices_in_group(&gid("cid1"), 100).await.unwrap();
+    // Newest first; a tie is broken by key ascending.
+    assert_eq!(keys(&all), ["a", "b", "e", "c", "d"]);
+    let two = s.notices_in_group(&gid("cid1"), 2).await.unwrap();
+    assert_eq!(keys(&two), ["a", "b"]);
+    assert!(s
+        .notices_in_group(&gid("cid1"), 0)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(s
+        .notices_in_group(&gid("cid2"), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(s.notice_count().await.unwrap(), 5);
+}
+
+pub(crate) async fn groups_with_prefix_ids_do_not_leak<S: Store>(s: &S) {
+    s.record_notice(&notice("k1", "cid1", Some("al"), 1_000))
+        .await
+        .unwrap();
+    s.record_notice(&notice("k10", "cid10", Some("al"), 2_000))
+        .await
+        .unwrap();
+    s.record_notice(&notice("k1b", "cid1", Some("alice"), 3_000))
+        .await
+        .unwrap();
+
+    let g1 = s.notices_in_group(&gid("cid1"), 10).await.unwrap();
+    assert_eq!(keys(&g1), ["k1b", "k1"]);
+    let g10 = s.notices_in_group(&gid("cid10"), 10).await.unwrap();
+    assert_eq!(keys(&g10), ["k10"]);
+    assert!(s
+        .notices_in_group(&gid("cid"), 10)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // Author "al" is a prefix of "alice"; group "cid1" a prefix of "cid10".
+    let al1 = s.last_notice_by(&gid("cid1"), &uid("al")).await.unwrap();
+    assert_eq!(
+        al1.map(|n| n.key.as_str().to_owned()).as_deref(),
+        Some("k1")
+    );
+    let al10 = s.last_notice_by(&gid("cid10"), &uid("al")).await.unwrap();
+    assert_eq!(
+        al10.map(|n| n.key.as_str().to_owned()).as_deref(),
+        Some("k10")
+    );
+    assert_eq!(
+        s.last_notice_by(&gid("cid10"), &uid("alice"))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        s.last_notice_by(&gid("cid"), &uid("al")).await.unwrap(),
+        None
+    );
+}
+
+pub(crate) async fn last_notice_by_author<S: Store>(s: &S) {
+    for n in [
+        notice("a1", "cid1", Some("alice"), 1_000),
+        notice("b1", "cid1", Some("bob"), 5_000),
+        notice("a2", "cid1", Some("alice"), 3_000),
+        notice("x", "cid1", None, 9_000),
+        notice("a3", "cid2", Some("alice"), 9_000),
+    ] {
+        s.record_notice(&n).await.unwrap();
+    }
+    let last = s.last_notice_by(&gid("cid1"), &uid("alice")).await.unwrap();
+    assert_eq!(last.unwrap().key.as_str(), "a2");
+    let last = s.last_notice_by(&gid("cid1"), &uid("bob")).await.unwrap();
+    assert_eq!(last.unwrap().key.as_str(), "b1");
+    let last = s.last_notice_by(&gid("cid2"), &uid("alice")).await.unwrap();
+    assert_eq!(last.unwrap().key.as_str(), "a3");
+    assert_eq!(
+        s.last_notice_by(&gid("cid1"), &uid("carol")).await.unwrap(),
+        None
+    );
+}
+
+pub(crate) async fn re_record_overwrites_without_stale_entries<S: Store>(s: &S) {
+    s.record_notice(&notice("k", "cid1", Some("alice"), 1_000))
+        .await
+        .unwrap();
+    s.record_notice(&notice("old", "cid1", Some("alice"), 2_000))
+        .await
+        .unwrap();
+    // Same key: new time, new author, new title.
+    let mut moved = notice("k", "cid1", Some("bob"), 3_000);
+    moved.title = "edited".into();
+    s.record_notice(&moved).await.unwrap();
+
+    assert_eq!(s.notice_count().await.unwrap(), 2);
+    assert_eq!(s.notice(&moved.key).await.unwrap().unwrap().title, "edited");
+    let all = s.notices_in_group(&gid("cid1"), 10).await.unwrap();
+    assert_eq!(keys(&all), ["k", "old"]);
+    let alice = s.last_notice_by(&gid("cid1"), &uid("alice")).await.unwrap();
+    assert_eq!(alice.unwrap().key.as_str(), "old");
+    let bob = s.last_notice_by(&gid("cid1"), &uid("bob")).await.unwrap();
+    assert_eq!(bob.unwrap(), moved);
+
+    // Moving to another group and dropping the author.
+    let mut elsewhere = notice("k", "cid2", None, 500);
+    elsewhere.title = "moved".into();
+    s.record_notice(&elsewhere).await.unwrap();
+    let g1 = s.notices_in_group(&gid("cid1"), 10).await.unwrap();
+    assert_eq!(keys(&g1), ["old"]);
+    let g2 = s.notices_in_group(&gid("cid2"), 10).await.unwrap();
+    assert_eq!(g2, vec![elsewhere]);
+    assert_eq!(
+        s.last_notice_by(&gid("cid1"), &uid("bob")).await.unwrap(),
+        None
+    );
+    assert_eq!(s.notice_count().await.unwrap(), 2);
+}
+
+pub(crate) async fn claim_lifecycle<S: Store>(s: &S) {
+    let id = mid("msg1");
+    assert_eq!(s.claim_message(&id, 10).await.unwrap(), Claim::New);
+    assert_eq!(s.claim_message(&id, 11).await.unwrap(), Claim::InFlight);
+    s.finish_message(&id, 12).await.unwrap();
+    assert_eq!(s.claim_message(&id, 13).await.unwrap(), Claim::Done);
+    // Another id is independent.
+    assert_eq!(s.claim_message(&mid("msg2"), 14).await.unwrap(), Claim::New);
+}
+
+pub(crate) async fn concurrent_claims_have_one_winner<S: Store>(s: Arc<S>) {
+    let id = mid("contended");
+    let tasks: Vec<_> = (0..50)
+        .map(|i| {
+            let s = Arc::clone(&s);
+            let id = id.clone();
+            tokio::spawn(async move { s.claim_message(&id, i).await.unwrap() })
+        })
+        .collect();
+    let mut new = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Claim::New => new += 1,
+            Claim::InFlight => {}
+            Claim::Done => panic!("nobody finished the message"),
+        }
+    }
+    assert_eq!(new, 1);
+}
+
+pub(crate) async fn prune_keeps_in_flight_and_recent<S: Store>(s: &S) {
+    for (id, at) in [("old1", 100), ("old2", 200), ("recent", 1_000)] {
+        assert_eq!(s.claim_message(&mid(id), at).await.unwrap(), Claim::New);
+        s.finish_message(&mid(id), at).await.unwrap();
+    }
+    // Claimed long ago, never finished: must survive any prune.
+    assert_eq!(s.claim_message(&mid("stuck"), 1).await.unwrap(), Claim::New);
+
+    assert_eq!(s.prune_done_marks(500).await.unwrap(), 2);
+    assert_eq!(s.prune_done_marks(500).await.unwrap(), 0);
+    assert_eq!(
+        s.claim_message(&mid("stuck"), 2).await.unwrap(),
+        Claim::InFlight
+    );
+    assert_eq!(
+        s.claim_message(&mid("recent"), 2).await.unwrap(),
+        Claim::Done
+    );
+    // Pruned marks are forgotten: the id may be claimed again.
+    assert_eq!(s.claim_message(&mid("old1"), 2).await.unwrap(), Claim::New);
+    // `before` is exclusive.
+    assert_eq!(s.prune_done_marks(1_000).await.unwrap(), 0);
+    assert_eq!(s.prune_done_marks(1_001).await.unwrap(), 1);
+    assert_eq!(
+        s.claim_message(&mid("stuck"), 3).await.unwrap(),
+        Claim::InFlight
+    );
+}
+
+pub(crate) async fn names_freshness<S: Store>(s: &S) {
+    s.cache_names(&[(uid("u1"), "Ann".into()), (uid("u2"), "Bo".into())], 100)
+        .await
+        .unwrap();
+    s.cache_names(&[(uid("u3"), "张三".into())], 200)
+        .await
+        .unwrap();
+    let asked = [uid("u3"), uid("u1"), uid("u2"), uid("u4"), uid("u1")];
+
+    let all = s.cached_names(&asked, 100).await.unwrap();
+    assert_eq!(
+        all,
+        vec![
+            (uid("u3"), "张三".to_owned()),
+            (uid("u1"), "Ann".to_owned()),
+            (uid("u2"), "Bo".to_owned()),
+        ]
+    );
+    let fresh = s.cached_names(&asked, 101).await.unwrap();
+    assert_eq!(fresh, vec![(uid("u3"), "张三".to_owned())]);
+    assert!(s.cached_names(&asked, 201).await.unwrap().is_empty());
+    assert!(s.cached_names(&[], 0).await.unwrap().is_empty());
+
+    // Refetching replaces name and time.
+    s.cache_names(&[(uid("u1"), "Anna".into())], 300)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.cached_names(&[uid("u1")], 300).await.unwrap(),
+        vec![(uid("u1"), "Anna".to_owned())]
+    );
+}
+
+pub(crate) async fn learned_roster<S: Store>(s: &S) {
+    assert!(s.learned_members(&gid("cid1")).await.unwrap().is_empty());
+    s.remember_members(&gid("cid1"), &[uid("zed"), uid("amy")], 1)
+        .await
+        .unwrap();
+    s.remember_members(&gid("cid1"), &[uid("amy"), uid("max")], 2)
+        .await
+        .unwrap();
+    s.remember_members(&gid("cid10"), &[uid("other")], 3)
+        .await
+        .unwrap();
+    s.remember_members(&gid("cid1"), &[], 4).await.unwrap();
+    assert_eq!(
+        s.learned_members(&gid("cid1")).await.unwrap(),
+        vec![uid("amy"), uid("max"), uid("zed")]
+    );
+    assert_eq!(
+        s.learned_members(&gid("cid10")).await.unwrap(),
+        vec![uid("other")]
+    );
+    assert!(s.learned_members(&gid("cid")).await.unwrap().is_empty());
+    s.flush().await.unwrap();
+}
+
+/// Instantiates every conformance case for one backend. `$make` is an
+/// expression returning `(guard, store)`; the guard (e.g. a temporary
+/// folder) outlives the store.
+macro_rules! conformance {
+    ($backend:ident, $make:expr) => {
+        mod $backend {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[tokio::test]
+            async fn record_and_get() {
+                let (_guard, s) = $make;
+                super::record_and_get(&s).await;
+            }
+            #[tokio::test]
+            async fn list_newest_first_with_limit() {
+                let (_guard, s) = $make;
+                super::list_newest_first_with_limit(&s).await;
+            }
+            #[tokio::test]
+            async fn groups_with_prefix_ids_do_not_leak() {
+                let (_guard, s) = $make;
+                super::groups_with_prefix_ids_do_not_leak(&s).await;
+            }
+            #[tokio::test]
+            async fn last_notice_by_author() {
+                let (_guard, s) = $make;
+                super::last_notice_by_author(&s).await;
+            }
+            #[tokio::test]
+            async fn re_record_overwrites_without_stale_entries() {
+                let (_guard, s) = $make;
+                super::re_record_overwrites_without_stale_entries(&s).await;
+            }
+            #[tokio::test]
+            async fn claim_lifecycle() {
+                let (_guard, s) = $make;
+                super::claim_lifecycle(&s).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn concurrent_claims_have_one_winner() {
+                let (_guard, s) = $make;
+                super::concurrent_claims_have_one_winner(std::sync::Arc::new(s)).await;
+            }
+            #[tokio::test]
+            async fn prune_keeps_in_flight_and_recent() {
+                let (_guard, s) = $make;
+                super::prune_keeps_in_flight_and_recent(&s).await;
+            }
+            #[tokio::test]
+            async fn names_freshness() {
+                let (_guard, s) = $make;
+                super::names_freshness(&s).await;
+            }
+            #[tokio::test]
+            async fn learned_roster() {
+                let (_guard, s) = $make;
+                super::learned_roster(&s).await;
+            }
+        }
+    };
+}
+
+conformance!(memory, ((), super::super::memory::MemoryStore::new()));
+
+conformance!(sled, {
+    let dir = tempfile::tempdir().unwrap();
+    let store = super::super::sled_store::SledStore::open(dir.path()).unwrap();
+    (dir, store)
+});
