@@ -1,0 +1,1 @@
+//! Tests of the fake against its own wire format.
