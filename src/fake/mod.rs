@@ -476,6 +476,26 @@ impl FakeDingTalk {
         })
     }
 
+    /// POSTs [`mention_body`](Self::mention_body) to `callback_url` the way
+    /// DingTalk's HTTP mode does: JSON body plus `timestamp` and `sign`
+    /// headers made with the app secret. Returns readbot's answer.
+    pub async fn deliver_mention(
+        &self,
+        callback_url: &str,
+        m: &Mention,
+    ) -> reqwest::Result<reqwest::Response> {
+        // reqwest is built without a default crypto provider.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let (ts, sign) = self.callback_headers();
+        reqwest::Client::new()
+            .post(callback_url)
+            .header("timestamp", ts)
+            .header("sign", sign)
+            .json(&self.mention_body(m))
+            .send()
+            .await
+    }
+
     // ----- faults, latency, counters ------------------------------------------------
 
     /// Makes the next `times` calls to `api` (or to any endpoint, with

@@ -100,9 +100,7 @@ fn new_api_response(rid: &str, result: Result<Value, ApiErr>) -> Response {
     let resp = match result {
         Ok(body) => (StatusCode::OK, axum::Json(body)).into_response(),
         Err(e) => {
-            if e.status.is_client_error() || e.status.is_server_error() {
-                tracing::debug!(code = %e.code, status = %e.status, "fake DingTalk error");
-            }
+            tracing::debug!(code = %e.code, status = %e.status, "fake DingTalk error answer");
             let body = json!({ "code": e.code, "message": e.message, "requestid": rid });
             (e.status, axum::Json(body)).into_response()
         }

@@ -833,3 +833,35 @@ async fn shutdown_stops_serving() {
     }
     assert!(stopped);
 }
+
+#[tokio::test]
+async fn deliver_mention_signs_with_the_app_secret() {
+    use axum::http::HeaderMap as AxHeaders;
+    let (fake, _) = start().await;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(AxHeaders, Value)>();
+    let app = axum::Router::new().route(
+        "/cb",
+        axum::routing::post(move |h: AxHeaders, axum::Json(v): axum::Json<Value>| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send((h, v));
+                axum::Json(json!({ "msgtype": "empty" }))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let m = Mention::new("cidA==", "u1", "小钉", "who read?");
+    let resp = fake
+        .deliver_mention(&format!("http://{addr}/cb"), &m)
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let (headers, body) = rx.recv().await.unwrap();
+    let ts = headers["timestamp"].to_str().unwrap();
+    let sign = headers["sign"].to_str().unwrap();
+    assert_eq!(sign, FakeDingTalk::sign(ts, &fake.config().app_secret));
+    assert_eq!(body["msgId"], m.msg_id.as_str());
+}
