@@ -246,11 +246,14 @@ fn opt_str<'a>(req: &'a Map<String, Value>, field: &str) -> Result<Option<&'a st
     }
 }
 
-/// An integer field (a JSON number); `null` and absent are `None`.
-fn opt_int(req: &Map<String, Value>, field: &str) -> Result<Option<i64>, Value> {
+/// A field that should be an integer (a JSON number) but is not.
+struct NotAnInteger;
+
+/// An integer field; `null` and absent are `None`.
+fn opt_int(req: &Map<String, Value>, field: &str) -> Result<Option<i64>, NotAnInteger> {
     match req.get(field) {
         None | Some(Value::Null) => Ok(None),
-        Some(v) => v.as_i64().map(Some).ok_or_else(|| v.clone()),
+        Some(v) => v.as_i64().map(Some).ok_or(NotAnInteger),
     }
 }
 
