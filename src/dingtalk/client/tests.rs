@@ -820,3 +820,119 @@ async fn access_token_check_and_bad_secret() {
     assert_eq!(hits(&server, TOKEN).await, 1);
     assert!(!format!("{c:?}").contains("s3cret"));
 }
+
+#[tokio::test]
+async fn connection_refused_is_a_bounded_transport_error() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut c = {
+        let server = MockServer::start().await;
+        cfg(&server)
+    };
+    c.api_base = Url::parse(&format!("http://127.0.0.1:{port}")).unwrap();
+    let c = DingTalkClient::with_policy(c, fast()).unwrap();
+    let t = Instant::now();
+    let e = c.access_token().await.unwrap_err();
+    assert!(matches!(e, DingTalkError::Transport(_)), "{e:?}");
+    assert!(!e.to_string().contains("127.0.0.1"), "{e}");
+    assert!(t.elapsed() < BOUND);
+    assert_eq!(c.stats().api("oauth2.accessToken").unwrap().retries, 5);
+}
+
+/// Collects formatted log output of the current thread.
+#[derive(Clone, Default)]
+struct LogBuf(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn logs_never_show_token_secret_or_session() {
+    let buf = LogBuf::default();
+    let w = buf.clone();
+    let sub = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || w.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(sub);
+
+    let server = MockServer::start().await;
+    mount_tokens(&server, Duration::ZERO).await;
+    Mock::given(method("POST"))
+        .and(path(USER_GET))
+        .and(query_param("access_token", "tok-1"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"errcode":42001,"errmsg":"expired"})),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(USER_GET))
+        .respond_with(ResponseTemplate::new(500).set_body_string("oops"))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(SESSION))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"errcode":300001,"errmsg":"gone"})),
+        )
+        .mount(&server)
+        .await;
+    let c = client_with(&server, |_| {});
+    let _ = c.user_names(&[uid("a")]).await;
+    let reply = Reply {
+        title: "t".into(),
+        markdown: "m".into(),
+        at_user_ids: vec![],
+    };
+    let _ = c
+        .reply_in_session(
+            &format!("{}/robot/sendBySession?session=SESSIONSECRET", server.uri()),
+            &reply,
+        )
+        .await;
+    let logs = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    assert!(logs.contains("dingtalk"), "logging is captured: {logs}");
+    for needle in [
+        "tok-1",
+        "tok-2",
+        "s3cret-value",
+        "SESSIONSECRET",
+        "access_token=",
+        "session=",
+    ] {
+        assert!(!logs.contains(needle), "{needle} leaked into logs:\n{logs}");
+    }
+}
+
+#[tokio::test]
+async fn a_failed_refresh_is_shared_by_the_callers_waiting_for_it() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(TOKEN))
+        .respond_with(
+            api_error(400, "invalidClientIdOrSecret").set_delay(Duration::from_millis(200)),
+        )
+        .mount(&server)
+        .await;
+    let c = client_with(&server, |_| {});
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        let c = c.clone();
+        set.spawn(async move { c.access_token().await });
+    }
+    while let Some(r) = set.join_next().await {
+        let e = r.unwrap().unwrap_err();
+        assert_eq!(e.code(), Some(&ErrorCode::InvalidClientIdOrSecret));
+    }
+    assert_eq!(hits(&server, TOKEN).await, 1);
+}

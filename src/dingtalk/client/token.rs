@@ -48,6 +48,8 @@ pub(crate) struct TokenCache {
     slot: Mutex<Option<Cached>>,
     /// Held for the whole refresh: only one token request is ever in flight.
     pub refresh: tokio::sync::Mutex<()>,
+    /// The last failed refresh, shared with the callers that waited for it.
+    failed: Mutex<Option<(Instant, crate::dingtalk::DingTalkError)>>,
 }
 
 impl TokenCache {
@@ -65,6 +67,21 @@ impl TokenCache {
 
     pub(crate) fn store(&self, c: Cached) {
         *self.slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(c);
+    }
+
+    /// Remembers a failed refresh.
+    pub(crate) fn set_failed(&self, at: Instant, e: crate::dingtalk::DingTalkError) {
+        *self.failed.lock().unwrap_or_else(|e| e.into_inner()) = Some((at, e));
+    }
+
+    /// A refresh failure that happened at or after `since`.
+    pub(crate) fn failed_since(&self, since: Instant) -> Option<crate::dingtalk::DingTalkError> {
+        self.failed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .filter(|(at, _)| *at >= since)
+            .map(|(_, e)| e.clone())
     }
 
     /// Drops the cached token if it is still `bad` (another task may already

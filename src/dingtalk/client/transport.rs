@@ -172,10 +172,16 @@ impl Inner {
         if let Some(t) = self.token.fresh(Instant::now()) {
             return Ok(t);
         }
+        let waiting_since = Instant::now();
         let _guard = self.token.refresh.lock().await;
-        // Double-check: whoever held the lock may have refreshed already.
+        // Double-check: whoever held the lock may have refreshed already...
         if let Some(t) = self.token.fresh(Instant::now()) {
             return Ok(t);
+        }
+        // ...or failed to, while we waited: share that answer instead of
+        // queueing one more doomed token request per waiting caller.
+        if let Some(e) = self.token.failed_since(waiting_since) {
+            return Err(e);
         }
         match self.fetch_token().await {
             Ok(c) => {
@@ -189,7 +195,10 @@ impl Inner {
                     tracing::warn!(error = %e, "access token refresh failed; using the current token until it expires");
                     Ok(c.token)
                 }
-                _ => Err(e),
+                _ => {
+                    self.token.set_failed(Instant::now(), e.clone());
+                    Err(e)
+                }
             },
         }
     }
