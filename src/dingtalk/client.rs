@@ -1,1 +1,0 @@
-//! HTTP implementation of `DingTalkApi` (filled in by the client work).
