@@ -78,12 +78,13 @@ impl Application {
             verifier: Arc::new(Verifier::new(&config.dingtalk.app_secret, window)),
             api_token: config.api_token.clone(),
         };
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| StartError::Bind {
-                addr: config.listen,
-                source,
-            })?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| StartError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
         let addr = listener.local_addr().map_err(|source| StartError::Bind {
             addr: config.listen,
             source,
@@ -127,7 +128,10 @@ impl Application {
             .await;
         tracing::info!("shutting down: waiting for in-flight summaries");
         if !bot.shutdown(SHUTDOWN_GRACE).await {
-            tracing::warn!(left = bot.in_flight(), "some summaries did not finish in time");
+            tracing::warn!(
+                left = bot.in_flight(),
+                "some summaries did not finish in time"
+            );
         }
         pruner.abort();
         if let Err(e) = self.store.flush().await {
@@ -144,7 +148,10 @@ fn spawn_pruner(store: Arc<dyn Store>, retention: Duration) -> tokio::task::Join
         loop {
             tick.tick().await;
             let keep = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
-            match store.prune_done_marks(now_millis().saturating_sub(keep)).await {
+            match store
+                .prune_done_marks(now_millis().saturating_sub(keep))
+                .await
+            {
                 Ok(n) if n > 0 => tracing::info!(removed = n, "pruned answered message marks"),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "pruning failed"),

@@ -671,7 +671,10 @@ mod tests {
         assert_eq!(c.dingtalk.app_key, "dingxxxxxxxxxxxxxxxx");
         for (_, key, _) in ENV_KEYS.iter().filter(|(_, k, _)| *k != "(none)") {
             let leaf = key.rsplit('.').next().unwrap();
-            assert!(text.contains(&format!("{leaf} =")), "example config lacks {key}");
+            assert!(
+                text.contains(&format!("{leaf} =")),
+                "example config lacks {key}"
+            );
         }
     }
 }

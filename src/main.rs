@@ -65,8 +65,8 @@ async fn main() -> std::process::ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve => {
-            let config = readbot::config::Config::load(cli.config.as_deref())
-                .context("configuration")?;
+            let config =
+                readbot::config::Config::load(cli.config.as_deref()).context("configuration")?;
             let app = readbot::app::Application::build(config)
                 .await
                 .context("start-up")?;

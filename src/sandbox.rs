@@ -43,10 +43,46 @@ pub const SANDBOX_TOKEN: &str = "sandbox-token-0123456789";
 pub const DEMO_GROUP: &str = "cidSandboxDemo+Group/==";
 
 const NAMES: &[&str] = &[
-    "张伟", "王芳", "李娜", "刘洋", "陈静", "杨磊", "赵敏", "黄强", "周杰", "吴婷", "Alice Chen",
-    "Bob Li", "Carol Wang", "David Zhang", "Eve Liu", "Frank Zhao", "Grace Wu", "Henry Xu",
-    "Ivy Sun", "Jack Ma", "郑爽", "孙丽", "马超", "朱琳", "胡斌", "郭靖", "何欢", "高远", "林峰",
-    "罗佳", "梁晨", "宋雨", "谢楠", "韩梅", "唐宁", "冯军", "邓超", "曹颖", "彭飞", "曾乐",
+    "张伟",
+    "王芳",
+    "李娜",
+    "刘洋",
+    "陈静",
+    "杨磊",
+    "赵敏",
+    "黄强",
+    "周杰",
+    "吴婷",
+    "Alice Chen",
+    "Bob Li",
+    "Carol Wang",
+    "David Zhang",
+    "Eve Liu",
+    "Frank Zhao",
+    "Grace Wu",
+    "Henry Xu",
+    "Ivy Sun",
+    "Jack Ma",
+    "郑爽",
+    "孙丽",
+    "马超",
+    "朱琳",
+    "胡斌",
+    "郭靖",
+    "何欢",
+    "高远",
+    "林峰",
+    "罗佳",
+    "梁晨",
+    "宋雨",
+    "谢楠",
+    "韩梅",
+    "唐宁",
+    "冯军",
+    "邓超",
+    "曹颖",
+    "彭飞",
+    "曾乐",
 ];
 
 /// Runs the sandbox.
@@ -57,7 +93,10 @@ pub async fn run(opts: SandboxOptions) -> Result<(), SandboxError> {
         .enumerate()
         .map(|(i, n)| (format!("user{:03}", i + 1), (*n).to_owned()))
         .collect();
-    let refs: Vec<(&str, &str)> = members.iter().map(|(u, n)| (u.as_str(), n.as_str())).collect();
+    let refs: Vec<(&str, &str)> = members
+        .iter()
+        .map(|(u, n)| (u.as_str(), n.as_str()))
+        .collect();
     fake.add_group(DEMO_GROUP, GroupKind::Inner, &refs);
 
     let fc = fake.config().clone();
@@ -117,10 +156,18 @@ pub async fn run(opts: SandboxOptions) -> Result<(), SandboxError> {
         .await
         .map_err(|e| SandboxError::Step(format!("send notice answer: {e}")))?;
     if status.as_u16() != 201 {
-        return Err(SandboxError::Step(format!("send notice answered {status}: {sent}")));
+        return Err(SandboxError::Step(format!(
+            "send notice answered {status}: {sent}"
+        )));
     }
-    let key = sent["processQueryKey"].as_str().unwrap_or_default().to_owned();
-    println!("1. {} sent a notice through POST /api/v1/notices → processQueryKey {key}", NAMES[0]);
+    let key = sent["processQueryKey"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    println!(
+        "1. {} sent a notice through POST /api/v1/notices → processQueryKey {key}",
+        NAMES[0]
+    );
 
     // 2. Most of the group reads it.
     let readers: Vec<&str> = members.iter().take(28).map(|(u, _)| u.as_str()).collect();
@@ -170,7 +217,10 @@ pub async fn run(opts: SandboxOptions) -> Result<(), SandboxError> {
     }
     println!("Try the API (Ctrl-C to stop):");
     println!("  curl -s -H 'Authorization: Bearer {SANDBOX_TOKEN}' '{base}/api/v1/notices?openConversationId={}'", urlencode(DEMO_GROUP));
-    println!("  curl -s -H 'Authorization: Bearer {SANDBOX_TOKEN}' '{base}/api/v1/notices/{}/receipts'", urlencode(&key));
+    println!(
+        "  curl -s -H 'Authorization: Bearer {SANDBOX_TOKEN}' '{base}/api/v1/notices/{}/receipts'",
+        urlencode(&key)
+    );
     println!(
         "  curl -s -X POST -H 'Authorization: Bearer {SANDBOX_TOKEN}' -H 'Content-Type: application/json' \\\n    -d '{{\"openConversationId\":\"{DEMO_GROUP}\",\"title\":\"Hello\",\"text\":\"Hello group\"}}' {base}/api/v1/notices"
     );

@@ -54,8 +54,8 @@ fn normalize(text: &str) -> String {
     let cleaned: String = joined
         .chars()
         .map(|c| match c {
-            '?' | '？' | '!' | '！' | '.' | '。' | ',' | '，' | ':' | '：' | '#' | '＃' | '~' | '～'
-            | '"' | '“' | '”' | '\'' | '‘' | '’' => ' ',
+            '?' | '？' | '!' | '！' | '.' | '。' | ',' | '，' | ':' | '：' | '#' | '＃' | '~'
+            | '～' | '"' | '“' | '”' | '\'' | '‘' | '’' => ' ',
             c => c,
         })
         .collect();
@@ -93,7 +93,15 @@ const WHO_READ_EN: &[&str] = &[
     "status",
     "receipts",
 ];
-const WHO_READ_ZH: &[&str] = &["谁读了", "谁看了", "已读", "谁没读", "谁没看", "未读", "状态"];
+const WHO_READ_ZH: &[&str] = &[
+    "谁读了",
+    "谁看了",
+    "已读",
+    "谁没读",
+    "谁没看",
+    "未读",
+    "状态",
+];
 
 /// Parses a message text (mention already stripped by DingTalk).
 pub fn parse(text: &str) -> Parsed {
@@ -117,7 +125,7 @@ fn parse_normalized(n: &str, original: &str) -> Command {
     if n == "list" || n == "列表" || n == "ls" || n == "notices" || n == "通知列表" {
         return Command::List;
     }
-    if WHO_READ_EN.contains(&n) || WHO_READ_ZH.iter().any(|k| n == *k) {
+    if WHO_READ_EN.contains(&n) || WHO_READ_ZH.contains(&n) {
         return Command::WhoRead;
     }
     if n.starts_with("who read") || n.starts_with("who has read") {
@@ -137,11 +145,25 @@ mod tests {
 
     #[test]
     fn english_and_chinese_commands() {
-        for t in ["who read my last notice?", "Who read", "status", " STATUS ", "who read?", "unread"] {
+        for t in [
+            "who read my last notice?",
+            "Who read",
+            "status",
+            " STATUS ",
+            "who read?",
+            "unread",
+        ] {
             assert_eq!(parse(t).command, Command::WhoRead, "{t}");
             assert_eq!(parse(t).lang, Lang::En);
         }
-        for t in ["谁读了", "已读", "谁没读", "未读", "谁没读？", "谁读了我的通知"] {
+        for t in [
+            "谁读了",
+            "已读",
+            "谁没读",
+            "未读",
+            "谁没读？",
+            "谁读了我的通知",
+        ] {
             assert_eq!(parse(t).command, Command::WhoRead, "{t}");
             assert_eq!(parse(t).lang, Lang::Zh);
         }
@@ -156,7 +178,10 @@ mod tests {
         assert_eq!(parse("帮助").command, Command::Help(String::new()));
         assert_eq!(parse("").command, Command::Help(String::new()));
         assert_eq!(parse("@readbot who read").command, Command::WhoRead);
-        assert_eq!(parse("what's the weather").command, Command::Help("what's the weather".into()));
+        assert_eq!(
+            parse("what's the weather").command,
+            Command::Help("what's the weather".into())
+        );
         assert_eq!(parse("status 0").command, Command::Help("status 0".into()));
     }
 

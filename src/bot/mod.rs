@@ -137,7 +137,11 @@ impl Bot {
         if !self.inner.accepting.load(Ordering::SeqCst) {
             return Ok(Accepted::ShuttingDown);
         }
-        match self.store().claim_message(&msg.msg_id, now_millis()).await? {
+        match self
+            .store()
+            .claim_message(&msg.msg_id, now_millis())
+            .await?
+        {
             Claim::InFlight | Claim::Done => return Ok(Accepted::Duplicate),
             Claim::New => {}
         }
@@ -146,11 +150,11 @@ impl Bot {
         let span = tracing::info_span!("mention", msg_id = %msg.msg_id);
         tokio::spawn(tracing::Instrument::instrument(
             async move {
-            bot.process(msg).await;
-            if bot.inner.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
-                bot.inner.idle.notify_waiters();
-            }
-        },
+                bot.process(msg).await;
+                if bot.inner.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+                    bot.inner.idle.notify_waiters();
+                }
+            },
             span,
         ));
         Ok(Accepted::Started)
@@ -189,7 +193,11 @@ impl Bot {
             let mut seen: Vec<UserId> = msg.mentioned.clone();
             seen.extend(msg.sender.iter().cloned());
             if !seen.is_empty() {
-                if let Err(e) = self.store().remember_members(group, &seen, now_millis()).await {
+                if let Err(e) = self
+                    .store()
+                    .remember_members(group, &seen, now_millis())
+                    .await
+                {
                     tracing::warn!(error = %e, "could not update learned roster");
                 }
             }
@@ -265,7 +273,13 @@ impl Bot {
         };
         let (notice, fallback) = match own {
             Some(n) => (n, false),
-            None => match self.store().notices_in_group(group, 1).await?.into_iter().next() {
+            None => match self
+                .store()
+                .notices_in_group(group, 1)
+                .await?
+                .into_iter()
+                .next()
+            {
                 Some(n) => (n, true),
                 None => return Ok(self.no_notices(lang)),
             },
@@ -367,7 +381,13 @@ impl Bot {
         let markdown = self
             .deps()
             .renderer
-            .render("error", lang, &ErrorView { message: message.clone() })
+            .render(
+                "error",
+                lang,
+                &ErrorView {
+                    message: message.clone(),
+                },
+            )
             .unwrap_or(message);
         Reply {
             title: lang_title(lang, "readbot", "readbot"),
@@ -387,7 +407,9 @@ impl Bot {
             if valid {
                 match self.deps().api.reply_in_session(url, &reply).await {
                     Ok(()) => return,
-                    Err(e) => tracing::info!(error = %e, "session reply failed; using the robot send API"),
+                    Err(e) => {
+                        tracing::info!(error = %e, "session reply failed; using the robot send API")
+                    }
                 }
             }
         }

@@ -50,17 +50,30 @@ pub async fn collect(
     let roster = roster?;
 
     let robot = deps.robot_code.as_str();
-    let members: Vec<Member> = roster
-        .members
-        .into_iter()
-        .filter(|m| m.user_id.as_str() != robot)
-        .collect();
     let readers: Vec<UserId> = state
         .readers
         .iter()
         .filter(|u| u.as_str() != robot)
         .cloned()
         .collect();
+    let mut members: Vec<Member> = roster
+        .members
+        .into_iter()
+        .filter(|m| m.user_id.as_str() != robot)
+        .collect();
+    if roster.source == RosterSource::Learned {
+        // Whoever read it is evidently in the group, and so is the author.
+        let mut have: HashSet<UserId> = members.iter().map(|m| m.user_id.clone()).collect();
+        for u in readers.iter().chain(notice.author.iter()) {
+            if have.insert(u.clone()) {
+                members.push(Member {
+                    user_id: u.clone(),
+                    name: None,
+                });
+            }
+        }
+        members.sort_by(|a, b| a.user_id.cmp(&b.user_id));
+    }
 
     // Learned roster: everyone seen reading or listed.
     let mut seen: Vec<UserId> = readers.clone();
@@ -90,7 +103,8 @@ pub async fn collect(
     wanted.sort();
     wanted.dedup();
     if !known.is_empty() {
-        let fresh: Vec<(UserId, String)> = known.iter().map(|(u, n)| (u.clone(), n.clone())).collect();
+        let fresh: Vec<(UserId, String)> =
+            known.iter().map(|(u, n)| (u.clone(), n.clone())).collect();
         deps.store.cache_names(&fresh, now_millis()).await?;
     }
     if !wanted.is_empty() {
@@ -102,7 +116,10 @@ pub async fn collect(
         for (u, n) in cached {
             known.insert(u, n);
         }
-        let missing: Vec<UserId> = wanted.into_iter().filter(|u| !known.contains_key(u)).collect();
+        let missing: Vec<UserId> = wanted
+            .into_iter()
+            .filter(|u| !known.contains_key(u))
+            .collect();
         if !missing.is_empty() {
             match deps.api.user_names(&missing).await {
                 Ok(found) => {
@@ -174,7 +191,10 @@ async fn roster(
                 return Ok(RosterAnswer {
                     members: users
                         .into_iter()
-                        .map(|user_id| Member { user_id, name: None })
+                        .map(|user_id| Member {
+                            user_id,
+                            name: None,
+                        })
                         .collect(),
                     source: RosterSource::Learned,
                     complete: false,
@@ -189,8 +209,13 @@ async fn roster(
                     complete: r.complete,
                 })
             }
-            Ok(_) => tracing::info!(source = source.as_str(), "roster source returned no members"),
-            Err(e) => tracing::info!(source = source.as_str(), error = %e, "roster source unavailable"),
+            Ok(_) => tracing::info!(
+                source = source.as_str(),
+                "roster source returned no members"
+            ),
+            Err(e) => {
+                tracing::info!(source = source.as_str(), error = %e, "roster source unavailable")
+            }
         }
     }
     // Nothing configured answered: fall back to what readbot has seen.
@@ -198,7 +223,10 @@ async fn roster(
     Ok(RosterAnswer {
         members: users
             .into_iter()
-            .map(|user_id| Member { user_id, name: None })
+            .map(|user_id| Member {
+                user_id,
+                name: None,
+            })
             .collect(),
         source: RosterSource::Learned,
         complete: false,

@@ -55,11 +55,10 @@ pub fn summary_view(r: &Receipts, fallback: bool, asker: &str, max_names: usize)
     };
     let (unread, unread_more) = cut(&r.unread);
     let (read, read_more) = cut(&r.read);
-    let percent = if r.member_count > 0 {
-        u32::try_from(r.read_count.min(r.member_count) * 100 / r.member_count).unwrap_or(100)
-    } else {
-        0
-    };
+    let percent = (r.read_count.min(r.member_count) * 100)
+        .checked_div(r.member_count)
+        .and_then(|p| u32::try_from(p).ok())
+        .unwrap_or(0);
     SummaryView {
         title: r.notice.title.clone(),
         author: author(&r.notice),

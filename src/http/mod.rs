@@ -29,19 +29,18 @@ pub struct AppState {
 pub fn router(state: AppState, max_body: usize) -> Router {
     Router::new()
         .route("/dingtalk/callback", post(callback::callback))
-        .route(
-            "/api/v1/notices",
-            post(notices::create).get(notices::list),
-        )
+        .route("/api/v1/notices", post(notices::create).get(notices::list))
         .route("/api/v1/notices/{key}/receipts", get(notices::receipts))
         .route("/healthz", get(healthz))
         .layer(DefaultBodyLimit::max(max_body))
-        .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(
-            |req: &axum::http::Request<_>| {
-                // Path only: query strings may carry tokens.
-                tracing::info_span!("http", method = %req.method(), path = %req.uri().path())
-            },
-        ))
+        .layer(
+            tower_http::trace::TraceLayer::new_for_http().make_span_with(
+                |req: &axum::http::Request<_>| {
+                    // Path only: query strings may carry tokens.
+                    tracing::info_span!("http", method = %req.method(), path = %req.uri().path())
+                },
+            ),
+        )
         .with_state(state)
 }
 

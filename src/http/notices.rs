@@ -46,7 +46,10 @@ fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), AppError> {
 fn rfc3339(ms: EpochMillis) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_default()
 }
 
@@ -81,7 +84,11 @@ fn required<'a>(body: &'a Value, field: &str) -> Result<&'a str, AppError> {
 }
 
 fn short_title(text: &str) -> String {
-    let first = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
+    let first = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("");
     let first = first.trim_start_matches('#').trim();
     first.chars().take(50).collect()
 }
@@ -115,20 +122,40 @@ fn parse_new_notice(bytes: &[u8]) -> Result<NewNotice, AppError> {
             || msg_key.len() > 64
             || !msg_key.bytes().all(|b| b.is_ascii_alphanumeric())
         {
-            return Err(AppError::bad_field("msgKey", "must be a DingTalk message key such as sampleActionCard"));
+            return Err(AppError::bad_field(
+                "msgKey",
+                "must be a DingTalk message key such as sampleActionCard",
+            ));
         }
         let param = match body.get("msgParam") {
             Some(Value::Object(_)) => body["msgParam"].clone(),
             Some(Value::String(s)) => match serde_json::from_str::<Value>(s) {
                 Ok(v @ Value::Object(_)) => v,
-                _ => return Err(AppError::bad_field("msgParam", "must be a JSON object (or a string holding one)")),
+                _ => {
+                    return Err(AppError::bad_field(
+                        "msgParam",
+                        "must be a JSON object (or a string holding one)",
+                    ))
+                }
             },
-            None | Some(Value::Null) => return Err(AppError::bad_field("msgParam", "is required with msgKey")),
-            Some(_) => return Err(AppError::bad_field("msgParam", "must be a JSON object (or a string holding one)")),
+            None | Some(Value::Null) => {
+                return Err(AppError::bad_field("msgParam", "is required with msgKey"))
+            }
+            Some(_) => {
+                return Err(AppError::bad_field(
+                    "msgParam",
+                    "must be a JSON object (or a string holding one)",
+                ))
+            }
         };
         let title = title_field
             .map(str::to_owned)
-            .or_else(|| param.get("title").and_then(Value::as_str).map(str::to_owned))
+            .or_else(|| {
+                param
+                    .get("title")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            })
             .unwrap_or_else(|| msg_key.to_owned());
         (
             OutgoingMessage {
@@ -162,14 +189,21 @@ fn parse_new_notice(bytes: &[u8]) -> Result<NewNotice, AppError> {
         return Err(AppError::bad_field("title", "must not be empty"));
     }
     if title.chars().count() > MAX_TITLE_CHARS {
-        return Err(AppError::bad_field("title", format!("is longer than {MAX_TITLE_CHARS} characters")));
+        return Err(AppError::bad_field(
+            "title",
+            format!("is longer than {MAX_TITLE_CHARS} characters"),
+        ));
     }
     if title.chars().any(char::is_control) {
         return Err(AppError::bad_field("title", "contains control characters"));
     }
     let param_len = message.msg_param.to_string().len();
     if param_len > MAX_MSG_PARAM_BYTES {
-        let field = if body.get("msgKey").is_some() { "msgParam" } else { "text" };
+        let field = if body.get("msgKey").is_some() {
+            "msgParam"
+        } else {
+            "text"
+        };
         return Err(AppError::bad_field(
             field,
             format!("message is {param_len} bytes; DingTalk accepts at most {MAX_MSG_PARAM_BYTES}"),
@@ -239,7 +273,12 @@ pub(super) async fn list(
         None => 50,
         Some(l) => match l.parse::<usize>() {
             Ok(n) if (1..=500).contains(&n) => n,
-            _ => return Err(AppError::bad_field("limit", "must be a number from 1 to 500")),
+            _ => {
+                return Err(AppError::bad_field(
+                    "limit",
+                    "must be a number from 1 to 500",
+                ))
+            }
         },
     };
     let notices = state
@@ -299,17 +338,27 @@ mod tests {
         assert!(err(r#"{"title":"t","text":"x"}"#).starts_with("openConversationId"));
         assert!(err(r#"{"openConversationId":"c","text":"x"}"#).starts_with("title"));
         assert!(err(r#"{"openConversationId":"c","title":"t"}"#).starts_with("text"));
-        assert!(err(r#"{"openConversationId":"c","title":"t","text":"x","msgtype":"video"}"#).starts_with("msgtype"));
-        assert!(err(r#"{"openConversationId":5,"title":"t","text":"x"}"#).starts_with("openConversationId"));
+        assert!(
+            err(r#"{"openConversationId":"c","title":"t","text":"x","msgtype":"video"}"#)
+                .starts_with("msgtype")
+        );
+        assert!(err(r#"{"openConversationId":5,"title":"t","text":"x"}"#)
+            .starts_with("openConversationId"));
         assert!(err(r#"{"openConversationId":"c","msgKey":"sampleLink"}"#).starts_with("msgParam"));
         let big = "x".repeat(15_001);
-        assert!(err(&format!(r#"{{"openConversationId":"c","title":"t","text":"{big}"}}"#)).starts_with("text"));
+        assert!(err(&format!(
+            r#"{{"openConversationId":"c","title":"t","text":"{big}"}}"#
+        ))
+        .starts_with("text"));
         assert!(parse_new_notice(&[0xff, 0xfe]).is_err());
     }
 
     #[test]
     fn accepts_markdown_text_and_raw() {
-        let n = parse_new_notice(br#"{"openConversationId":"cid1==","title":"Weekly","text":"hi","author":"u1"}"#).unwrap();
+        let n = parse_new_notice(
+            br#"{"openConversationId":"cid1==","title":"Weekly","text":"hi","author":"u1"}"#,
+        )
+        .unwrap();
         assert_eq!(n.message.msg_key, "sampleMarkdown");
         assert_eq!(n.title, "Weekly");
         let n = parse_new_notice(br#"{"openConversationId":"c","msgtype":"text","text":"\n# Meeting at 10\nbring laptops"}"#).unwrap();

@@ -47,23 +47,53 @@ async fn every_fail_closed_case_is_refused_without_side_effects() {
     let app = app_with_group().await;
     app.fake.reset_calls();
     let secret = app.fake.config().app_secret.clone();
-    let body = app.mention("fc-1", GROUP, "user0001", "who read").to_string();
+    let body = app
+        .mention("fc-1", GROUP, "user0001", "who read")
+        .to_string();
     let now = now_ms();
     let ts = now.to_string();
     let good = FakeDingTalk::sign(&ts, &secret);
-    let stale = (now - 3_600_001).to_string();
-    let future = (now + 3_600_001).to_string();
+    let stale = (now - 3_610_000).to_string();
+    let future = (now + 3_610_000).to_string();
     let cases: Vec<(Option<String>, Option<String>, &str)> = vec![
         (None, Some(good.clone()), "missing timestamp"),
-        (Some("not-a-number".into()), Some(good.clone()), "non-numeric timestamp"),
-        (Some(format!("{ts}.5")), Some(good.clone()), "fractional timestamp"),
-        (Some(stale.clone()), Some(FakeDingTalk::sign(&stale, &secret)), "stale"),
-        (Some(future.clone()), Some(FakeDingTalk::sign(&future, &secret)), "future"),
+        (
+            Some("not-a-number".into()),
+            Some(good.clone()),
+            "non-numeric timestamp",
+        ),
+        (
+            Some(format!("{ts}.5")),
+            Some(good.clone()),
+            "fractional timestamp",
+        ),
+        (
+            Some(stale.clone()),
+            Some(FakeDingTalk::sign(&stale, &secret)),
+            "stale",
+        ),
+        (
+            Some(future.clone()),
+            Some(FakeDingTalk::sign(&future, &secret)),
+            "future",
+        ),
         (Some(ts.clone()), None, "missing sign"),
-        (Some(ts.clone()), Some(FakeDingTalk::sign(&ts, "wrong secret")), "wrong sign"),
+        (
+            Some(ts.clone()),
+            Some(FakeDingTalk::sign(&ts, "wrong secret")),
+            "wrong sign",
+        ),
         (Some(ts.clone()), Some(String::new()), "empty sign"),
-        (Some(ts.clone()), Some("!!not base64!!".into()), "garbage sign"),
-        (Some((now + 1).to_string()), Some(good.clone()), "sign of another timestamp"),
+        (
+            Some(ts.clone()),
+            Some("!!not base64!!".into()),
+            "garbage sign",
+        ),
+        (
+            Some((now + 1).to_string()),
+            Some(good.clone()),
+            "sign of another timestamp",
+        ),
     ];
     for (t, s, what) in cases {
         let r = app
@@ -75,7 +105,9 @@ async fn every_fail_closed_case_is_refused_without_side_effects() {
     for bad in [&b"not json"[..], b"[]", b"{\"msgId\": 7}", b"{}"] {
         let ts = now_ms().to_string();
         let sign = FakeDingTalk::sign(&ts, &secret);
-        let r = app.post_callback_raw(Some(&ts), Some(&sign), bad.to_vec()).await;
+        let r = app
+            .post_callback_raw(Some(&ts), Some(&sign), bad.to_vec())
+            .await;
         assert_eq!(r.status(), 400, "{:?}", String::from_utf8_lossy(bad));
     }
     // Oversized body.
@@ -88,7 +120,9 @@ async fn every_fail_closed_case_is_refused_without_side_effects() {
     assert_eq!(app.fake.calls(Api::Any), 0, "no outbound call may happen");
     assert!(app.replies(GROUP).is_empty());
     // The refused msgId was not consumed: the genuine delivery is still answered.
-    let r = app.post_callback_signed(&app.mention("fc-1", GROUP, "user0001", "help")).await;
+    let r = app
+        .post_callback_signed(&app.mention("fc-1", GROUP, "user0001", "help"))
+        .await;
     assert_eq!(r.status(), 200);
     app.one_reply(GROUP).await;
 }
@@ -155,7 +189,11 @@ async fn session_webhook_on_a_foreign_host_is_never_called() {
     assert_eq!(app.post_callback_signed(&body).await.status(), 200);
     let replies = app.wait_replies(GROUP, 1).await;
     assert_eq!(replies.len(), 1);
-    assert_eq!(replies[0].via, readbot::fake::Via::OpenApi, "fallback to the robot send API");
+    assert_eq!(
+        replies[0].via,
+        readbot::fake::Via::OpenApi,
+        "fallback to the robot send API"
+    );
     assert_eq!(evil.calls(Api::Any), 0, "the foreign host got nothing");
 }
 

@@ -204,7 +204,11 @@ impl TestApp {
         self.fake
             .group_view(group)
             .into_iter()
-            .filter(|m| m.process_query_key.as_ref().is_none_or(|k| !keys.contains(k)))
+            .filter(|m| {
+                m.process_query_key
+                    .as_ref()
+                    .is_none_or(|k| !keys.contains(k))
+            })
             .collect()
     }
 
@@ -223,6 +227,9 @@ pub fn members(n: usize) -> Vec<(String, String)> {
 }
 
 pub fn add_group(fake: &FakeDingTalk, group: &str, kind: GroupKind, people: &[(String, String)]) {
-    let refs: Vec<(&str, &str)> = people.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    let refs: Vec<(&str, &str)> = people
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
     fake.add_group(group, kind, &refs);
 }

@@ -4,4 +4,5 @@
 mod callback;
 mod helpers;
 mod notices;
+mod sandbox;
 mod summary;

@@ -7,7 +7,9 @@ use serde_json::{json, Value};
 const GROUP: &str = "cidNotices+Group/==";
 
 fn enc(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>().replace('+', "%2B")
+    url::form_urlencoded::byte_serialize(s.as_bytes())
+        .collect::<String>()
+        .replace('+', "%2B")
 }
 
 #[tokio::test]
@@ -29,10 +31,17 @@ async fn send_records_and_lists_newest_first() {
     assert_eq!(seen[0].process_query_key.as_deref(), Some(key.as_str()));
 
     let r = app
-        .send_notice(&json!({"openConversationId": GROUP, "msgtype": "text", "text": "plain words"}))
+        .send_notice(
+            &json!({"openConversationId": GROUP, "msgtype": "text", "text": "plain words"}),
+        )
         .await;
     assert_eq!(r.status(), 201);
-    let r = app.get(&format!("/api/v1/notices?openConversationId={}", enc(GROUP))).await;
+    let r = app
+        .get(&format!(
+            "/api/v1/notices?openConversationId={}",
+            enc(GROUP)
+        ))
+        .await;
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await.unwrap();
     let list = v["notices"].as_array().unwrap();
@@ -55,9 +64,14 @@ async fn receipts_endpoint_round_trips_base64_keys() {
             break;
         }
     }
-    assert!(key.contains('=') || key.contains('+') || key.contains('/'), "{key}");
+    assert!(
+        key.contains('=') || key.contains('+') || key.contains('/'),
+        "{key}"
+    );
     app.fake.mark_read(&key, &["user0001", "user0004"]);
-    let r = app.get(&format!("/api/v1/notices/{}/receipts", enc(&key))).await;
+    let r = app
+        .get(&format!("/api/v1/notices/{}/receipts", enc(&key)))
+        .await;
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["sendStatus"], "SUCCESS");
@@ -66,11 +80,21 @@ async fn receipts_endpoint_round_trips_base64_keys() {
     assert_eq!(v["memberCount"], 5);
     assert_eq!(v["rosterSource"], "inner_group");
     assert_eq!(v["rosterComplete"], true);
-    assert_eq!(v["read"][0], json!({"userId": "user0001", "name": "Member 0001"}));
-    let unread: Vec<&str> = v["unread"].as_array().unwrap().iter().map(|p| p["userId"].as_str().unwrap()).collect();
+    assert_eq!(
+        v["read"][0],
+        json!({"userId": "user0001", "name": "Member 0001"})
+    );
+    let unread: Vec<&str> = v["unread"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["userId"].as_str().unwrap())
+        .collect();
     assert_eq!(unread, vec!["user0002", "user0003", "user0005"]);
 
-    let r = app.get(&format!("/api/v1/notices/{}/receipts", enc("unknownKey=="))).await;
+    let r = app
+        .get(&format!("/api/v1/notices/{}/receipts", enc("unknownKey==")))
+        .await;
     assert_eq!(r.status(), 404);
 }
 
@@ -83,39 +107,80 @@ async fn auth_validation_and_dingtalk_refusals() {
     // 401 without or with a wrong token.
     let r = app.http.post(&url).json(&body).send().await.unwrap();
     assert_eq!(r.status(), 401);
-    let r = app.http.post(&url).bearer_auth("wrong-token-0123456789").json(&body).send().await.unwrap();
+    let r = app
+        .http
+        .post(&url)
+        .bearer_auth("wrong-token-0123456789")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     // 400 naming the field, before anything reaches DingTalk.
     app.fake.reset_calls();
     for (bad, field) in [
         (json!({"title": "t", "text": "x"}), "openConversationId"),
         (json!({"openConversationId": GROUP, "text": "x"}), "title"),
-        (json!({"openConversationId": GROUP, "title": "t", "text": "x", "msgtype": "video"}), "msgtype"),
-        (json!({"openConversationId": GROUP, "title": "t", "text": "x".repeat(15_001)}), "text"),
-        (json!({"openConversationId": "", "title": "t", "text": "x"}), "openConversationId"),
+        (
+            json!({"openConversationId": GROUP, "title": "t", "text": "x", "msgtype": "video"}),
+            "msgtype",
+        ),
+        (
+            json!({"openConversationId": GROUP, "title": "t", "text": "x".repeat(15_001)}),
+            "text",
+        ),
+        (
+            json!({"openConversationId": "", "title": "t", "text": "x"}),
+            "openConversationId",
+        ),
     ] {
         let r = app.send_notice(&bad).await;
         assert_eq!(r.status(), 400);
         let v: Value = r.json().await.unwrap();
-        assert!(v["error"]["message"].as_str().unwrap().starts_with(field), "{v}");
+        assert!(
+            v["error"]["message"].as_str().unwrap().starts_with(field),
+            "{v}"
+        );
     }
-    let r = app.http.post(&url).bearer_auth(API_TOKEN).header("content-type", "application/json")
-        .body(vec![0xff, 0xfe, 0x00]).send().await.unwrap();
+    let r = app
+        .http
+        .post(&url)
+        .bearer_auth(API_TOKEN)
+        .header("content-type", "application/json")
+        .body(vec![0xff, 0xfe, 0x00])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
     assert_eq!(app.fake.calls(Api::Send), 0);
     // 502 carrying DingTalk's code and message.
-    let r = app.send_notice(&json!({"openConversationId": "cidUnknownGroup==", "title": "t", "text": "x"})).await;
+    let r = app
+        .send_notice(&json!({"openConversationId": "cidUnknownGroup==", "title": "t", "text": "x"}))
+        .await;
     assert_eq!(r.status(), 502);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"]["code"], "invalid.openConversationId");
-    app.fake.inject(Api::Send, Fault::Status { status: 400, code: "bot.stopped".into(), message: "机器人已停用".into() }, 1);
+    app.fake.inject(
+        Api::Send,
+        Fault::Status {
+            status: 400,
+            code: "bot.stopped".into(),
+            message: "机器人已停用".into(),
+        },
+        1,
+    );
     let r = app.send_notice(&body).await;
     assert_eq!(r.status(), 502);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"]["code"], "bot.stopped");
     assert_eq!(v["error"]["message"], "机器人已停用");
     // Nothing failed was recorded.
-    let r = app.get(&format!("/api/v1/notices?openConversationId={}", enc(GROUP))).await;
+    let r = app
+        .get(&format!(
+            "/api/v1/notices?openConversationId={}",
+            enc(GROUP)
+        ))
+        .await;
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["notices"].as_array().unwrap().len(), 0);
 }
@@ -129,11 +194,22 @@ async fn api_without_a_token_configured_answers_503() {
     let app = readbot::app::Application::build(cfg).await.unwrap();
     let addr = app.local_addr();
     let h = tokio::spawn(app.run_until_stopped(std::future::pending()));
-    let r = http_client().get(format!("http://{addr}/api/v1/notices?openConversationId=c")).send().await.unwrap();
+    let r = http_client()
+        .get(format!("http://{addr}/api/v1/notices?openConversationId=c"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 503);
     let v: Value = r.json().await.unwrap();
-    assert!(v["error"]["message"].as_str().unwrap().contains("READBOT_API_TOKEN"));
-    let r = http_client().get(format!("http://{addr}/healthz")).send().await.unwrap();
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("READBOT_API_TOKEN"));
+    let r = http_client()
+        .get(format!("http://{addr}/healthz"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     h.abort();
 }
@@ -146,12 +222,19 @@ async fn notices_survive_a_restart() {
     let dir = app.data_dir.clone();
     let (fake, tmp) = app.stop().await;
     let app = spawn_on(fake, &dir, &[]).await;
-    let r = app.get(&format!("/api/v1/notices?openConversationId={}", enc(GROUP))).await;
+    app.keys.lock().unwrap().insert(key.clone());
+    let r = app
+        .get(&format!(
+            "/api/v1/notices?openConversationId={}",
+            enc(GROUP)
+        ))
+        .await;
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["notices"][0]["processQueryKey"], key);
     // And it can still be asked about.
     app.fake.mark_read(&key, &["user0002"]);
-    app.post_callback_signed(&app.mention("after-restart", GROUP, "user0001", "who read")).await;
+    app.post_callback_signed(&app.mention("after-restart", GROUP, "user0001", "who read"))
+        .await;
     let text = app.one_reply(GROUP).await;
     assert!(text.contains("Durable") && text.contains("1/3"), "{text}");
     drop(tmp);

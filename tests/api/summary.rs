@@ -25,9 +25,16 @@ async fn five_hundred_members_four_hundred_fifty_read() {
     assert!(text.contains("450/500"), "{text}");
     assert!(text.contains("90%"), "{text}");
     for (_, name) in &people[450..] {
-        assert!(text.contains(name.as_str()), "unread {name} missing from {text}");
+        assert!(
+            text.contains(name.as_str()),
+            "unread {name} missing from {text}"
+        );
     }
-    assert_eq!(app.fake.calls(Api::Query), 3, "450 readers = three pages of ≤200");
+    assert_eq!(
+        app.fake.calls(Api::Query),
+        3,
+        "450 readers = three pages of ≤200"
+    );
 }
 
 #[tokio::test]
@@ -73,12 +80,20 @@ async fn asker_without_a_notice_gets_the_groups_last_one_and_list_and_status_wor
     app.post_callback_signed(&app.mention("m-status", GROUP, "user0009", "status 2"))
         .await;
     let replies = app.wait_replies(GROUP, 3).await;
-    assert!(replies[2].text.contains("First notice"), "{}", replies[2].text);
+    assert!(
+        replies[2].text.contains("First notice"),
+        "{}",
+        replies[2].text
+    );
 
     app.post_callback_signed(&app.mention("m-status9", GROUP, "user0009", "status 9"))
         .await;
     let replies = app.wait_replies(GROUP, 4).await;
-    assert!(replies[3].text.contains("no notice 9"), "{}", replies[3].text);
+    assert!(
+        replies[3].text.contains("no notice 9"),
+        "{}",
+        replies[3].text
+    );
 }
 
 #[tokio::test]
@@ -154,21 +169,35 @@ async fn system_error_is_retried_then_explained() {
     // One failure is absorbed by a retry.
     app.fake.inject(
         Api::Query,
-        Fault::Status { status: 500, code: "system.error".into(), message: "Unknown system error".into() },
+        Fault::Status {
+            status: 500,
+            code: "system.error".into(),
+            message: "Unknown system error".into(),
+        },
         1,
     );
-    app.post_callback_signed(&app.mention("sys-1", GROUP, "user0001", "who read")).await;
+    app.post_callback_signed(&app.mention("sys-1", GROUP, "user0001", "who read"))
+        .await;
     let text = app.one_reply(GROUP).await;
     assert!(text.contains("1/4"), "{text}");
     // Persistent failure ends in the sentence.
     app.fake.inject(
         Api::Query,
-        Fault::Status { status: 500, code: "system.error".into(), message: "Unknown system error".into() },
+        Fault::Status {
+            status: 500,
+            code: "system.error".into(),
+            message: "Unknown system error".into(),
+        },
         1000,
     );
-    app.post_callback_signed(&app.mention("sys-2", GROUP, "user0001", "who read")).await;
+    app.post_callback_signed(&app.mention("sys-2", GROUP, "user0001", "who read"))
+        .await;
     let replies = app.wait_replies(GROUP, 2).await;
-    assert!(replies[1].text.contains(&sentence("system.error")), "{}", replies[1].text);
+    assert!(
+        replies[1].text.contains(&sentence("system.error")),
+        "{}",
+        replies[1].text
+    );
 }
 
 #[tokio::test]
@@ -178,7 +207,8 @@ async fn not_ready_right_after_sending_is_retried() {
     let key = app.notice(GROUP, "Fresh", "user0001").await;
     app.fake.mark_read(&key, &["user0002"]);
     app.fake.set_not_ready(&key, 1);
-    app.post_callback_signed(&app.mention("nr-1", GROUP, "user0001", "who read")).await;
+    app.post_callback_signed(&app.mention("nr-1", GROUP, "user0001", "who read"))
+        .await;
     let text = app.one_reply(GROUP).await;
     assert!(text.contains("1/3"), "{text}");
 }
@@ -190,7 +220,11 @@ async fn expired_read_data_is_explained() {
     let key = app.notice(GROUP, "Old", "user0001").await;
     app.fake.expire_query_data(&key);
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    app.post_callback_signed(&app.mention("ex-1", GROUP, "user0001", "who read")).await;
+    app.post_callback_signed(&app.mention("ex-1", GROUP, "user0001", "who read"))
+        .await;
     let text = app.one_reply(GROUP).await;
-    assert!(text.contains(&DingTalkError::Expired.human(Lang::En)), "{text}");
+    assert!(
+        text.contains(&DingTalkError::Expired.human(Lang::En)),
+        "{text}"
+    );
 }
