@@ -202,6 +202,7 @@ impl Bot {
                 }
             }
         }
+        self.remember_asker_name(msg).await;
         let result = match (&parsed.command, &msg.group) {
             (Command::Help(unknown), _) => self.render_reply(
                 "help",
@@ -242,6 +243,27 @@ impl Bot {
                 };
                 self.error_reply(lang, sentence)
             }
+        }
+    }
+
+    /// The asker's name comes free with the message (`senderNick`): keep it
+    /// unless a name is already cached, saving a look-up later.
+    async fn remember_asker_name(&self, msg: &Incoming) {
+        let Some(sender) = &msg.sender else { return };
+        let nick = msg.sender_nick.trim();
+        if nick.is_empty() {
+            return;
+        }
+        let store = self.store();
+        match store.cached_names(std::slice::from_ref(sender), 0).await {
+            Ok(found) if found.is_empty() => {
+                let pair = [(sender.clone(), nick.to_owned())];
+                if let Err(e) = store.cache_names(&pair, now_millis()).await {
+                    tracing::warn!(error = %e, "could not cache the asker's name");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "name cache unavailable"),
         }
     }
 

@@ -98,6 +98,13 @@ pub async fn collect(
         .iter()
         .map(|m| m.user_id.clone())
         .chain(readers.iter().cloned())
+        .chain(
+            notice
+                .author
+                .iter()
+                .filter(|_| notice.author_name.is_none())
+                .cloned(),
+        )
         .filter(|u| !known.contains_key(u))
         .collect();
     wanted.sort();
@@ -151,8 +158,12 @@ pub async fn collect(
     } else {
         readers.len()
     };
+    let mut notice = notice.clone();
+    if notice.author_name.is_none() {
+        notice.author_name = notice.author.as_ref().and_then(|a| known.get(a).cloned());
+    }
     Ok(Receipts {
-        notice: notice.clone(),
+        notice,
         send_status: state.send_status,
         read,
         unread,

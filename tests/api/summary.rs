@@ -228,3 +228,29 @@ async fn expired_read_data_is_explained() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn a_huge_unread_list_is_cut_under_dingtalks_body_limit() {
+    let app = spawn_app().await;
+    let people = members(3000);
+    add_group(&app.fake, GROUP, GroupKind::Inner, &people);
+    let key = app.notice(GROUP, "Everyone please read", "user0001").await;
+    app.fake.mark_read(&key, &["user0001"]);
+    app.post_callback_signed(&app.mention("huge-1", GROUP, "user0002", "who read"))
+        .await;
+    let text = app.one_reply(GROUP).await;
+    assert!(text.contains("1/3000"), "{}", &text[..200]);
+    assert!(
+        text.contains("and ") && text.contains(" more"),
+        "cut marker missing"
+    );
+    let envelope =
+        serde_json::json!({"msgtype":"markdown","markdown":{"title":"Read receipts","text":text}});
+    assert!(
+        envelope.to_string().len() < 20_000,
+        "reply body is {} bytes",
+        envelope.to_string().len()
+    );
+    // The author's name was resolved for the summary.
+    assert!(text.contains("From **Member 0001**"), "author name missing");
+}
