@@ -429,6 +429,12 @@ impl Bot {
             if valid {
                 match self.deps().api.reply_in_session(url, &reply).await {
                     Ok(()) => return,
+                    // The reply may have reached the group: a second copy
+                    // through the send API would be worse than none.
+                    Err(DingTalkError::Timeout) => {
+                        tracing::warn!("session reply timed out; not sending a second copy");
+                        return;
+                    }
                     Err(e) => {
                         tracing::info!(error = %e, "session reply failed; using the robot send API")
                     }
