@@ -5,6 +5,30 @@
 
 use crate::domain::Lang;
 
+/// Every error code in the seed table of `POST /v1.0/robot/groupMessages/query`.
+pub const SEED_ERROR_CODES: &[&str] = &[
+    "invalidParameter.param.invalid",
+    "invalidParameter.robotCode.notExsit",
+    "invalidParameter.robotCode.missing",
+    "invalidParameter.processQueryKey.missing",
+    "invalidParameter.cursor.invalid",
+    "invalidParameter.pageSize.invalid",
+    "invalidParameter.invalid",
+    "invalidParameter.robotCode.invalid",
+    "invalid.openConversationId",
+    "openConversationId.notExisted",
+    "invalid.processQueryKey",
+    "bot.stopped",
+    "template.not.existed",
+    "template.stopped",
+    "processQueryKey.expireTime",
+    "conversation.org.dismatch",
+    "resource.not.found",
+    "unauthorized",
+    "auth.error",
+    "system.error",
+];
+
 /// A DingTalk error code (new API `code` field), parsed into a closed set
 /// where we know what it means; anything else is kept verbatim.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -395,33 +419,10 @@ fn human_code(code: &ErrorCode, lang: Lang) -> String {
 mod tests {
     use super::*;
 
-    const SEED_CODES: &[&str] = &[
-        "invalidParameter.param.invalid",
-        "invalidParameter.robotCode.notExsit",
-        "invalidParameter.robotCode.missing",
-        "invalidParameter.processQueryKey.missing",
-        "invalidParameter.cursor.invalid",
-        "invalidParameter.pageSize.invalid",
-        "invalidParameter.invalid",
-        "invalidParameter.robotCode.invalid",
-        "invalid.openConversationId",
-        "openConversationId.notExisted",
-        "invalid.processQueryKey",
-        "bot.stopped",
-        "template.not.existed",
-        "template.stopped",
-        "processQueryKey.expireTime",
-        "conversation.org.dismatch",
-        "resource.not.found",
-        "unauthorized",
-        "auth.error",
-        "system.error",
-    ];
-
     #[test]
     fn every_seed_code_is_typed_round_trips_and_has_distinct_sentences() {
         let mut seen = std::collections::HashSet::new();
-        for c in SEED_CODES {
+        for c in SEED_ERROR_CODES {
             let code = ErrorCode::parse(c);
             assert!(!matches!(code, ErrorCode::Other(_)), "{c} is untyped");
             assert_eq!(code.as_str(), *c);
