@@ -2,7 +2,9 @@
 //! DingTalk, asserting on what the group would see.
 
 mod callback;
+mod cli;
 mod helpers;
 mod notices;
+mod ops;
 mod sandbox;
 mod summary;
