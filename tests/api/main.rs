@@ -3,6 +3,7 @@
 
 mod callback;
 mod cli;
+mod deploy;
 mod helpers;
 mod notices;
 mod ops;
