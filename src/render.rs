@@ -442,6 +442,39 @@ mod tests {
     }
 
     #[test]
+    fn templates_readme_documents_every_variable() {
+        let readme = include_str!("../templates/README.md");
+        let item = ListItemView {
+            n: 1,
+            title: String::new(),
+            author: String::new(),
+            sent_at: String::new(),
+        };
+        let views = [
+            serde_json::to_value(sample_summary()).unwrap(),
+            serde_json::to_value(person("a", "b")).unwrap(),
+            serde_json::to_value(ListView { notices: vec![] }).unwrap(),
+            serde_json::to_value(item).unwrap(),
+            serde_json::to_value(HelpView {
+                unknown: String::new(),
+            })
+            .unwrap(),
+            serde_json::to_value(ErrorView {
+                message: String::new(),
+            })
+            .unwrap(),
+        ];
+        for view in views {
+            for key in view.as_object().unwrap().keys() {
+                assert!(
+                    readme.contains(&format!("| `{key}`")),
+                    "templates/README.md does not document {key}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn preview_renders_every_sample_and_names_the_file_on_error() {
         for name in NAMES {
             for lang in LANGS {
