@@ -21,6 +21,7 @@
 //! | `readbot_dingtalk_call_duration_seconds` | histogram | `api` (one logical call, retries included) |
 //! | `readbot_dingtalk_retries_total` | counter | `api`; `reason`: `backoff`, `token` |
 //! | `readbot_dingtalk_token_refreshes_total` | counter | `outcome`: `ok`, `error` |
+//! | `readbot_dingtalk_in_flight` | gauge | `api` (requests on the wire now, measured at scrape) |
 //! | `readbot_store_size_bytes` | gauge | – (bytes of the data folder, measured at scrape) |
 //! | `readbot_store_notices` | gauge | – (notices recorded, measured at scrape) |
 
@@ -53,6 +54,8 @@ pub const DINGTALK_DURATION: &str = "readbot_dingtalk_call_duration_seconds";
 pub const DINGTALK_RETRIES: &str = "readbot_dingtalk_retries_total";
 /// `readbot_dingtalk_token_refreshes_total`.
 pub const TOKEN_REFRESHES: &str = "readbot_dingtalk_token_refreshes_total";
+/// `readbot_dingtalk_in_flight`.
+pub const DINGTALK_IN_FLIGHT: &str = "readbot_dingtalk_in_flight";
 /// `readbot_store_size_bytes`.
 pub const STORE_SIZE: &str = "readbot_store_size_bytes";
 /// `readbot_store_notices`.
@@ -177,6 +180,10 @@ fn describe() {
         "Access-token requests to DingTalk, by outcome."
     );
     describe_gauge!(
+        DINGTALK_IN_FLIGHT,
+        "DingTalk requests on the wire right now, by API (measured at scrape)."
+    );
+    describe_gauge!(
         STORE_SIZE,
         metrics::Unit::Bytes,
         "Bytes used by the data folder (measured at scrape)."
@@ -281,6 +288,11 @@ pub fn store(size_bytes: u64, notices: Option<u64>) {
     if let Some(n) = notices {
         gauge!(STORE_NOTICES).set(n as f64);
     }
+}
+
+/// Scrape-time gauge of DingTalk requests on the wire for one API.
+pub fn dingtalk_in_flight(api: &'static str, n: u64) {
+    gauge!(DINGTALK_IN_FLIGHT, "api" => api).set(n as f64);
 }
 
 /// Scrape-time gauge of @mentions being answered.

@@ -181,6 +181,11 @@ async fn metrics(State(state): State<OpsState>) -> Response {
     };
     crate::metrics::store(size, notices);
     crate::metrics::in_flight(state.bot.in_flight());
+    if let Some(client) = &state.token {
+        for api in client.stats().apis {
+            crate::metrics::dingtalk_in_flight(api.api, api.in_flight);
+        }
+    }
     match crate::metrics::render() {
         Some(text) => (
             [(

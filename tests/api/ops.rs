@@ -197,6 +197,8 @@ async fn metrics_move_after_a_scenario() {
     assert!(after
         .iter()
         .any(|s| s.name == "readbot_summaries_in_flight"));
+    assert!(after.iter().any(|s| s.name == "readbot_dingtalk_in_flight"
+        && s.labels.get("api").map(String::as_str) == Some("robot.groupMessages.query")));
     app.stop().await;
 }
 
