@@ -111,17 +111,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Check(args) => {
             let report = cli::check::check(config_path, &args, &mut stdout).await;
-            Ok(finish(report.and_then(|r| match r.problems.as_slice() {
-                [] => Ok(cli::EXIT_OK),
-                [one] => Err(cli::CliError::Failed(format!(
-                    "check found a problem: {one}"
-                ))),
-                many => Err(cli::CliError::Failed(format!(
-                    "check found {} problems: {}",
-                    many.len(),
-                    many.join("; ")
-                ))),
-            })))
+            Ok(finish(report.and_then(|r| r.verdict())))
         }
         Command::Send(args) => Ok(ok(cli::remote::send(config_path, &args, &mut stdout).await)),
         Command::Receipts(args) => Ok(ok(

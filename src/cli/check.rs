@@ -41,6 +41,21 @@ pub struct CheckReport {
     pub warnings: Vec<String>,
 }
 
+impl CheckReport {
+    /// Exit 0 without problems; otherwise one line naming every problem (exit 1).
+    pub fn verdict(&self) -> Result<u8, CliError> {
+        match self.problems.as_slice() {
+            [] => Ok(super::EXIT_OK),
+            [one] => Err(CliError::Failed(format!("check found a problem: {one}"))),
+            many => Err(CliError::Failed(format!(
+                "check found {} problems: {}",
+                many.len(),
+                many.join("; ")
+            ))),
+        }
+    }
+}
+
 /// The console permissions readbot uses: (code, console name, what for).
 pub const PERMISSIONS: &[(&str, &str, &str)] = &[
     (

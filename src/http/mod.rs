@@ -1,6 +1,6 @@
 //! The HTTP surface (axum): the DingTalk callback, readbot's notices API,
-//! health, readiness and metrics. Handlers translate HTTP to bot calls and back; no business logic
-//! lives here.
+//! health, readiness and metrics. Handlers translate HTTP to bot calls and
+//! back; no business logic lives here.
 
 mod callback;
 pub mod error;
