@@ -6,7 +6,7 @@ use crate::config::Config;
 use crate::dingtalk::signature::Verifier;
 use crate::dingtalk::DingTalkApi;
 use crate::domain::now_millis;
-use crate::http::{router, AppState};
+use crate::http::{ops_router, router, AppState, OpsState};
 use crate::render::Renderer;
 use crate::store::Store;
 use std::future::Future;
@@ -47,6 +47,7 @@ pub struct Application {
     state: AppState,
     store: Arc<dyn Store>,
     config: Config,
+    ops: OpsState,
 }
 
 impl Application {
@@ -54,7 +55,15 @@ impl Application {
     pub async fn build(config: Config) -> Result<Self, StartError> {
         let store = crate::store::sled_store::SledStore::open(&config.data_dir)?;
         let api = crate::dingtalk::client::DingTalkClient::new(config.dingtalk.clone())?;
-        Self::build_with(config, Arc::new(api), Arc::new(store)).await
+        let app = Self::build_with(config, Arc::new(api.clone()), Arc::new(store)).await?;
+        Ok(app.with_token_check(api))
+    }
+
+    /// Makes `/readyz` require a DingTalk access token from `client`
+    /// ([`Application::build`] does this with its own client).
+    pub fn with_token_check(mut self, client: crate::dingtalk::client::DingTalkClient) -> Self {
+        self.ops = self.ops.with_token_check(client);
+        self
     }
 
     /// Builds readbot from config with explicit DingTalk and store backends.
@@ -63,6 +72,7 @@ impl Application {
         api: Arc<dyn DingTalkApi>,
         store: Arc<dyn Store>,
     ) -> Result<Self, StartError> {
+        crate::metrics::install();
         let renderer = Arc::new(Renderer::new(config.templates_dir.as_deref())?);
         let bot = Bot::new(BotDeps {
             api,
@@ -89,12 +99,14 @@ impl Application {
             addr: config.listen,
             source,
         })?;
+        let ops = OpsState::new(store.clone(), state.bot.clone(), config.data_dir.clone());
         Ok(Self {
             listener,
             addr,
             state,
             store,
             config,
+            ops,
         })
     }
 
@@ -120,7 +132,7 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let bot = self.state.bot.clone();
-        let app = router(self.state, self.config.bot.max_body_bytes);
+        let app = router(self.state, self.config.bot.max_body_bytes).merge(ops_router(self.ops));
         let pruner = spawn_pruner(self.store.clone(), self.config.bot.dedup_retention);
         tracing::info!(addr = %self.addr, "readbot listening");
         let served = axum::serve(self.listener, app)

@@ -216,6 +216,15 @@ pub struct Config {
     pub bot: BotConfig,
 }
 
+/// The settings the client subcommands read (see [`Config::load_client`]).
+#[derive(Debug, Clone, Default)]
+pub struct ClientSettings {
+    /// readbot's listen address (`READBOT_LISTEN` / `listen`), if set.
+    pub listen: Option<String>,
+    /// readbot's API token (`READBOT_API_TOKEN` / `api_token`), if set.
+    pub api_token: Option<Secret>,
+}
+
 /// Source of environment values (a closure so tests need not touch the process env).
 pub trait Env {
     /// The value of `key`, if set and non-empty.
@@ -420,6 +429,32 @@ impl Config {
             message,
         })?;
         Self::from_raw(raw, env)
+    }
+
+    /// What the client subcommands (`send`, `receipts`, ...) need: the
+    /// listen address and the API token, from the file (if any) and the
+    /// environment. Unlike [`Config::load_with`], DingTalk keys are not required.
+    pub fn load_client(path: Option<&Path>, env: &dyn Env) -> Result<ClientSettings, ConfigError> {
+        let path = path
+            .map(Path::to_path_buf)
+            .or_else(|| env.get("READBOT_CONFIG").map(PathBuf::from));
+        let raw = match &path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.clone(),
+                    source,
+                })?;
+                Self::parse_toml(&text).map_err(|message| ConfigError::Parse {
+                    path: p.clone(),
+                    message,
+                })?
+            }
+            None => RawFile::default(),
+        };
+        Ok(ClientSettings {
+            listen: pick_str(env, "READBOT_LISTEN", raw.listen),
+            api_token: pick_str(env, "READBOT_API_TOKEN", raw.api_token).map(Secret),
+        })
     }
 
     fn parse_toml(text: &str) -> Result<RawFile, String> {
@@ -662,6 +697,25 @@ mod tests {
         }
         let err = Config::from_toml_str("unknown_key = 1", &env(&base)).unwrap_err();
         assert!(err.to_string().contains("unknown_key"));
+    }
+
+    #[test]
+    fn client_settings_need_no_dingtalk_keys() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("readbot.toml");
+        std::fs::write(
+            &file,
+            "listen = \"0.0.0.0:9000\"\napi_token = \"file-token-0123456789\"\n",
+        )
+        .unwrap();
+        let c = Config::load_client(Some(&file), &env(&[])).unwrap();
+        assert_eq!(c.listen.as_deref(), Some("0.0.0.0:9000"));
+        assert_eq!(c.api_token.unwrap().expose(), "file-token-0123456789");
+        let c =
+            Config::load_client(Some(&file), &env(&[("READBOT_LISTEN", "127.0.0.1:1")])).unwrap();
+        assert_eq!(c.listen.as_deref(), Some("127.0.0.1:1"));
+        let c = Config::load_client(None, &env(&[])).unwrap();
+        assert!(c.listen.is_none() && c.api_token.is_none());
     }
 
     #[test]

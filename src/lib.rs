@@ -9,16 +9,20 @@
 //! - [`bot`]: transport-agnostic logic: commands, receipts, summaries.
 //! - [`render`]: minijinja templates, embedded and overridable.
 //! - [`http`]: axum routes: callback, notices API, health.
+//! - [`metrics`]: Prometheus metric names and the process-wide recorder behind `/metrics`.
+//! - [`cli`]: the client-side subcommands: `check`, `send`, `receipts`, `notices`, `render`, `health`.
 //! - [`sandbox`]: `readbot sandbox`: readbot + fake DingTalk + demo group, end to end.
 //! - [`fake`]: a fake DingTalk speaking the documented wire format, for tests, benchmarks and the sandbox.
 
 pub mod app;
 pub mod bot;
+pub mod cli;
 pub mod config;
 pub mod dingtalk;
 pub mod domain;
 pub mod fake;
 pub mod http;
+pub mod metrics;
 pub mod render;
 pub mod sandbox;
 pub mod store;

@@ -1,9 +1,15 @@
 //! The `readbot` binary: parse the command line, set up logging, hand over
-//! to `readbot::app` (serve) or `readbot::sandbox`. Only wiring lives here.
+//! to `readbot::app` (serve), `readbot::sandbox` or `readbot::cli`. Only
+//! wiring lives here.
+//!
+//! Exit codes: 0 success, 1 failure (or problems found by `check`), 2 usage
+//! or configuration error. Errors go to stderr as one line.
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use readbot::cli;
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 /// readbot: tells a DingTalk group who has read a notice, and who has not.
 #[derive(Parser)]
@@ -33,11 +39,36 @@ enum Command {
         #[arg(long)]
         once: bool,
     },
+    /// Check the configuration and DingTalk access; print the callback URL and
+    /// the permissions to grant in the DingTalk console. Exit 1 when problems are found.
+    Check(cli::check::CheckArgs),
+    /// Send a notice through a running readbot (text from --file or standard input); print its key.
+    Send(cli::remote::SendArgs),
+    /// Show who has read a notice, as a table or JSON.
+    Receipts(cli::remote::ReceiptsArgs),
+    /// List the notices recorded for a group, newest first.
+    Notices(cli::remote::NoticesArgs),
+    /// Preview a reply template against sample data before deploying it.
+    Render(cli::render::RenderArgs),
+    /// Ask a running readbot whether it is alive (or ready, with --ready); for container health checks.
+    Health(cli::remote::HealthArgs),
 }
 
-fn init_logging() {
+impl Command {
+    /// Long-running commands log at `info` by default; client commands
+    /// report for themselves and log only when `RUST_LOG` asks.
+    fn default_log_level(&self) -> &'static str {
+        match self {
+            Command::Serve | Command::Sandbox { .. } => "info",
+            _ => "off",
+        }
+    }
+}
+
+fn init_logging(default_level: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let json = std::env::var("READBOT_LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -50,30 +81,65 @@ fn init_logging() {
 }
 
 #[tokio::main]
-async fn main() -> std::process::ExitCode {
+async fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    init_logging(cli.command.default_log_level());
     match run(cli).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
-            eprintln!("readbot: {e:#}");
-            std::process::ExitCode::FAILURE
+            eprintln!("readbot: {}", cli::one_line(&format!("{e:#}")));
+            ExitCode::from(cli::EXIT_FAILED)
         }
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+/// Prints a subcommand's error as one line and maps it to its exit code.
+fn finish(res: Result<u8, cli::CliError>) -> ExitCode {
+    match res {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("readbot: {}", e.one_line());
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let config_path = cli.config.as_deref();
+    let mut stdout = std::io::stdout();
+    let ok = |r: Result<(), cli::CliError>| finish(r.map(|()| cli::EXIT_OK));
     match cli.command {
+        Command::Check(args) => {
+            let report = cli::check::check(config_path, &args, &mut stdout).await;
+            Ok(finish(report.and_then(|r| r.verdict())))
+        }
+        Command::Send(args) => Ok(ok(cli::remote::send(config_path, &args, &mut stdout).await)),
+        Command::Receipts(args) => Ok(ok(
+            cli::remote::receipts(config_path, &args, &mut stdout).await
+        )),
+        Command::Notices(args) => Ok(ok(
+            cli::remote::notices(config_path, &args, &mut stdout).await
+        )),
+        Command::Health(args) => Ok(ok(
+            cli::remote::health(config_path, &args, &mut stdout).await
+        )),
+        Command::Render(args) => Ok(ok(cli::render::render(&args, &mut stdout))),
         Command::Serve => {
-            let config =
-                readbot::config::Config::load(cli.config.as_deref()).context("configuration")?;
+            let config = match readbot::config::Config::load(config_path) {
+                Ok(c) => c,
+                Err(e) => {
+                    return Ok(finish(Err(cli::CliError::Usage(format!(
+                        "configuration: {e}"
+                    )))))
+                }
+            };
             let app = readbot::app::Application::build(config)
                 .await
                 .context("start-up")?;
             app.run_until_stopped(readbot::app::shutdown_signal())
                 .await
                 .context("server")?;
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
         Command::Sandbox {
             listen,
@@ -85,6 +151,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             once,
         })
         .await
-        .context("sandbox"),
+        .context("sandbox")
+        .map(|()| ExitCode::SUCCESS),
     }
 }

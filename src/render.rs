@@ -111,6 +111,92 @@ pub fn render_str<T: Serialize>(source: &str, ctx: &T) -> Result<String, RenderE
         .map_err(|e| template_error("<string>", &e))
 }
 
+/// One rendering of a template against one set of sample data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Preview {
+    /// What the sample data shows.
+    pub sample: &'static str,
+    /// The rendered reply (trailing whitespace trimmed, like a real reply).
+    pub output: String,
+}
+
+/// Labels of the sample data sets of `name`, in the order of `samples(name)`.
+fn sample_labels(name: &str) -> &'static [&'static str] {
+    match name {
+        "summary" => &[
+            "some have read; complete member list; names cut (… and 2 more)",
+            "member list unknown; fallback to the group's last notice; recalled; cut at the page limit; no author",
+            "nobody has read yet; still being delivered; incomplete scene-group member list",
+        ],
+        "list" => &["two notices, one without author", "no notices"],
+        "help" => &["explicit help", "text that was not understood"],
+        "error" => &["an error sentence"],
+        _ => &[],
+    }
+}
+
+/// Renders `source` as template `name` (`summary`, `list`, `help` or
+/// `error`) against every built-in sample data set, with the settings
+/// readbot uses (strict undefined, `trim_blocks`, `lstrip_blocks`, no
+/// escaping). Errors name `shown` (e.g. the file path) and the line.
+pub fn preview(name: &str, shown: &str, source: &str) -> Result<Vec<Preview>, RenderError> {
+    if !NAMES.contains(&name) {
+        return Err(RenderError::Template {
+            name: shown.to_owned(),
+            message: format!("unknown template name {name:?} (expected one of {NAMES:?})"),
+        });
+    }
+    let mut env = environment()?;
+    env.add_template_owned(shown.to_owned(), source.to_owned())
+        .map_err(|e| template_error(shown, &e))?;
+    let template = env
+        .get_template(shown)
+        .map_err(|e| template_error(shown, &e))?;
+    let labels = sample_labels(name);
+    samples(name)
+        .into_iter()
+        .enumerate()
+        .map(|(i, ctx)| {
+            let output = template
+                .render(ctx)
+                .map_err(|e| template_error(shown, &e))?;
+            Ok(Preview {
+                sample: labels.get(i).copied().unwrap_or("sample"),
+                output: output.trim_end().to_owned(),
+            })
+        })
+        .collect()
+}
+
+/// Renders `source` with a caller-supplied context (e.g. JSON from a file),
+/// with the same settings as [`preview`].
+pub fn preview_with(
+    shown: &str,
+    source: &str,
+    ctx: &serde_json::Value,
+) -> Result<String, RenderError> {
+    let mut env = environment()?;
+    env.add_template_owned(shown.to_owned(), source.to_owned())
+        .map_err(|e| template_error(shown, &e))?;
+    let template = env
+        .get_template(shown)
+        .map_err(|e| template_error(shown, &e))?;
+    template
+        .render(v(ctx))
+        .map(|out| out.trim_end().to_owned())
+        .map_err(|e| template_error(shown, &e))
+}
+
+/// The template name a file name stands for: `summary.zh.md.j2` → `summary`.
+pub fn name_of_file(file_name: &str) -> Option<&'static str> {
+    let stem = file_name.strip_suffix(".md.j2")?;
+    let (name, lang) = stem.rsplit_once('.')?;
+    if !LANGS.iter().any(|l| l.code() == lang) {
+        return None;
+    }
+    NAMES.iter().copied().find(|n| *n == name)
+}
+
 /// Renders the named templates.
 pub struct Renderer {
     env: Environment<'static>,
@@ -353,6 +439,67 @@ mod tests {
 
     fn summary() -> SummaryView {
         sample_summary()
+    }
+
+    #[test]
+    fn templates_readme_documents_every_variable() {
+        let readme = include_str!("../templates/README.md");
+        let item = ListItemView {
+            n: 1,
+            title: String::new(),
+            author: String::new(),
+            sent_at: String::new(),
+        };
+        let views = [
+            serde_json::to_value(sample_summary()).unwrap(),
+            serde_json::to_value(person("a", "b")).unwrap(),
+            serde_json::to_value(ListView { notices: vec![] }).unwrap(),
+            serde_json::to_value(item).unwrap(),
+            serde_json::to_value(HelpView {
+                unknown: String::new(),
+            })
+            .unwrap(),
+            serde_json::to_value(ErrorView {
+                message: String::new(),
+            })
+            .unwrap(),
+        ];
+        for view in views {
+            for key in view.as_object().unwrap().keys() {
+                assert!(
+                    readme.contains(&format!("| `{key}`")),
+                    "templates/README.md does not document {key}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn preview_renders_every_sample_and_names_the_file_on_error() {
+        for name in NAMES {
+            for lang in LANGS {
+                let file = template_file_name(name, lang);
+                assert_eq!(name_of_file(&file), Some(*name));
+                let src = embedded_source(&file).unwrap();
+                let out = preview(name, &file, src).unwrap();
+                assert_eq!(out.len(), samples(name).len());
+                assert!(out
+                    .iter()
+                    .all(|p| !p.output.is_empty() && p.sample != "sample"));
+            }
+        }
+        let err = preview("summary", "my/summary.en.md.j2", "{{ titel }}").unwrap_err();
+        assert!(err.to_string().contains("my/summary.en.md.j2"), "{err}");
+        assert!(preview("summary", "x", "{% if %}").is_err());
+        assert!(preview("nope", "x", "").is_err());
+        assert_eq!(name_of_file("summary.fr.md.j2"), None);
+        assert_eq!(name_of_file("notes.en.md.j2"), None);
+        let out = preview_with(
+            "t",
+            "{{ a }}-{{ b.c }}",
+            &serde_json::json!({"a": 1, "b": {"c": "x"}}),
+        );
+        assert_eq!(out.unwrap(), "1-x");
     }
 
     #[test]

@@ -142,7 +142,14 @@ impl Bot {
             .claim_message(&msg.msg_id, now_millis())
             .await?
         {
-            Claim::InFlight | Claim::Done => return Ok(Accepted::Duplicate),
+            Claim::InFlight => {
+                crate::metrics::dedup_hit("in_flight");
+                return Ok(Accepted::Duplicate);
+            }
+            Claim::Done => {
+                crate::metrics::dedup_hit("done");
+                return Ok(Accepted::Duplicate);
+            }
             Claim::New => {}
         }
         self.inner.in_flight.fetch_add(1, Ordering::SeqCst);
@@ -167,6 +174,7 @@ impl Bot {
             match tokio::time::timeout(self.deps().cfg.summary_timeout, self.answer(&msg)).await {
                 Ok(r) => r,
                 Err(_) => {
+                    crate::metrics::summary("chat", "timeout", None);
                     let lang = command::detect_lang(&msg.text);
                     self.error_reply(
                         lang,
@@ -346,7 +354,11 @@ impl Bot {
         fallback: bool,
         lang: Lang,
     ) -> Result<Reply, BotError> {
-        let receipts = self.collect(notice, msg.sender.as_ref()).await?;
+        let started = std::time::Instant::now();
+        let receipts = self.collect(notice, msg.sender.as_ref()).await;
+        let outcome = if receipts.is_ok() { "ok" } else { "error" };
+        crate::metrics::summary("chat", outcome, Some(started.elapsed()));
+        let receipts = receipts?;
         let markdown = summary::render_summary(
             &self.deps().renderer,
             &receipts,
@@ -428,10 +440,14 @@ impl Bot {
                 .is_none_or(|exp| exp > now + 3_000);
             if valid {
                 match self.deps().api.reply_in_session(url, &reply).await {
-                    Ok(()) => return,
+                    Ok(()) => {
+                        crate::metrics::reply("session");
+                        return;
+                    }
                     // The reply may have reached the group: a second copy
                     // through the send API would be worse than none.
                     Err(DingTalkError::Timeout) => {
+                        crate::metrics::reply("session_timeout");
                         tracing::warn!("session reply timed out; not sending a second copy");
                         return;
                     }
@@ -443,6 +459,7 @@ impl Bot {
         }
         let Some(group) = &msg.group else {
             tracing::warn!("no usable session webhook for a 1:1 message; reply dropped");
+            crate::metrics::reply("dropped");
             return;
         };
         let send = GroupSend {
@@ -451,8 +468,12 @@ impl Bot {
             message: OutgoingMessage::markdown(&reply.title, &reply.markdown),
             cool_app_code: self.deps().cool_app_code.clone(),
         };
-        if let Err(e) = self.deps().api.send_group_message(&send).await {
-            tracing::error!(error = %e, "could not deliver the reply");
+        match self.deps().api.send_group_message(&send).await {
+            Ok(_) => crate::metrics::reply("group_send"),
+            Err(e) => {
+                crate::metrics::reply("failed");
+                tracing::error!(error = %e, "could not deliver the reply");
+            }
         }
     }
 
@@ -465,7 +486,13 @@ impl Bot {
             message: n.message.clone(),
             cool_app_code: d.cool_app_code.clone(),
         };
-        let key = d.api.send_group_message(&send).await?;
+        let key = match d.api.send_group_message(&send).await {
+            Ok(k) => k,
+            Err(e) => {
+                crate::metrics::notice_sent("dingtalk_error");
+                return Err(e.into());
+            }
+        };
         let notice = Notice {
             key,
             group: n.group,
@@ -478,8 +505,10 @@ impl Bot {
         };
         if let Err(e) = d.store.record_notice(&notice).await {
             tracing::error!(error = %e, key = %notice.key, "notice sent but not recorded");
+            crate::metrics::notice_sent("store_error");
             return Err(e.into());
         }
+        crate::metrics::notice_sent("ok");
         if let Some(author) = &notice.author {
             if let Err(e) = d
                 .store
@@ -499,7 +528,11 @@ impl Bot {
             .notice(key)
             .await?
             .ok_or(BotError::NoticeNotFound)?;
-        self.collect(&notice, None).await
+        let started = std::time::Instant::now();
+        let r = self.collect(&notice, None).await;
+        let outcome = if r.is_ok() { "ok" } else { "error" };
+        crate::metrics::summary("api", outcome, Some(started.elapsed()));
+        r
     }
 
     /// Stops accepting messages and waits (up to `grace`) for in-flight

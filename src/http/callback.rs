@@ -28,6 +28,7 @@ pub(super) async fn callback(
         now_millis(),
     ) {
         tracing::warn!(reason = %e, "callback refused");
+        crate::metrics::callback("bad_signature");
         return Err(AppError::new(
             StatusCode::UNAUTHORIZED,
             "bad_signature",
@@ -38,27 +39,36 @@ pub(super) async fn callback(
         Ok(m) => m,
         Err(CallbackError::QuotaExhausted(detail)) => {
             tracing::warn!(%detail, "DingTalk reports the robot quota is exhausted");
+            crate::metrics::callback("quota_exhausted");
             return Ok(Json(serde_json::json!({ "msgtype": "empty" })));
         }
         Err(e) => {
+            crate::metrics::callback("bad_body");
             return Err(AppError::new(
                 StatusCode::BAD_REQUEST,
                 "bad_body",
                 e.to_string(),
-            ))
+            ));
         }
     };
     match state.bot.accept(msg).await {
-        Ok(Accepted::Started) => {}
-        Ok(Accepted::Duplicate) => tracing::info!("duplicate delivery ignored"),
+        Ok(Accepted::Started) => crate::metrics::callback("accepted"),
+        Ok(Accepted::Duplicate) => {
+            crate::metrics::callback("duplicate");
+            tracing::info!("duplicate delivery ignored")
+        }
         Ok(Accepted::ShuttingDown) => {
+            crate::metrics::callback("shutting_down");
             return Err(AppError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "shutting_down",
                 "readbot is shutting down",
-            ))
+            ));
         }
-        Err(e) => return Err(AppError::internal(e)),
+        Err(e) => {
+            crate::metrics::callback("error");
+            return Err(AppError::internal(e));
+        }
     }
     Ok(Json(serde_json::json!({ "msgtype": "empty" })))
 }

@@ -1,10 +1,13 @@
-//! The HTTP surface (axum): the DingTalk callback, readbot's notices API and
-//! health. Handlers translate HTTP to bot calls and back; no business logic
-//! lives here.
+//! The HTTP surface (axum): the DingTalk callback, readbot's notices API,
+//! health, readiness and metrics. Handlers translate HTTP to bot calls and
+//! back; no business logic lives here.
 
 mod callback;
 pub mod error;
 mod notices;
+pub mod ops;
+
+pub use ops::{ops_router, OpsState};
 
 use crate::bot::Bot;
 use crate::config::Secret;

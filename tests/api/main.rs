@@ -2,7 +2,10 @@
 //! DingTalk, asserting on what the group would see.
 
 mod callback;
+mod cli;
+mod deploy;
 mod helpers;
 mod notices;
+mod ops;
 mod sandbox;
 mod summary;

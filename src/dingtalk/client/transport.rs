@@ -224,7 +224,9 @@ impl Inner {
                     family: Family::New,
                     mode: Mode::Idempotent,
                 })
-                .await?;
+                .await;
+            crate::metrics::token_refresh(v.is_ok());
+            let v = v?;
             let token = v
                 .get("accessToken")
                 .and_then(Value::as_str)
@@ -255,11 +257,14 @@ impl Inner {
             request_id = Empty,
             status = Empty,
         );
-        let deadline = Instant::now() + self.cfg.deadline;
+        let started = Instant::now();
+        let deadline = started + self.cfg.deadline;
         let res = tokio::time::timeout_at(deadline, self.call_inner(&call, deadline))
             .instrument(span.clone())
             .await
             .unwrap_or(Err(DingTalkError::Timeout));
+        let outcome = res.as_ref().err().map_or("ok", outcome_label);
+        crate::metrics::dingtalk_call(call.api.name(), outcome, started.elapsed());
         if let Err(e) = &res {
             counters.errors.fetch_add(1, Ordering::Relaxed);
             span.in_scope(
@@ -294,6 +299,7 @@ impl Inner {
                     Some(t) if !auth_retried => {
                         auth_retried = true;
                         counters.auth_retries.fetch_add(1, Ordering::Relaxed);
+                        crate::metrics::dingtalk_retry(call.api.name(), "token");
                         tracing::info!(error = %e, "access token refused; refreshing once");
                         self.token.invalidate(&t);
                     }
@@ -309,6 +315,7 @@ impl Inner {
                     }
                     retries += 1;
                     counters.retries.fetch_add(1, Ordering::Relaxed);
+                    crate::metrics::dingtalk_retry(call.api.name(), "backoff");
                     tracing::warn!(error = %e, retry = retries, wait_ms = wait.as_millis() as u64, "retrying DingTalk call");
                     tokio::time::sleep(wait).await;
                 }
@@ -375,6 +382,36 @@ impl Inner {
             Family::New => classify_new(status, parsed, call.mode),
             Family::Old => classify_old(status, parsed, call.mode),
         }
+    }
+}
+
+/// The `outcome` label of a failed call in `readbot_dingtalk_calls_total`
+/// (one of [`crate::metrics::DINGTALK_OUTCOMES`]).
+fn outcome_label(e: &DingTalkError) -> &'static str {
+    match e {
+        DingTalkError::Api { status, code, .. } => match code {
+            ErrorCode::Throttled(_) | ErrorCode::MonthlyQuotaExceeded => "throttled",
+            ErrorCode::PermissionDenied(_) | ErrorCode::Unauthorized | ErrorCode::AuthError => {
+                "permission_denied"
+            }
+            ErrorCode::InvalidAuthentication | ErrorCode::InvalidClientIdOrSecret => "auth_failed",
+            ErrorCode::ProcessQueryKeyExpireTime => "not_ready_or_expired",
+            _ if *status >= 500 => "server_error",
+            _ => "rejected",
+        },
+        DingTalkError::OldApi { errcode, .. } => match errcode {
+            90018 | 90002 | 90020 | -1 => "throttled",
+            60011 => "permission_denied",
+            40014 | 42001 => "auth_failed",
+            300001 => "session_expired",
+            _ => "rejected",
+        },
+        DingTalkError::NotReady | DingTalkError::Expired => "not_ready_or_expired",
+        DingTalkError::SessionExpired => "session_expired",
+        DingTalkError::Timeout => "timeout",
+        DingTalkError::Transport(_) => "transport_error",
+        DingTalkError::Decode(_) => "decode_error",
+        DingTalkError::UntrustedWebhook => "untrusted_webhook",
     }
 }
 
@@ -496,4 +533,55 @@ fn describe(e: &(dyn std::error::Error + 'static)) -> String {
         src = c.source();
     }
     s
+}
+
+#[cfg(test)]
+mod metric_label_tests {
+    use super::*;
+
+    #[test]
+    fn every_outcome_label_is_documented() {
+        let api = |status, code: &str| DingTalkError::Api {
+            status,
+            code: ErrorCode::parse(code),
+            message: String::new(),
+            request_id: None,
+        };
+        let old = |errcode| DingTalkError::OldApi {
+            errcode,
+            errmsg: String::new(),
+        };
+        let cases = [
+            (
+                api(403, "Forbidden.AccessDenied.QpsLimitForAppkeyAndApi"),
+                "throttled",
+            ),
+            (
+                api(403, "Forbidden.AccessDenied.AccessTokenPermissionDenied"),
+                "permission_denied",
+            ),
+            (api(400, "invalidClientIdOrSecret"), "auth_failed"),
+            (
+                api(400, "processQueryKey.expireTime"),
+                "not_ready_or_expired",
+            ),
+            (api(500, "system.error"), "server_error"),
+            (api(400, "invalid.openConversationId"), "rejected"),
+            (old(90018), "throttled"),
+            (old(60011), "permission_denied"),
+            (old(42001), "auth_failed"),
+            (old(300001), "session_expired"),
+            (old(33012), "rejected"),
+            (DingTalkError::Expired, "not_ready_or_expired"),
+            (DingTalkError::SessionExpired, "session_expired"),
+            (DingTalkError::Timeout, "timeout"),
+            (DingTalkError::Transport("x".into()), "transport_error"),
+            (DingTalkError::Decode("x".into()), "decode_error"),
+            (DingTalkError::UntrustedWebhook, "untrusted_webhook"),
+        ];
+        for (e, want) in cases {
+            assert_eq!(outcome_label(&e), want, "{e}");
+            assert!(crate::metrics::DINGTALK_OUTCOMES.contains(&want));
+        }
+    }
 }

@@ -1,0 +1,478 @@
+//! `readbot check`: is this configuration ready for production?
+//!
+//! Loads the configuration exactly as `serve` does, then checks, in order:
+//! the templates, the data folder, the public URL, an access token from
+//! DingTalk, and, for a group given with `--group`, the robot's read-status
+//! API, the member-list sources and (with `--user`) the name look-up. It
+//! prints what it found, the callback URL and the permissions to grant in the
+//! DingTalk developer console.
+//!
+//! Nothing is sent to any group. With `--group` it makes one read-status
+//! query with a made-up key (DingTalk refuses the key, which proves the
+//! robot code and permission are fine) and one member-list query per source;
+//! these count towards the organisation's monthly API quota.
+
+use super::{one_line, CliError};
+use crate::config::Config;
+use crate::dingtalk::client::DingTalkClient;
+use crate::dingtalk::{DingTalkApi, DingTalkError, ErrorCode, ReadQuery, RosterQuery};
+use crate::domain::{OpenConversationId, ProcessQueryKey, RosterSource, UserId};
+use crate::render::Renderer;
+use std::io::Write;
+use std::path::Path;
+
+/// `readbot check`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct CheckArgs {
+    /// openConversationId of a group the robot is in: also try the read-status and member-list APIs there.
+    #[arg(long, short = 'g', value_name = "CID")]
+    pub group: Option<String>,
+    /// userId of a member of that group: try the internal-group member list on their behalf and the name look-up.
+    #[arg(long, short = 'u', value_name = "USERID")]
+    pub user: Option<String>,
+}
+
+/// What `check` found.
+#[derive(Debug, Default)]
+pub struct CheckReport {
+    /// One sentence per problem (each also printed as a `FAIL` line).
+    pub problems: Vec<String>,
+    /// Warnings: readbot works, but maybe not as expected.
+    pub warnings: Vec<String>,
+}
+
+impl CheckReport {
+    /// Exit 0 without problems; otherwise one line naming every problem (exit 1).
+    pub fn verdict(&self) -> Result<u8, CliError> {
+        match self.problems.as_slice() {
+            [] => Ok(super::EXIT_OK),
+            [one] => Err(CliError::Failed(format!("check found a problem: {one}"))),
+            many => Err(CliError::Failed(format!(
+                "check found {} problems: {}",
+                many.len(),
+                many.join("; ")
+            ))),
+        }
+    }
+}
+
+/// The console permissions readbot uses: (code, console name, what for).
+pub const PERMISSIONS: &[(&str, &str, &str)] = &[
+    (
+        "qyapi_robot_sendmsg",
+        "企业内机器人发送消息权限",
+        "send notices and query their read status (required)",
+    ),
+    (
+        "qyapi_chat_manage",
+        "群基础信息管理",
+        "member lists of scene groups (roster source scene_group)",
+    ),
+    (
+        "qyapi_get_member",
+        "成员信息读权限",
+        "resolve userIds to names",
+    ),
+];
+
+struct Printer<'a> {
+    out: &'a mut dyn Write,
+    report: CheckReport,
+}
+
+impl Printer<'_> {
+    fn line(&mut self, tag: &str, msg: &str) -> Result<(), CliError> {
+        writeln!(self.out, "  {tag:<5} {msg}")?;
+        self.out.flush()?;
+        Ok(())
+    }
+    fn ok(&mut self, msg: &str) -> Result<(), CliError> {
+        self.line("ok", msg)
+    }
+    fn info(&mut self, msg: &str) -> Result<(), CliError> {
+        self.line("", msg)
+    }
+    fn warn(&mut self, msg: &str) -> Result<(), CliError> {
+        self.report.warnings.push(msg.to_owned());
+        self.line("warn", msg)
+    }
+    fn fail(&mut self, msg: &str) -> Result<(), CliError> {
+        self.report.problems.push(msg.to_owned());
+        self.line("FAIL", msg)
+    }
+    fn section(&mut self, title: &str) -> Result<(), CliError> {
+        writeln!(self.out, "\n{title}")?;
+        Ok(())
+    }
+}
+
+/// Whether DingTalk refused because the app lacks a permission.
+fn is_permission_error(e: &DingTalkError) -> bool {
+    match e {
+        DingTalkError::Api { code, .. } => matches!(
+            code,
+            ErrorCode::PermissionDenied(_) | ErrorCode::Unauthorized | ErrorCode::AuthError
+        ),
+        // oapi: "no permission for this API".
+        DingTalkError::OldApi { errcode, .. } => *errcode == 60011,
+        _ => false,
+    }
+}
+
+/// `code: message` of a DingTalk error, on one line.
+fn what(e: &DingTalkError) -> String {
+    one_line(&format!("{}: {}", e.code_str(), e.message_str()))
+}
+
+/// The sentence for a failed token request.
+fn token_problem(e: &DingTalkError, api_base: &str) -> String {
+    match e.code() {
+        Some(ErrorCode::InvalidClientIdOrSecret) => format!(
+            "DingTalk rejected the app key or secret ({}): set DINGTALK_APP_KEY / DINGTALK_APP_SECRET to the app's Client ID and Client Secret from the developer console",
+            what(e)
+        ),
+        _ if is_permission_error(e) => format!(
+            "DingTalk refused the token request ({}): check the app's IP whitelist and status in the developer console",
+            what(e)
+        ),
+        _ => match e {
+            DingTalkError::Timeout | DingTalkError::Transport(_) => format!(
+                "cannot reach DingTalk at {api_base} to get an access token ({e}): check DNS, firewall and proxy settings"
+            ),
+            _ => format!("cannot get an access token from DingTalk ({})", what(e)),
+        },
+    }
+}
+
+fn data_dir_problem(dir: &Path) -> Option<String> {
+    let probe_in = |d: &Path| -> Option<String> {
+        let probe = d.join(format!(".readbot-check-{}", std::process::id()));
+        match std::fs::write(&probe, b"probe") {
+            Ok(()) => {
+                let _ = std::fs::remove_file(&probe);
+                None
+            }
+            Err(e) => Some(format!("{} is not writable: {e}", d.display())),
+        }
+    };
+    if dir.exists() {
+        if !dir.is_dir() {
+            return Some(format!("data folder {} is not a folder", dir.display()));
+        }
+        return probe_in(dir).map(|m| format!("data folder {m}"));
+    }
+    // readbot creates it: the nearest existing parent must be writable.
+    let mut parent = dir.parent();
+    while let Some(p) = parent {
+        let p = if p.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            p
+        };
+        if p.exists() {
+            return probe_in(p).map(|m| {
+                format!(
+                    "data folder {} does not exist and cannot be created: {m}",
+                    dir.display()
+                )
+            });
+        }
+        parent = p.parent();
+    }
+    None
+}
+
+/// Runs the checks, printing to `out`. `Ok` carries the report (problems
+/// mean exit 1); `Err` is a usage or configuration error (exit 2).
+pub async fn check(
+    config_path: Option<&Path>,
+    args: &CheckArgs,
+    out: &mut dyn Write,
+) -> Result<CheckReport, CliError> {
+    let config =
+        Config::load(config_path).map_err(|e| CliError::Usage(format!("configuration: {e}")))?;
+    let group = args
+        .group
+        .as_deref()
+        .map(|g| {
+            OpenConversationId::parse(g.trim())
+                .map_err(|e| CliError::Usage(format!("--group: {e}")))
+        })
+        .transpose()?;
+    let user = args
+        .user
+        .as_deref()
+        .map(|u| UserId::parse(u.trim()).map_err(|e| CliError::Usage(format!("--user: {e}"))))
+        .transpose()?;
+    let mut p = Printer {
+        out,
+        report: CheckReport::default(),
+    };
+    writeln!(p.out, "readbot {} check", env!("CARGO_PKG_VERSION"))?;
+
+    p.section("Configuration")?;
+    let source = config_path
+        .map(|c| c.display().to_string())
+        .or_else(|| std::env::var("READBOT_CONFIG").ok())
+        .map_or_else(
+            || "environment only".to_owned(),
+            |f| format!("file {f} + environment"),
+        );
+    p.ok(&format!("configuration is valid ({source})"))?;
+    let d = &config.dingtalk;
+    p.info(&format!(
+        "app key {}, robot code {}, API {}, old API {}",
+        d.app_key,
+        d.robot_code.as_str(),
+        d.api_base,
+        d.oapi_base
+    ))?;
+    p.info(&format!(
+        "member-list sources, in order: {}",
+        config
+            .bot
+            .roster_sources
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    ))?;
+    match config.api_token {
+        Some(_) => p.ok("API token is set: the send / receipts / notices API is enabled")?,
+        None => p.warn(
+            "READBOT_API_TOKEN is not set: readbot's API answers 503, so notices cannot be sent through readbot",
+        )?,
+    }
+    match Renderer::new(config.templates_dir.as_deref()) {
+        Ok(r) if r.overridden().is_empty() => p.ok("templates: built-in")?,
+        Ok(r) => p.ok(&format!(
+            "templates: {} override(s) render: {}",
+            r.overridden().len(),
+            r.overridden().join(", ")
+        ))?,
+        Err(e) => p.fail(&format!("templates: {e}"))?,
+    }
+    match data_dir_problem(&config.data_dir) {
+        None => p.ok(&format!(
+            "data folder {} is writable (run one readbot per folder)",
+            config.data_dir.display()
+        ))?,
+        Some(m) => p.fail(&m)?,
+    }
+    p.info(&format!("listening on {}", config.listen))?;
+
+    p.section("Callback")?;
+    let callback_url = match &config.public_url {
+        Some(u) => {
+            let u = u.trim().trim_end_matches('/');
+            match url::Url::parse(u) {
+                Ok(parsed) if parsed.scheme() == "https" => {
+                    p.ok(&format!("callback URL: {u}/dingtalk/callback"))?;
+                }
+                Ok(_) => p.fail(&format!(
+                    "READBOT_PUBLIC_URL {u} is not https: DingTalk only calls public HTTPS addresses; put readbot behind a TLS proxy"
+                ))?,
+                Err(e) => p.fail(&format!("READBOT_PUBLIC_URL {u:?} is not a URL: {e}"))?,
+            }
+            format!("{u}/dingtalk/callback")
+        }
+        None => {
+            p.warn("READBOT_PUBLIC_URL is not set, so the callback URL cannot be printed: it is https://<your public host>/dingtalk/callback")?;
+            "https://<your public host>/dingtalk/callback".to_owned()
+        }
+    };
+
+    p.section("DingTalk")?;
+    let client = DingTalkClient::new(config.dingtalk.clone())
+        .map_err(|e| CliError::Failed(format!("cannot build the DingTalk client: {e}")))?;
+    let token_ok = match client.access_token().await {
+        Ok(()) => {
+            p.ok("access token obtained: app key and secret are right")?;
+            true
+        }
+        Err(e) => {
+            p.fail(&token_problem(&e, d.api_base.as_str()))?;
+            false
+        }
+    };
+    match (&group, token_ok) {
+        (None, _) => p.info(
+            "pass --group <openConversationId> (and --user <userId>) to try the read-status and member-list APIs for a group",
+        )?,
+        (Some(_), false) => p.info("group checks skipped: they need an access token")?,
+        (Some(group), true) => {
+            check_read_api(&mut p, &client, &config, group).await?;
+            check_rosters(&mut p, &client, &config, group, user.as_ref()).await?;
+            if let Some(u) = &user {
+                check_names(&mut p, &client, u).await?;
+            }
+        }
+    }
+
+    p.section("DingTalk developer console (https://open-dev.dingtalk.com), your app")?;
+    p.info("1. Robot (机器人): message receiving mode (消息接收模式) HTTP; message receiving URL (消息接收地址):")?;
+    p.info(&format!("     {callback_url}"))?;
+    p.info("2. Permissions (权限管理), grant:")?;
+    for (code, name, why) in PERMISSIONS {
+        p.info(&format!("     {code:<20} {name}: {why}"))?;
+    }
+    p.info("   and, if your organisation offers it, the internal-group member-list permission (roster source inner_group)")?;
+    p.info("3. Publish the app version, then add the robot to your groups")?;
+
+    let n = p.report.problems.len();
+    writeln!(
+        p.out,
+        "\n{}",
+        match n {
+            0 if p.report.warnings.is_empty() => "No problems found.".to_owned(),
+            0 => format!(
+                "No problems found ({} warning(s)).",
+                p.report.warnings.len()
+            ),
+            1 => "1 problem found.".to_owned(),
+            n => format!("{n} problems found."),
+        }
+    )?;
+    Ok(p.report)
+}
+
+async fn check_read_api(
+    p: &mut Printer<'_>,
+    client: &DingTalkClient,
+    config: &Config,
+    group: &OpenConversationId,
+) -> Result<(), CliError> {
+    let key = ProcessQueryKey::parse("readbot-check-probe")
+        .map_err(|e| CliError::Failed(format!("probe key: {e}")))?;
+    let query = ReadQuery {
+        key,
+        group: group.clone(),
+        robot_code: config.dingtalk.robot_code.clone(),
+        // Long ago: "no data" means expired at once, no waiting.
+        sent_at: 0,
+    };
+    let robot = config.dingtalk.robot_code.as_str();
+    match client.read_state(&query).await {
+        Ok(_) => p.ok("read-status API (robot/groupMessages/query) answers")?,
+        Err(e) if is_permission_error(&e) => p.fail(&format!(
+            "read-status API refused ({}): grant qyapi_robot_sendmsg (企业内机器人发送消息权限) to the app",
+            what(&e)
+        ))?,
+        Err(DingTalkError::Expired | DingTalkError::NotReady) => p.ok(
+            "read-status API answers (it refused the made-up probe key, as expected): robot code and permission are fine",
+        )?,
+        Err(e) => match e.code() {
+            Some(ErrorCode::InvalidProcessQueryKey) => p.ok(
+                "read-status API answers (it refused the made-up probe key, as expected): robot code and permission are fine",
+            )?,
+            Some(
+                ErrorCode::RobotCodeNotExist
+                | ErrorCode::RobotCodeInvalid
+                | ErrorCode::RobotCodeMissing
+                | ErrorCode::TokenBotNotExist
+                | ErrorCode::ResourceNotFound,
+            ) => p.fail(&format!(
+                "DingTalk does not accept robot code {robot} ({}): set DINGTALK_ROBOT_CODE to the robot's code (for an internal app: its Client ID)",
+                what(&e)
+            ))?,
+            Some(ErrorCode::BotStopped) => p.fail(&format!(
+                "the robot is disabled ({}): enable it in the group or the console",
+                what(&e)
+            ))?,
+            Some(ErrorCode::InvalidOpenConversationId | ErrorCode::ConversationOrgDismatch) => {
+                p.fail(&format!(
+                    "DingTalk does not accept group {group} for this app ({}): check the openConversationId",
+                    what(&e)
+                ))?
+            }
+            _ => p.warn(&format!(
+                "read-status API gave an unexpected answer to the probe: {}",
+                what(&e)
+            ))?,
+        },
+    }
+    Ok(())
+}
+
+async fn check_rosters(
+    p: &mut Printer<'_>,
+    client: &DingTalkClient,
+    config: &Config,
+    group: &OpenConversationId,
+    user: Option<&UserId>,
+) -> Result<(), CliError> {
+    let mut usable = false;
+    for source in &config.bot.roster_sources {
+        let query = match source {
+            RosterSource::Learned => {
+                p.ok("member list learned: always available (members readbot has seen; may be incomplete)")?;
+                usable = true;
+                continue;
+            }
+            RosterSource::InnerGroup => match user {
+                Some(u) => RosterQuery::InnerGroup {
+                    group: group.clone(),
+                    operator: u.clone(),
+                },
+                None => {
+                    p.info("member list inner_group: not tried (pass --user <userId of a group member>)")?;
+                    continue;
+                }
+            },
+            RosterSource::SceneGroup => RosterQuery::SceneGroup {
+                group: group.clone(),
+                cool_app_code: config.dingtalk.cool_app_code.clone(),
+            },
+        };
+        let name = source.as_str();
+        match client.roster(&query).await {
+            Ok(r) => {
+                usable = true;
+                p.ok(&format!(
+                    "member list {name}: {} member(s){}",
+                    r.members.len(),
+                    if r.complete { "" } else { " (cut at the page limit)" }
+                ))?;
+            }
+            Err(e) if is_permission_error(&e) => {
+                let grant = match source {
+                    RosterSource::SceneGroup => "qyapi_chat_manage (群基础信息管理)",
+                    _ => "the internal-group member-list permission",
+                };
+                p.fail(&format!(
+                    "member list {name}: the app lacks a permission ({}): grant {grant} to the app, or remove {name} from READBOT_ROSTER_SOURCES",
+                    what(&e)
+                ))?;
+            }
+            Err(e) => p.warn(&format!(
+                "member list {name}: not usable for this group ({}); readbot falls back to the next source",
+                what(&e)
+            ))?,
+        }
+    }
+    if !usable {
+        p.fail("no member-list source works for this group: summaries cannot list unread members (add learned to READBOT_ROSTER_SOURCES)")?;
+    }
+    Ok(())
+}
+
+async fn check_names(
+    p: &mut Printer<'_>,
+    client: &DingTalkClient,
+    user: &UserId,
+) -> Result<(), CliError> {
+    match client.user_names(std::slice::from_ref(user)).await {
+        Ok(names) => match names.first() {
+            Some((_, name)) => p.ok(&format!("name look-up (topapi/v2/user/get): {user} is {name}"))?,
+            None => p.warn(&format!(
+                "name look-up (topapi/v2/user/get): DingTalk knows no user {user}; summaries will show ids"
+            ))?,
+        },
+        Err(e) if is_permission_error(&e) => p.fail(&format!(
+            "name look-up refused ({}): grant qyapi_get_member (成员信息读权限) to the app",
+            what(&e)
+        ))?,
+        Err(e) => p.warn(&format!("name look-up failed: {}", what(&e)))?,
+    }
+    Ok(())
+}

@@ -1,0 +1,219 @@
+//! Operations endpoints: `GET /metrics` (Prometheus text format) and
+//! `GET /readyz` (readiness). `GET /healthz` (liveness) lives in the main
+//! router.
+//!
+//! Readiness means readbot can do its job right now:
+//! - **store**: a read from the store succeeds within [`STORE_TIMEOUT`];
+//! - **dingtalk**: an access token is cached and fresh, or one can be
+//!   fetched now (a refresh that fails while the previous token is still
+//!   valid keeps readbot ready until that token expires). A failed check is
+//!   remembered for [`TOKEN_FAILURE_TTL`] so that probes do not hammer
+//!   DingTalk.
+//!
+//! Neither endpoint needs the API token; neither shows ids, names or secrets.
+
+use crate::bot::Bot;
+use crate::dingtalk::client::DingTalkClient;
+use crate::domain::ProcessQueryKey;
+use crate::store::Store;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Upper bound of the store check.
+pub const STORE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Upper bound of the token check (a fetch with its retries).
+pub const TOKEN_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a failed token check is reused before DingTalk is asked again.
+pub const TOKEN_FAILURE_TTL: Duration = Duration::from_secs(10);
+
+/// State of the operations endpoints.
+#[derive(Clone)]
+pub struct OpsState {
+    store: Arc<dyn Store>,
+    bot: Bot,
+    data_dir: PathBuf,
+    token: Option<DingTalkClient>,
+    token_failure: Arc<Mutex<Option<(Instant, String)>>>,
+}
+
+impl OpsState {
+    /// Readiness and metrics over `store`, measuring `data_dir` for the
+    /// store-size gauge. Without [`OpsState::with_token_check`] the DingTalk
+    /// check is skipped.
+    pub fn new(store: Arc<dyn Store>, bot: Bot, data_dir: PathBuf) -> Self {
+        Self {
+            store,
+            bot,
+            data_dir,
+            token: None,
+            token_failure: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// Makes readiness require a DingTalk access token from `client`.
+    pub fn with_token_check(mut self, client: DingTalkClient) -> Self {
+        self.token = Some(client);
+        self
+    }
+
+    async fn check_store(&self) -> Result<(), String> {
+        let probe = ProcessQueryKey::parse("readbot-readiness-probe").map_err(|e| e.to_string())?;
+        match tokio::time::timeout(STORE_TIMEOUT, self.store.notice(&probe)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!(
+                "the store did not answer within {} s",
+                STORE_TIMEOUT.as_secs()
+            )),
+        }
+    }
+
+    async fn check_token(&self) -> Option<Result<(), String>> {
+        let client = self.token.as_ref()?;
+        let remembered = self
+            .token_failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some((at, msg)) = remembered {
+            if at.elapsed() < TOKEN_FAILURE_TTL {
+                return Some(Err(msg));
+            }
+        }
+        let res = match tokio::time::timeout(TOKEN_TIMEOUT, client.access_token()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(format!("cannot get a DingTalk access token: {e}")),
+            Err(_) => Err(format!(
+                "cannot get a DingTalk access token: no answer within {} s",
+                TOKEN_TIMEOUT.as_secs()
+            )),
+        };
+        let mut slot = self.token_failure.lock().unwrap_or_else(|e| e.into_inner());
+        *slot = res.as_ref().err().map(|m| (Instant::now(), m.clone()));
+        Some(res)
+    }
+}
+
+/// The `/metrics` and `/readyz` routes.
+pub fn ops_router(state: OpsState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/readyz", get(readyz))
+        .with_state(state)
+}
+
+fn check_json(res: &Result<(), String>) -> Value {
+    match res {
+        Ok(()) => json!({ "ok": true }),
+        Err(e) => json!({ "ok": false, "error": e }),
+    }
+}
+
+async fn readyz(State(state): State<OpsState>) -> (StatusCode, Json<Value>) {
+    let (store, token) = tokio::join!(state.check_store(), state.check_token());
+    let mut ready = store.is_ok();
+    let mut checks = serde_json::Map::new();
+    if let Err(e) = &store {
+        tracing::warn!(error = %e, "not ready: store");
+    }
+    checks.insert("store".into(), check_json(&store));
+    match &token {
+        Some(t) => {
+            if let Err(e) = t {
+                tracing::warn!(error = %e, "not ready: DingTalk token");
+            }
+            ready &= t.is_ok();
+            checks.insert("dingtalk".into(), check_json(t));
+        }
+        None => {
+            checks.insert(
+                "dingtalk".into(),
+                json!({ "ok": true, "skipped": "no DingTalk client to check" }),
+            );
+        }
+    }
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = json!({
+        "status": if ready { "ready" } else { "not_ready" },
+        "checks": checks,
+    });
+    (status, Json(body))
+}
+
+/// Bytes of every file under `dir` (0 when it does not exist).
+fn folder_size(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            match entry.metadata() {
+                Ok(m) if m.is_dir() => stack.push(entry.path()),
+                Ok(m) => total += m.len(),
+                Err(_) => {}
+            }
+        }
+    }
+    total
+}
+
+async fn metrics(State(state): State<OpsState>) -> Response {
+    let dir = state.data_dir.clone();
+    let size = tokio::task::spawn_blocking(move || folder_size(&dir))
+        .await
+        .unwrap_or(0);
+    let notices = match tokio::time::timeout(STORE_TIMEOUT, state.store.notice_count()).await {
+        Ok(Ok(n)) => Some(n),
+        _ => None,
+    };
+    crate::metrics::store(size, notices);
+    crate::metrics::in_flight(state.bot.in_flight());
+    if let Some(client) = &state.token {
+        for api in client.stats().apis {
+            crate::metrics::dingtalk_in_flight(api.api, api.in_flight);
+        }
+    }
+    match crate::metrics::render() {
+        Some(text) => (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "metrics are disabled: another metrics recorder was installed in this process\n",
+        )
+            .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folder_size_sums_nested_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("a"), [0u8; 10]).unwrap();
+        std::fs::create_dir(tmp.path().join("sub")).unwrap();
+        std::fs::write(tmp.path().join("sub/b"), [0u8; 5]).unwrap();
+        assert_eq!(folder_size(tmp.path()), 15);
+        assert_eq!(folder_size(&tmp.path().join("missing")), 0);
+    }
+}

@@ -1,0 +1,625 @@
+//! The `readbot` binary itself: every subcommand, run as a child process
+//! against the fake DingTalk and an in-process readbot. The child gets a
+//! cleared environment, so nothing from the developer's shell leaks in.
+
+use crate::helpers::*;
+use readbot::fake::{Api, FakeDingTalk, Fault, GroupKind};
+use serde_json::Value;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+const BIN: &str = env!("CARGO_BIN_EXE_readbot");
+/// Upper bound so a hung child fails the test instead of hanging it.
+const LIMIT: Duration = Duration::from_secs(90);
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl std::fmt::Debug for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+async fn readbot(args: &[&str], env: &[(&str, String)], stdin: Option<&str>) -> Run {
+    let mut cmd = tokio::process::Command::new(BIN);
+    cmd.args(args)
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().expect("readbot binary starts");
+    if let Some(text) = stdin {
+        let mut pipe = child.stdin.take().expect("stdin");
+        pipe.write_all(text.as_bytes()).await.expect("write stdin");
+        drop(pipe);
+    }
+    let out = tokio::time::timeout(LIMIT, child.wait_with_output())
+        .await
+        .expect("readbot finished in time")
+        .expect("readbot output");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Environment for `check` / `serve` against `fake`.
+fn dingtalk_env(fake: &FakeDingTalk, data_dir: &Path) -> Vec<(&'static str, String)> {
+    let c = fake.config();
+    vec![
+        ("DINGTALK_APP_KEY", c.app_key.clone()),
+        ("DINGTALK_APP_SECRET", c.app_secret.clone()),
+        ("DINGTALK_ROBOT_CODE", c.robot_code.clone()),
+        ("DINGTALK_API_BASE", fake.base_url()),
+        ("DINGTALK_OAPI_BASE", fake.base_url()),
+        ("DINGTALK_TIMEOUT_SECS", "2".into()),
+        ("DINGTALK_DEADLINE_SECS", "8".into()),
+        ("READBOT_DATA_DIR", data_dir.display().to_string()),
+        ("READBOT_PUBLIC_URL", "https://readbot.example.com".into()),
+    ]
+}
+
+fn with(
+    mut env: Vec<(&'static str, String)>,
+    k: &'static str,
+    v: &str,
+) -> Vec<(&'static str, String)> {
+    env.retain(|(key, _)| *key != k);
+    env.push((k, v.to_string()));
+    env
+}
+
+fn one_line(s: &str) -> &str {
+    let lines: Vec<&str> = s.lines().collect();
+    assert_eq!(lines.len(), 1, "expected one stderr line, got {s:?}");
+    lines[0]
+}
+
+#[tokio::test]
+async fn every_subcommand_has_help_and_usage_errors_exit_2() {
+    for sub in [
+        "serve", "sandbox", "check", "send", "receipts", "notices", "render", "health",
+    ] {
+        let r = readbot(&[sub, "--help"], &[], None).await;
+        assert_eq!(r.code, 0, "{sub}: {r:?}");
+        assert!(
+            r.stdout.contains(&format!("Usage: readbot {sub}")),
+            "{sub}: {r:?}"
+        );
+    }
+    let r = readbot(&["--help"], &[], None).await;
+    assert_eq!(r.code, 0);
+    for sub in ["check", "send", "receipts", "notices", "render"] {
+        assert!(r.stdout.contains(sub), "{r:?}");
+    }
+    assert_eq!(readbot(&[], &[], None).await.code, 2);
+    assert_eq!(readbot(&["frobnicate"], &[], None).await.code, 2);
+    assert_eq!(readbot(&["receipts"], &[], None).await.code, 2);
+}
+
+#[tokio::test]
+async fn check_passes_and_prints_callback_url_and_permissions() {
+    let fake = start_fake().await;
+    let people = members(5);
+    add_group(
+        &fake,
+        "cidCheckScene+/==",
+        GroupKind::Scene {
+            cool_app_code: None,
+        },
+        &people,
+    );
+    let tmp = tempfile::tempdir().expect("tmp");
+    let env = dingtalk_env(&fake, &tmp.path().join("data"));
+    let r = readbot(
+        &[
+            "check",
+            "--group",
+            "cidCheckScene+/==",
+            "--user",
+            "user0001",
+        ],
+        &env,
+        None,
+    )
+    .await;
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stderr.is_empty(), "{r:?}");
+    for want in [
+        "access token obtained",
+        "callback URL: https://readbot.example.com/dingtalk/callback",
+        "read-status API answers",
+        "member list scene_group: 5 member(s)",
+        "name look-up (topapi/v2/user/get): user0001 is Member 0001",
+        "qyapi_robot_sendmsg",
+        "qyapi_chat_manage",
+        "qyapi_get_member",
+        "No problems found",
+    ] {
+        assert!(r.stdout.contains(want), "missing {want:?}: {r:?}");
+    }
+    // inner_group does not work for a scene group: a warning, not a problem.
+    assert!(
+        r.stdout.contains("member list inner_group: not usable"),
+        "{r:?}"
+    );
+    assert!(!r.stdout.contains(&fake.config().app_secret));
+    assert!(fake.calls(Api::Send) == 0, "check must not send anything");
+}
+
+#[tokio::test]
+async fn check_reports_a_wrong_secret_plainly() {
+    let fake = start_fake().await;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let env = with(
+        dingtalk_env(&fake, &tmp.path().join("data")),
+        "DINGTALK_APP_SECRET",
+        "wrong-secret-value-42",
+    );
+    let r = readbot(&["check", "--group", "cidWhatever=="], &env, None).await;
+    assert_eq!(r.code, 1, "{r:?}");
+    let line = one_line(&r.stderr);
+    assert!(
+        line.starts_with("readbot: check found a problem:"),
+        "{line}"
+    );
+    assert!(line.contains("invalidClientIdOrSecret"), "{line}");
+    assert!(line.contains("DINGTALK_APP_SECRET"), "{line}");
+    assert!(r.stdout.contains("FAIL"), "{r:?}");
+    assert!(r.stdout.contains("group checks skipped"), "{r:?}");
+    assert!(
+        !r.stdout.contains("wrong-secret-value-42") && !r.stderr.contains("wrong-secret-value-42")
+    );
+}
+
+#[tokio::test]
+async fn check_reports_missing_permissions_plainly() {
+    let fake = start_fake().await;
+    add_group(
+        &fake,
+        "cidNoPerm==",
+        GroupKind::Scene {
+            cool_app_code: None,
+        },
+        &members(3),
+    );
+    let denied = || {
+        Fault::status(
+            403,
+            "Forbidden.AccessDenied.AccessTokenPermissionDenied",
+            "没有调用该接口的权限",
+        )
+    };
+    fake.inject(Api::SceneMembers, denied(), 1);
+    fake.inject(Api::Query, denied(), 1);
+    let tmp = tempfile::tempdir().expect("tmp");
+    let env = dingtalk_env(&fake, &tmp.path().join("data"));
+    let r = readbot(&["check", "-g", "cidNoPerm=="], &env, None).await;
+    assert_eq!(r.code, 1, "{r:?}");
+    let line = one_line(&r.stderr);
+    assert!(
+        line.starts_with("readbot: check found 2 problems:"),
+        "{line}"
+    );
+    assert!(
+        line.contains("Forbidden.AccessDenied.AccessTokenPermissionDenied"),
+        "{line}"
+    );
+    assert!(line.contains("grant qyapi_chat_manage"), "{line}");
+    assert!(line.contains("grant qyapi_robot_sendmsg"), "{line}");
+    assert!(r.stdout.contains("2 problems found."), "{r:?}");
+}
+
+#[tokio::test]
+async fn check_and_serve_report_configuration_errors_with_exit_2() {
+    let fake = start_fake().await;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let env: Vec<_> = dingtalk_env(&fake, &tmp.path().join("data"))
+        .into_iter()
+        .filter(|(k, _)| *k != "DINGTALK_APP_KEY")
+        .collect();
+    for args in [&["check"][..], &["serve"][..]] {
+        let r = readbot(args, &env, None).await;
+        assert_eq!(r.code, 2, "{args:?}: {r:?}");
+        let line = one_line(&r.stderr);
+        assert!(line.contains("DINGTALK_APP_KEY is required"), "{line}");
+    }
+    let r = readbot(
+        &["check"],
+        &with(env.clone(), "DINGTALK_APP_KEY", "k"),
+        None,
+    )
+    .await;
+    assert_ne!(r.code, 2, "a complete config is no usage error: {r:?}");
+    let bad = with(
+        with(env, "DINGTALK_APP_KEY", "k"),
+        "READBOT_LISTEN",
+        "not-an-address",
+    );
+    let r = readbot(&["check"], &bad, None).await;
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(one_line(&r.stderr).contains("READBOT_LISTEN"), "{r:?}");
+}
+
+fn client_env(app: &TestApp) -> Vec<(&'static str, String)> {
+    vec![
+        ("READBOT_URL", app.addr.clone()),
+        ("READBOT_API_TOKEN", API_TOKEN.to_string()),
+    ]
+}
+
+#[tokio::test]
+async fn send_receipts_and_notices_round_trip() {
+    let app = spawn_app().await;
+    const G: &str = "cidCliGroup+/==";
+    add_group(&app.fake, G, GroupKind::Inner, &members(4));
+    let env = client_env(&app);
+
+    let r = readbot(
+        &["send", "--group", G, "--author", "user0001"],
+        &env,
+        Some("### Fire drill\nFriday 10:00, everyone outside."),
+    )
+    .await;
+    assert_eq!(r.code, 0, "{r:?}");
+    let key = r.stdout.trim().to_string();
+    assert_eq!(r.stdout.lines().count(), 1, "{r:?}");
+    let seen = app.fake.group_view(G);
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].title.as_deref(), Some("Fire drill"));
+    assert_eq!(seen[0].process_query_key.as_deref(), Some(key.as_str()));
+    app.fake.mark_read(&key, &["user0002"]);
+
+    let r = readbot(&["receipts", &key], &env, None).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.starts_with("Fire drill\n"), "{r:?}");
+    assert!(
+        r.stdout.contains("read:    1 of 4 (25%), unread: 3"),
+        "{r:?}"
+    );
+    assert!(r.stdout.contains("inner_group (complete)"), "{r:?}");
+    assert!(r.stdout.contains("Member 0002"), "{r:?}");
+    let unread = r.stdout.find("unread  user0001").expect("unread row");
+    let read = r.stdout.find("read    user0002").expect("read row");
+    assert!(unread < read, "{r:?}");
+
+    let r = readbot(&["receipts", &key, "--json"], &env, None).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    let v: Value = serde_json::from_str(&r.stdout).expect("json");
+    assert_eq!(v["readCount"], 1);
+    assert_eq!(v["processQueryKey"], key.as_str());
+
+    // A second notice from a file, as plain text with an explicit title.
+    let tmp = tempfile::tempdir().expect("tmp");
+    let file = tmp.path().join("notice.txt");
+    std::fs::write(&file, "Lunch is at noon.").expect("write");
+    let r = readbot(
+        &[
+            "send",
+            "-g",
+            G,
+            "--file",
+            &file.display().to_string(),
+            "--format",
+            "text",
+            "--title",
+            "Lunch",
+            "--json",
+        ],
+        &env,
+        None,
+    )
+    .await;
+    assert_eq!(r.code, 0, "{r:?}");
+    let v: Value = serde_json::from_str(&r.stdout).expect("json");
+    let key2 = v["processQueryKey"].as_str().expect("key").to_string();
+
+    let r = readbot(&["notices", "--group", G], &env, None).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{r:?}");
+    assert!(lines[0].starts_with("SENT AT"), "{r:?}");
+    assert!(
+        lines[1].contains("Lunch") && lines[1].contains(&key2),
+        "{r:?}"
+    );
+    assert!(
+        lines[2].contains("Fire drill") && lines[2].contains("user0001"),
+        "{r:?}"
+    );
+
+    let r = readbot(&["notices", "-g", G, "--limit", "1", "--json"], &env, None).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    let v: Value = serde_json::from_str(&r.stdout).expect("json");
+    assert_eq!(v["notices"].as_array().map(Vec::len), Some(1));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn client_errors_are_one_line_with_conventional_exit_codes() {
+    let app = spawn_app().await;
+    let env = client_env(&app);
+
+    // Wrong token: readbot says 401; the hint names the variable.
+    let r = readbot(
+        &["notices", "-g", "cid=="],
+        &with(env.clone(), "READBOT_API_TOKEN", "wrong-token-0123456789"),
+        None,
+    )
+    .await;
+    assert_eq!(r.code, 1, "{r:?}");
+    let line = one_line(&r.stderr);
+    assert!(
+        line.contains("401") && line.contains("READBOT_API_TOKEN"),
+        "{line}"
+    );
+
+    // No token at all: usage error, nothing attempted.
+    let r = readbot(
+        &["notices", "-g", "cid=="],
+        &[("READBOT_URL", app.addr.clone())],
+        None,
+    )
+    .await;
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(one_line(&r.stderr).contains("READBOT_API_TOKEN is not set"));
+
+    // Unknown key: readbot's 404, verbatim.
+    let r = readbot(&["receipts", "no+such/key="], &env, None).await;
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(one_line(&r.stderr).contains("404"), "{r:?}");
+
+    // DingTalk refuses the send: readbot's 502 with DingTalk's code.
+    let r = readbot(&["send", "-g", "cidUnknown=="], &env, Some("# Hi\nthere")).await;
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(one_line(&r.stderr).contains("502"), "{r:?}");
+
+    // Empty text, and a markdown notice without a title.
+    let r = readbot(&["send", "-g", "cid=="], &env, Some("  \n")).await;
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(one_line(&r.stderr).contains("empty"));
+
+    // Nobody listening.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let r = readbot(
+        &["notices", "-g", "cid=="],
+        &with(
+            env.clone(),
+            "READBOT_URL",
+            &format!("http://127.0.0.1:{closed}"),
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(r.code, 1, "{r:?}");
+    let line = one_line(&r.stderr);
+    assert!(
+        line.contains("cannot reach readbot at http://127.0.0.1"),
+        "{line}"
+    );
+    assert!(!line.contains(API_TOKEN));
+
+    // Without --url: READBOT_LISTEN decides where to dial.
+    let port = app.addr.rsplit(':').next().expect("port").to_string();
+    let r = readbot(
+        &["health"],
+        &[("READBOT_LISTEN", format!("0.0.0.0:{port}"))],
+        None,
+    )
+    .await;
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.stdout.trim(), "healthz: ok");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn render_previews_templates_and_names_the_broken_line() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let zh = root.join("templates/summary.zh.md.j2");
+    let r = readbot(
+        &[
+            "render",
+            "--template",
+            &zh.display().to_string(),
+            "--sample",
+        ],
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("summary sample 1/3"), "{r:?}");
+    assert!(r.stdout.contains("summary sample 3/3"), "{r:?}");
+    assert!(r.stdout.contains("Fire drill on Friday"), "{r:?}");
+    assert!(r.stdout.contains("已读"), "{r:?}");
+
+    let tmp = tempfile::tempdir().expect("tmp");
+    let broken = tmp.path().join("list.en.md.j2");
+    std::fs::write(
+        &broken,
+        "Notices:\n{% for n in notices %}{{ n.titel }}{% endfor %}\n",
+    )
+    .expect("write");
+    let r = readbot(
+        &["render", "-t", &broken.display().to_string(), "--sample"],
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(r.code, 1, "{r:?}");
+    let line = one_line(&r.stderr);
+    assert!(
+        line.contains("list.en.md.j2") && line.contains(":2"),
+        "{line}"
+    );
+
+    let odd = tmp.path().join("mine.j2");
+    std::fs::write(&odd, "{{ message }}").expect("write");
+    let r = readbot(
+        &["render", "-t", &odd.display().to_string(), "--sample"],
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(r.code, 2, "{r:?}");
+    let r = readbot(
+        &[
+            "render",
+            "-t",
+            &odd.display().to_string(),
+            "--sample",
+            "--kind",
+            "error",
+        ],
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("DingTalk did not answer"), "{r:?}");
+
+    let data = tmp.path().join("ctx.json");
+    std::fs::write(&data, r#"{"message": "custom sentence"}"#).expect("write");
+    let r = readbot(
+        &[
+            "render",
+            "-t",
+            &odd.display().to_string(),
+            "--data",
+            &data.display().to_string(),
+        ],
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.stdout.trim(), "custom sentence");
+    // --sample or --data is required.
+    let r = readbot(&["render", "-t", &odd.display().to_string()], &[], None).await;
+    assert_eq!(r.code, 2, "{r:?}");
+}
+
+/// The real binary serving: JSON logs, health, readiness, metrics, a second
+/// instance refused on the same data folder, graceful SIGTERM.
+#[tokio::test]
+async fn serve_binary_logs_json_answers_probes_and_refuses_a_locked_store() {
+    let fake = start_fake().await;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("data");
+    let env = with(
+        with(dingtalk_env(&fake, &data), "READBOT_LISTEN", "127.0.0.1:0"),
+        "READBOT_LOG_FORMAT",
+        "json",
+    );
+    let mut child = tokio::process::Command::new(BIN)
+        .arg("serve")
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("serve starts");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let addr = tokio::time::timeout(LIMIT, async {
+        while let Some(line) = lines.next_line().await.expect("read log") {
+            let v: Value = serde_json::from_str(&line)
+                .unwrap_or_else(|e| panic!("log line is not JSON ({e}): {line}"));
+            assert!(v["level"].is_string(), "{line}");
+            if v["fields"]["message"] == "readbot listening" {
+                return v["fields"]["addr"].as_str().expect("addr").to_string();
+            }
+        }
+        panic!("serve exited before listening");
+    })
+    .await
+    .expect("serve listens in time");
+    // Keep draining the log so the child never blocks on a full pipe.
+    let drain = tokio::spawn(async move {
+        let mut rest = Vec::new();
+        while let Ok(Some(line)) = lines.next_line().await {
+            rest.push(line);
+        }
+        rest
+    });
+    let url = format!("http://{addr}");
+
+    let r = readbot(&["health", "--url", &url], &[], None).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    let r = readbot(&["health", "--ready", "--url", &url], &[], None).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.stdout.trim(), "readyz: ok");
+    let metrics = http_client()
+        .get(format!("{url}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("readbot_build_info{version=\""),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("readbot_dingtalk_token_refreshes_total{outcome=\"ok\"} 1"),
+        "{metrics}"
+    );
+
+    // A second readbot on the same folder cannot open the store: it exits
+    // with one clear line naming the folder.
+    let second = readbot(
+        &["serve"],
+        &with(env.clone(), "READBOT_LOG_FORMAT", "human"),
+        None,
+    )
+    .await;
+    assert_eq!(second.code, 1, "{second:?}");
+    let line = second
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("readbot: "))
+        .expect("error line");
+    assert!(line.contains("cannot open the store in folder"), "{line}");
+    assert!(line.contains(&data.display().to_string()), "{line}");
+    assert!(line.contains("another readbot"), "{line}");
+    // The first one is unaffected.
+    let r = readbot(&["health", "--ready", "--url", &url], &[], None).await;
+    assert_eq!(r.code, 0, "{r:?}");
+
+    // SIGTERM: graceful shutdown, exit 0.
+    let pid = child.id().expect("pid").to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    let status = tokio::time::timeout(LIMIT, child.wait())
+        .await
+        .expect("serve stops in time")
+        .expect("status");
+    assert_eq!(status.code(), Some(0));
+    let rest = drain.await.expect("drain");
+    assert!(rest.iter().any(|l| l.contains("shutting down")), "{rest:?}");
+}

@@ -1,0 +1,400 @@
+//! Operations: `/metrics` counters move after a scenario, `/readyz` follows
+//! the store and the DingTalk token.
+//!
+//! Every app in this binary shares one process-wide metrics recorder, and
+//! tests run in parallel: assertions compare a scrape before and after, and
+//! only ever ask for "at least this much more".
+
+use crate::helpers::*;
+use async_trait::async_trait;
+use readbot::app::Application;
+use readbot::dingtalk::client::DingTalkClient;
+use readbot::domain::{EpochMillis, MsgId, Notice, OpenConversationId, ProcessQueryKey, UserId};
+use readbot::fake::{Api, Fault, GroupKind};
+use readbot::store::memory::MemoryStore;
+use readbot::store::{Claim, Store, StoreError};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use tokio::sync::oneshot;
+
+const GROUP: &str = "cidOpsGroup+/==";
+
+/// One sample of the Prometheus text format.
+struct Sample {
+    name: String,
+    labels: BTreeMap<String, String>,
+    value: f64,
+}
+
+fn parse_prometheus(text: &str) -> Vec<Sample> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').expect("sample line has a value");
+        let value: f64 = value.parse().expect("numeric sample value");
+        let (name, labels) = match series.split_once('{') {
+            Some((n, rest)) => {
+                let body = rest.strip_suffix('}').expect("closing brace");
+                let mut labels = BTreeMap::new();
+                for pair in body.split("\",").filter(|p| !p.is_empty()) {
+                    let (k, v) = pair.split_once("=\"").expect("label pair");
+                    labels.insert(k.to_string(), v.trim_end_matches('"').to_string());
+                }
+                (n.to_string(), labels)
+            }
+            None => (series.to_string(), BTreeMap::new()),
+        };
+        out.push(Sample {
+            name,
+            labels,
+            value,
+        });
+    }
+    out
+}
+
+/// Sum of the samples named `name` whose labels include `want`.
+fn value(samples: &[Sample], name: &str, want: &[(&str, &str)]) -> f64 {
+    samples
+        .iter()
+        .filter(|s| s.name == name)
+        .filter(|s| {
+            want.iter()
+                .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+        })
+        .map(|s| s.value)
+        .sum()
+}
+
+async fn scrape(app: &TestApp) -> Vec<Sample> {
+    let r = app
+        .http
+        .get(format!("{}/metrics", app.addr))
+        .send()
+        .await
+        .expect("metrics");
+    assert_eq!(r.status(), 200);
+    let ct = r
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    assert!(ct.starts_with("text/plain"), "{ct}");
+    parse_prometheus(&r.text().await.expect("body"))
+}
+
+async fn readyz(addr: &str) -> (u16, Value) {
+    let r = http_client()
+        .get(format!("{addr}/readyz"))
+        .send()
+        .await
+        .expect("readyz");
+    let status = r.status().as_u16();
+    (status, r.json().await.expect("readyz json"))
+}
+
+#[tokio::test]
+async fn metrics_move_after_a_scenario() {
+    let app = spawn_app().await;
+    add_group(&app.fake, GROUP, GroupKind::Inner, &members(5));
+    let before = scrape(&app).await;
+
+    let key = app.notice(GROUP, "Fire drill", "user0001").await;
+    app.fake.mark_read(&key, &["user0002", "user0003"]);
+    // One transient failure of the read query: retried with backoff.
+    app.fake.inject(Api::Query, Fault::GatewayTimeout, 1);
+    let body = app.mention("m-ops-1", GROUP, "user0001", "who read my last notice?");
+    assert_eq!(app.post_callback_signed(&body).await.status(), 200);
+    let reply = app.one_reply(GROUP).await;
+    assert!(reply.contains("2/5"), "{reply}");
+    // The same delivery again: a de-dup hit.
+    assert_eq!(app.post_callback_signed(&body).await.status(), 200);
+    // A forged callback.
+    let forged = app
+        .post_callback_raw(
+            Some(&now_ms().to_string()),
+            Some("bm9wZQ=="),
+            b"{}".to_vec(),
+        )
+        .await;
+    assert_eq!(forged.status(), 401);
+    // A summary through the API.
+    let r = app
+        .get(&format!(
+            "/api/v1/notices/{}/receipts",
+            url::form_urlencoded::byte_serialize(key.as_bytes()).collect::<String>()
+        ))
+        .await;
+    assert_eq!(r.status(), 200);
+
+    let after = scrape(&app).await;
+    let grew = |name: &str, labels: &[(&str, &str)]| {
+        value(&after, name, labels) - value(&before, name, labels)
+    };
+    for (name, labels) in [
+        ("readbot_callbacks_total", vec![("outcome", "accepted")]),
+        ("readbot_callbacks_total", vec![("outcome", "duplicate")]),
+        (
+            "readbot_callbacks_total",
+            vec![("outcome", "bad_signature")],
+        ),
+        ("readbot_dedup_hits_total", vec![]),
+        (
+            "readbot_summaries_total",
+            vec![("via", "chat"), ("outcome", "ok")],
+        ),
+        (
+            "readbot_summaries_total",
+            vec![("via", "api"), ("outcome", "ok")],
+        ),
+        (
+            "readbot_summary_duration_seconds_count",
+            vec![("via", "chat")],
+        ),
+        ("readbot_replies_total", vec![("delivery", "session")]),
+        ("readbot_notices_sent_total", vec![("outcome", "ok")]),
+        (
+            "readbot_dingtalk_calls_total",
+            vec![("api", "robot.groupMessages.send"), ("outcome", "ok")],
+        ),
+        (
+            "readbot_dingtalk_calls_total",
+            vec![("api", "robot.groupMessages.query"), ("outcome", "ok")],
+        ),
+        (
+            "readbot_dingtalk_call_duration_seconds_count",
+            vec![("api", "robot.groupMessages.query")],
+        ),
+        (
+            "readbot_dingtalk_call_duration_seconds_bucket",
+            vec![("api", "robot.groupMessages.query"), ("le", "+Inf")],
+        ),
+        (
+            "readbot_dingtalk_retries_total",
+            vec![("api", "robot.groupMessages.query"), ("reason", "backoff")],
+        ),
+        (
+            "readbot_dingtalk_token_refreshes_total",
+            vec![("outcome", "ok")],
+        ),
+    ] {
+        assert!(
+            grew(name, &labels) >= 1.0,
+            "{name}{labels:?} did not grow: before {}, after {}",
+            value(&before, name, &labels),
+            value(&after, name, &labels)
+        );
+    }
+    assert_eq!(value(&after, "readbot_build_info", &[]), 1.0);
+    assert!(value(&after, "readbot_store_size_bytes", &[]) > 0.0);
+    assert!(value(&after, "readbot_store_notices", &[]) >= 1.0);
+    assert!(after
+        .iter()
+        .any(|s| s.name == "readbot_summaries_in_flight"));
+    assert!(after.iter().any(|s| s.name == "readbot_dingtalk_in_flight"
+        && s.labels.get("api").map(String::as_str) == Some("robot.groupMessages.query")));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn readyz_is_ready_with_store_and_token_and_healthz_stays_alive_without_a_token() {
+    let app = spawn_app().await;
+    let (status, body) = readyz(&app.addr).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "ready");
+    assert_eq!(body["checks"]["store"]["ok"], true);
+    assert_eq!(body["checks"]["dingtalk"]["ok"], true);
+
+    // Wrong secret: alive, not ready, and the reason is DingTalk's code.
+    let bad = spawn_app_with(&[("DINGTALK_APP_SECRET", "not-the-secret-0000")]).await;
+    let (status, body) = readyz(&bad.addr).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["status"], "not_ready");
+    assert_eq!(body["checks"]["store"]["ok"], true);
+    let why = body["checks"]["dingtalk"]["error"].as_str().unwrap_or("");
+    assert!(why.contains("invalidClientIdOrSecret"), "{body}");
+    assert!(!body.to_string().contains("not-the-secret-0000"));
+    let health = bad
+        .http
+        .get(format!("{}/healthz", bad.addr))
+        .send()
+        .await
+        .expect("healthz");
+    assert_eq!(health.status(), 200);
+    app.stop().await;
+    bad.stop().await;
+}
+
+/// A store that can be made to fail, like a disk that went away.
+struct FlakyStore {
+    inner: MemoryStore,
+    broken: AtomicBool,
+}
+
+impl FlakyStore {
+    fn check(&self) -> Result<(), StoreError> {
+        if self.broken.load(Ordering::SeqCst) {
+            Err(StoreError::Backend(
+                "I/O error: the data folder is gone".into(),
+            ))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[async_trait]
+impl Store for FlakyStore {
+    async fn record_notice(&self, notice: &Notice) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.record_notice(notice).await
+    }
+    async fn notice(&self, key: &ProcessQueryKey) -> Result<Option<Notice>, StoreError> {
+        self.check()?;
+        self.inner.notice(key).await
+    }
+    async fn notices_in_group(
+        &self,
+        group: &OpenConversationId,
+        limit: usize,
+    ) -> Result<Vec<Notice>, StoreError> {
+        self.check()?;
+        self.inner.notices_in_group(group, limit).await
+    }
+    async fn last_notice_by(
+        &self,
+        group: &OpenConversationId,
+        author: &UserId,
+    ) -> Result<Option<Notice>, StoreError> {
+        self.check()?;
+        self.inner.last_notice_by(group, author).await
+    }
+    async fn notice_count(&self) -> Result<u64, StoreError> {
+        self.check()?;
+        self.inner.notice_count().await
+    }
+    async fn claim_message(&self, id: &MsgId, now: EpochMillis) -> Result<Claim, StoreError> {
+        self.check()?;
+        self.inner.claim_message(id, now).await
+    }
+    async fn finish_message(&self, id: &MsgId, now: EpochMillis) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.finish_message(id, now).await
+    }
+    async fn prune_done_marks(&self, before: EpochMillis) -> Result<usize, StoreError> {
+        self.check()?;
+        self.inner.prune_done_marks(before).await
+    }
+    async fn cached_names(
+        &self,
+        users: &[UserId],
+        fresh_since: EpochMillis,
+    ) -> Result<Vec<(UserId, String)>, StoreError> {
+        self.check()?;
+        self.inner.cached_names(users, fresh_since).await
+    }
+    async fn cache_names(
+        &self,
+        names: &[(UserId, String)],
+        now: EpochMillis,
+    ) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.cache_names(names, now).await
+    }
+    async fn remember_members(
+        &self,
+        group: &OpenConversationId,
+        users: &[UserId],
+        now: EpochMillis,
+    ) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.remember_members(group, users, now).await
+    }
+    async fn learned_members(&self, group: &OpenConversationId) -> Result<Vec<UserId>, StoreError> {
+        self.check()?;
+        self.inner.learned_members(group).await
+    }
+    async fn flush(&self) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.flush().await
+    }
+}
+
+#[tokio::test]
+async fn readyz_fails_while_the_store_fails_and_recovers() {
+    let fake = start_fake().await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let config = config_for(&fake, &tmp.path().join("data"), &[]);
+    let client = DingTalkClient::new(config.dingtalk.clone()).expect("client");
+    let store = Arc::new(FlakyStore {
+        inner: MemoryStore::default(),
+        broken: AtomicBool::new(false),
+    });
+    let app = Application::build_with(config, Arc::new(client.clone()), store.clone())
+        .await
+        .expect("builds")
+        .with_token_check(client);
+    let addr = format!("http://{}", app.local_addr());
+    let (tx, rx) = oneshot::channel::<()>();
+    let served = tokio::spawn(app.run_until_stopped(async move {
+        let _ = rx.await;
+    }));
+
+    let (status, body) = readyz(&addr).await;
+    assert_eq!(status, 200, "{body}");
+
+    store.broken.store(true, Ordering::SeqCst);
+    let (status, body) = readyz(&addr).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["checks"]["store"]["ok"], false);
+    assert!(
+        body["checks"]["store"]["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("data folder is gone"),
+        "{body}"
+    );
+    assert_eq!(body["checks"]["dingtalk"]["ok"], true);
+    // Metrics are still served (without the notice count).
+    let m = http_client()
+        .get(format!("{addr}/metrics"))
+        .send()
+        .await
+        .expect("metrics");
+    assert_eq!(m.status(), 200);
+
+    store.broken.store(false, Ordering::SeqCst);
+    let (status, body) = readyz(&addr).await;
+    assert_eq!(status, 200, "{body}");
+
+    let _ = tx.send(());
+    served.await.expect("join").expect("served");
+}
+
+#[tokio::test]
+async fn readyz_without_a_dingtalk_client_checks_only_the_store() {
+    let fake = start_fake().await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let config = config_for(&fake, &tmp.path().join("data"), &[]);
+    let client = DingTalkClient::new(config.dingtalk.clone()).expect("client");
+    let app = Application::build_with(config, Arc::new(client), Arc::new(MemoryStore::default()))
+        .await
+        .expect("builds");
+    let addr = format!("http://{}", app.local_addr());
+    let (tx, rx) = oneshot::channel::<()>();
+    let served = tokio::spawn(app.run_until_stopped(async move {
+        let _ = rx.await;
+    }));
+    let (status, body) = readyz(&addr).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["checks"]["dingtalk"]["skipped"].is_string(), "{body}");
+    assert_eq!(fake.calls(Api::Token), 0);
+    let _ = tx.send(());
+    served.await.expect("join").expect("served");
+}
