@@ -5,4 +5,5 @@ mod callback;
 mod helpers;
 mod notices;
 mod sandbox;
+mod stream;
 mod summary;

@@ -1,0 +1,401 @@
+//! Stream mode: readbot dials out to the fake DingTalk's Stream gateway.
+//! Every assertion is on what the gateway or the group saw.
+
+use crate::helpers::*;
+use readbot::dingtalk::stream::backoff::Backoff;
+use readbot::fake::{Api, FakeDingTalk, Fault, GroupKind, Mention, Via};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+const GROUP: &str = "cidStreamGroup+/==";
+/// Generous bound for anything to happen (never a speed assertion).
+const LIMIT: Duration = Duration::from_secs(20);
+
+/// Stream mode with tiny delays; the zombie bound is loose so that a busy CI
+/// machine does not see false zombies.
+const STREAM: &[(&str, &str)] = &[
+    ("READBOT_MODE", "stream"),
+    ("READBOT_STREAM_BACKOFF_BASE_MS", "20"),
+    ("READBOT_STREAM_BACKOFF_MAX_MS", "200"),
+    ("READBOT_STREAM_PING_INTERVAL_MS", "200"),
+    ("READBOT_STREAM_IDLE_TIMEOUT_MS", "5000"),
+];
+
+fn with(extra: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str)> {
+    let mut v = STREAM.to_vec();
+    v.extend_from_slice(extra);
+    v
+}
+
+/// Waits until the gateway has seen `n` connections and one is live.
+async fn connected(fake: &FakeDingTalk, n: usize) {
+    let ok = fake
+        .wait_until(LIMIT, |f| {
+            f.stream_connections().len() >= n && f.live_streams() >= 1
+        })
+        .await;
+    assert!(
+        ok,
+        "expected {n} connections, gateway saw {:#?}",
+        fake.stream_connections()
+    );
+}
+
+async fn stream_app(extra: &[(&'static str, &'static str)]) -> TestApp {
+    let app = spawn_app_with(&with(extra)).await;
+    add_group(&app.fake, GROUP, GroupKind::Inner, &members(5));
+    connected(&app.fake, 1).await;
+    app
+}
+
+fn mention(msg_id: &str, sender: &str, text: &str) -> Mention {
+    Mention {
+        msg_id: msg_id.into(),
+        group: GROUP.into(),
+        sender: sender.into(),
+        sender_nick: format!("nick-{sender}"),
+        text: text.into(),
+        session_ttl: Duration::from_secs(5400),
+    }
+}
+
+async fn healthz(app: &TestApp) -> Value {
+    let r = app.get("/healthz").await;
+    assert_eq!(r.status(), 200);
+    r.json().await.expect("json")
+}
+
+async fn wait_ack(fake: &FakeDingTalk, message_id: &str) -> readbot::fake::StreamAck {
+    let ok = fake
+        .wait_until(LIMIT, |f| !f.acks_for(message_id).is_empty())
+        .await;
+    assert!(
+        ok,
+        "no ack for {message_id}; acks: {:#?}",
+        fake.stream_acks()
+    );
+    let acks = fake.acks_for(message_id);
+    assert_eq!(acks.len(), 1, "exactly one ack per frame: {acks:#?}");
+    acks[0].clone()
+}
+
+#[tokio::test]
+async fn mention_over_the_gateway_is_answered_on_the_session_webhook() {
+    let app = stream_app(&[]).await;
+    let key = app.notice(GROUP, "Fire drill", "user0001").await;
+    app.fake.mark_read(&key, &["user0002", "user0003"]);
+
+    let pushed = app
+        .fake
+        .push_mention(&mention("s-1", "user0001", "who read my last notice?"))
+        .expect("a live connection");
+    let ack = wait_ack(&app.fake, &pushed.message_id).await;
+    assert_eq!(ack.code, 200);
+    assert_eq!(ack.content_type.as_deref(), Some("application/json"));
+    assert_eq!(ack.frame_type.as_deref(), Some("CALLBACK"));
+    let data: Value = serde_json::from_str(&ack.data).expect("ack data is JSON");
+    assert!(data.is_object(), "{data}");
+
+    let replies = app.wait_replies(GROUP, 1).await;
+    assert_eq!(replies.len(), 1, "{replies:#?}");
+    assert_eq!(replies[0].via, Via::Session);
+    assert!(
+        replies[0].text.contains("Fire drill"),
+        "{}",
+        replies[0].text
+    );
+    assert!(replies[0].text.contains("2/5"), "{}", replies[0].text);
+
+    // The open call as documented.
+    let opens = app.fake.stream_opens();
+    let open = &opens[0];
+    assert_eq!(open.client_id, app.fake.config().app_key);
+    assert_eq!(open.accept.as_deref(), Some("application/json"));
+    assert!(open.subscriptions.contains(&(
+        "CALLBACK".to_string(),
+        "/v1.0/im/bot/messages/get".to_string()
+    )));
+    assert!(open
+        .subscriptions
+        .contains(&("EVENT".to_string(), "*".to_string())));
+    let ua = open.ua.clone().unwrap_or_default();
+    assert!(
+        ua.contains("readbot") && ua.contains(env!("CARGO_PKG_VERSION")),
+        "{ua}"
+    );
+
+    // Health shows the connection; the HTTP callback route is off.
+    let h = healthz(&app).await;
+    assert_eq!(h["mode"], "stream");
+    assert_eq!(h["stream"]["state"], "connected", "{h}");
+    assert_eq!(h["stream"]["connections"], 1, "{h}");
+    assert_eq!(h["stream"]["botMessages"], 1, "{h}");
+    let body = app.mention("cb-1", GROUP, "user0001", "help");
+    assert_eq!(app.post_callback_signed(&body).await.status(), 404);
+    assert!(app.fake.stream_bad_messages().is_empty());
+}
+
+#[tokio::test]
+async fn pings_are_answered_with_the_same_opaque_data_and_keepalive_pings_flow() {
+    let app = stream_app(&[]).await;
+    for _ in 0..3 {
+        let pings = app.fake.ping_streams();
+        assert_eq!(pings.len(), 1);
+        let ack = wait_ack(&app.fake, &pings[0].message_id).await;
+        assert_eq!(ack.code, 200);
+        assert_eq!(ack.frame_type.as_deref(), Some("SYSTEM"));
+        assert_eq!(
+            ack.data, pings[0].data,
+            "the ping's data comes back verbatim"
+        );
+    }
+    // readbot's own WebSocket pings (every 200 ms here).
+    assert!(
+        app.fake
+            .wait_until(LIMIT, |f| f.stream_connections()[0].client_pings >= 2)
+            .await
+    );
+    assert_eq!(app.fake.stream_connections().len(), 1, "no reconnects");
+}
+
+#[tokio::test]
+async fn a_disconnect_frame_leads_to_a_new_connection_with_a_new_ticket() {
+    let app = stream_app(&[]).await;
+    // The gateway would only close after a minute: readbot must go by itself.
+    app.fake.set_disconnect_grace(Duration::from_secs(60));
+    assert_eq!(app.fake.disconnect_streams("connection is expired"), 1);
+    connected(&app.fake, 2).await;
+    assert!(
+        app.fake
+            .wait_until(LIMIT, |f| f.stream_connections()[0].closed)
+            .await,
+        "readbot closes the old connection itself"
+    );
+    let conns = app.fake.stream_connections();
+    let opens = app.fake.stream_opens();
+    assert!(opens.len() >= 2);
+    let mut tickets: Vec<&str> = conns.iter().map(|c| c.ticket.as_str()).collect();
+    tickets.sort();
+    tickets.dedup();
+    assert_eq!(tickets.len(), conns.len(), "a ticket is never reused");
+    assert_eq!(conns[1].ticket, opens[1].ticket);
+
+    let pushed = app
+        .fake
+        .push_mention(&mention("s-after-disconnect", "user0001", "help"))
+        .expect("live");
+    assert_ne!(pushed.connection, conns[0].id);
+    assert_eq!(wait_ack(&app.fake, &pushed.message_id).await.code, 200);
+    let text = app.one_reply(GROUP).await;
+    assert!(text.contains("list"), "help expected: {text}");
+    let h = healthz(&app).await;
+    assert!(
+        h["stream"]["lastDisconnect"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("connection is expired"),
+        "{h}"
+    );
+}
+
+#[tokio::test]
+async fn a_silent_drop_leads_to_a_new_connection_and_no_lost_command() {
+    let app = stream_app(&[]).await;
+    assert_eq!(app.fake.drop_streams(), 1);
+    connected(&app.fake, 2).await;
+    let conns = app.fake.stream_connections();
+    assert_ne!(conns[0].ticket, conns[1].ticket);
+    let pushed = app
+        .fake
+        .push_mention(&mention("s-after-drop", "user0002", "help"))
+        .expect("live");
+    assert_eq!(wait_ack(&app.fake, &pushed.message_id).await.code, 200);
+    app.one_reply(GROUP).await;
+}
+
+#[tokio::test]
+async fn a_zombie_connection_is_detected_and_its_socket_released() {
+    let app = stream_app(&[
+        ("READBOT_STREAM_PING_INTERVAL_MS", "100"),
+        ("READBOT_STREAM_IDLE_TIMEOUT_MS", "600"),
+    ])
+    .await;
+    assert_eq!(app.fake.stall_streams(), 1);
+    connected(&app.fake, 2).await;
+    // The stalled socket ends only when readbot closes its side.
+    assert!(
+        app.fake
+            .wait_until(LIMIT, |f| f.stream_connections()[0].closed)
+            .await,
+        "readbot must drop the zombie's socket"
+    );
+    let h = healthz(&app).await;
+    let last = h["stream"]["lastDisconnect"].as_str().unwrap_or_default();
+    assert!(last.contains("no frame"), "{h}");
+    let pushed = app
+        .fake
+        .push_mention(&mention("s-after-zombie", "user0003", "help"))
+        .expect("live");
+    assert_eq!(wait_ack(&app.fake, &pushed.message_id).await.code, 200);
+    app.one_reply(GROUP).await;
+}
+
+#[tokio::test]
+async fn refused_tickets_back_off_instead_of_spinning() {
+    let fake = start_fake().await;
+    add_group(&fake, GROUP, GroupKind::Inner, &members(3));
+    fake.refuse_tickets(4);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let env = with(&[
+        ("READBOT_STREAM_BACKOFF_BASE_MS", "40"),
+        ("READBOT_STREAM_BACKOFF_MAX_MS", "200"),
+    ]);
+    let app = spawn_on(fake, &tmp.path().join("data"), &env).await;
+    connected(&app.fake, 1).await;
+
+    // One open call per attempt, each with a fresh ticket, each refused once.
+    let opens = app.fake.stream_opens();
+    assert_eq!(opens.len(), 5, "4 refused attempts + 1 good one");
+    assert_eq!(app.fake.calls(Api::GatewayOpen), 5);
+    assert_eq!(app.fake.refused_handshakes(), 4);
+    let mut tickets: Vec<&str> = opens.iter().map(|o| o.ticket.as_str()).collect();
+    tickets.sort();
+    tickets.dedup();
+    assert_eq!(tickets.len(), 5);
+    // Lower bounds only: attempt k+1 waits at least half the k-th step
+    // (40, 80, 160, 200 ms steps), whatever the machine's speed.
+    let b = Backoff::new(Duration::from_millis(40), Duration::from_millis(200));
+    for k in 1..opens.len() {
+        let gap = opens[k].at.duration_since(opens[k - 1].at);
+        let min = b.min_delay(u32::try_from(k).unwrap());
+        assert!(gap >= min, "attempt {k}: waited {gap:?} < {min:?}");
+    }
+    let h = healthz(&app).await;
+    assert_eq!(h["stream"]["state"], "connected", "{h}");
+    assert!(
+        h["stream"]["lastError"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("401"),
+        "{h}"
+    );
+    let pushed = app
+        .fake
+        .push_mention(&mention("s-after-refusals", "user0001", "help"))
+        .expect("live");
+    assert_eq!(wait_ack(&app.fake, &pushed.message_id).await.code, 200);
+    app.one_reply(GROUP).await;
+}
+
+#[tokio::test]
+async fn open_call_errors_back_off_and_recover() {
+    let fake = start_fake().await;
+    add_group(&fake, GROUP, GroupKind::Inner, &members(3));
+    fake.inject(
+        Api::GatewayOpen,
+        Fault::status(503, "ServiceUnavailable", "busy"),
+        2,
+    );
+    fake.inject(Api::GatewayOpen, Fault::NotJson, 1);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let app = spawn_on(fake, &tmp.path().join("data"), STREAM).await;
+    connected(&app.fake, 1).await;
+    assert_eq!(app.fake.calls(Api::GatewayOpen), 4);
+    assert_eq!(app.fake.stream_opens().len(), 1);
+    let h = healthz(&app).await;
+    assert_eq!(h["stream"]["connections"], 1, "{h}");
+}
+
+#[tokio::test]
+async fn duplicates_are_answered_once_even_across_connections() {
+    let app = stream_app(&[]).await;
+    let m = mention("s-dup", "user0001", "help");
+    for _ in 0..2 {
+        let p = app.fake.push_mention(&m).expect("live");
+        assert_eq!(wait_ack(&app.fake, &p.message_id).await.code, 200);
+    }
+    app.fake.drop_streams();
+    connected(&app.fake, 2).await;
+    let third = app.fake.push_mention(&m).expect("live");
+    assert_eq!(wait_ack(&app.fake, &third.message_id).await.code, 200);
+    app.wait_replies(GROUP, 1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(app.replies(GROUP).len(), 1, "{:#?}", app.replies(GROUP));
+}
+
+#[tokio::test]
+async fn events_unknown_topics_and_bad_frames_get_the_right_acks() {
+    let app = stream_app(&[]).await;
+    let ev = app
+        .fake
+        .push_event(
+            "chat_add_member",
+            &json!({"openConversationId": GROUP, "userId": ["u9"]}),
+        )
+        .expect("live");
+    let ack = wait_ack(&app.fake, &ev.message_id).await;
+    assert_eq!(ack.code, 200);
+    let data: Value = serde_json::from_str(&ack.data).expect("json");
+    assert_eq!(data["status"], "SUCCESS");
+
+    let card = app
+        .fake
+        .push_frame("CALLBACK", "/v1.0/card/instances/callback", &[], "{}")
+        .expect("live");
+    assert_eq!(wait_ack(&app.fake, &card.message_id).await.code, 404);
+    let sys = app
+        .fake
+        .push_frame("SYSTEM", "something-new", &[], "{}")
+        .expect("live");
+    assert_eq!(wait_ack(&app.fake, &sys.message_id).await.code, 404);
+    let bad = app
+        .fake
+        .push_frame("CALLBACK", "/v1.0/im/bot/messages/get", &[], "not json")
+        .expect("live");
+    assert_eq!(wait_ack(&app.fake, &bad.message_id).await.code, 400);
+    assert!(app.fake.push_raw("this is not a frame"));
+    assert!(app.fake.push_raw(r#"{"type":"CALLBACK"}"#));
+
+    // The connection survives all of that.
+    let pings = app.fake.ping_streams();
+    assert_eq!(wait_ack(&app.fake, &pings[0].message_id).await.code, 200);
+    assert_eq!(app.fake.stream_connections().len(), 1);
+    assert!(app.replies(GROUP).is_empty());
+}
+
+#[tokio::test]
+async fn tickets_are_url_encoded() {
+    let fake = start_fake().await;
+    fake.use_awkward_tickets(true);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let app = spawn_on(fake, &tmp.path().join("data"), STREAM).await;
+    connected(&app.fake, 1).await;
+    let t = &app.fake.stream_connections()[0].ticket;
+    assert!(t.contains('+') && t.contains('/') && t.contains('='), "{t}");
+    assert_eq!(app.fake.refused_handshakes(), 0);
+}
+
+#[tokio::test]
+async fn shutdown_closes_the_connection_and_stops_reconnecting() {
+    let app = stream_app(&[]).await;
+    let (fake, _tmp) = app.stop().await;
+    assert!(
+        fake.wait_until(LIMIT, |f| f.open_stream_sockets() == 0)
+            .await,
+        "{:#?}",
+        fake.stream_connections()
+    );
+    let opens = fake.stream_opens().len();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(fake.stream_opens().len(), opens, "no reconnect after stop");
+    assert_eq!(fake.stream_connections().len(), 1);
+}
+
+#[tokio::test]
+async fn http_mode_reports_its_mode_and_opens_no_stream() {
+    let app = spawn_app().await;
+    let h = healthz(&app).await;
+    assert_eq!(h, json!({"status": "ok", "mode": "http"}));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(app.fake.calls(Api::GatewayOpen), 0);
+}
