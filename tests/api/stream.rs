@@ -399,3 +399,143 @@ async fn http_mode_reports_its_mode_and_opens_no_stream() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(app.fake.calls(Api::GatewayOpen), 0);
 }
+
+/// DingTalk's official Python Stream SDK (`dingtalk-stream` on PyPI) against
+/// the fake gateway: proves the fake speaks the real protocol.
+/// `scripts/stream-sdk-conformance.sh` installs the SDK and runs this.
+#[tokio::test]
+#[ignore = "needs Python with dingtalk-stream: run scripts/stream-sdk-conformance.sh"]
+async fn official_python_sdk_conformance() {
+    use std::sync::{Arc, Mutex};
+    use tokio::io::AsyncBufReadExt as _;
+
+    let python = std::env::var("READBOT_STREAM_SDK_PYTHON")
+        .expect("READBOT_STREAM_SDK_PYTHON must name a Python with dingtalk-stream installed");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/scripts/stream-sdk-conformance.py"
+    );
+    let fake = start_fake().await;
+    let cfg = fake.config().clone();
+    let mut child = tokio::process::Command::new(python)
+        .arg(script)
+        .arg("--open-url")
+        .arg(format!("{}/v1.0/gateway/connections/open", fake.base_url()))
+        .arg("--client-id")
+        .arg(&cfg.app_key)
+        .arg("--client-secret")
+        .arg(&cfg.app_secret)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("python starts");
+    let lines: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let stdout = child.stdout.take().expect("stdout");
+    let sink = lines.clone();
+    tokio::spawn(async move {
+        let mut reader = tokio::io::BufReader::new(stdout).lines();
+        while let Ok(Some(line)) = reader.next_line().await {
+            match serde_json::from_str::<Value>(&line) {
+                Ok(v) => sink.lock().expect("lines").push(v),
+                Err(_) => eprintln!("sdk stdout: {line}"),
+            }
+        }
+    });
+    let seen = |kind: &str, key: &str, value: &str| {
+        lines
+            .lock()
+            .expect("lines")
+            .iter()
+            .find(|v| v["kind"] == kind && v[key] == value)
+            .cloned()
+    };
+
+    connected(&fake, 1).await;
+    // The SDK's open call is accepted as documented.
+    let open = fake.stream_opens()[0].clone();
+    assert_eq!(open.accept.as_deref(), Some("application/json"));
+    assert!(open.subscriptions.contains(&(
+        "CALLBACK".to_string(),
+        "/v1.0/im/bot/messages/get".to_string()
+    )));
+    assert!(open
+        .subscriptions
+        .contains(&("EVENT".to_string(), "*".to_string())));
+    assert!(
+        open.ua
+            .as_deref()
+            .unwrap_or_default()
+            .starts_with("dingtalk-sdk-python/"),
+        "{open:?}"
+    );
+
+    // A bot message reaches the SDK's ChatbotHandler and is acked.
+    let p = fake
+        .push_mention(&mention("sdk-1", "user0001", "who read my last notice?"))
+        .expect("live");
+    let ack = wait_ack(&fake, &p.message_id).await;
+    assert_eq!(ack.code, 200);
+    assert_eq!(ack.content_type.as_deref(), Some("application/json"));
+    assert!(serde_json::from_str::<Value>(&ack.data).is_ok(), "{ack:?}");
+    assert!(
+        fake.wait_until(LIMIT, |_| seen("bot", "msgId", "sdk-1").is_some())
+            .await
+    );
+    let got = seen("bot", "msgId", "sdk-1").expect("bot line");
+    assert_eq!(got["messageId"], p.message_id.as_str());
+    assert_eq!(got["conversationId"], GROUP);
+    assert_eq!(got["senderStaffId"], "user0001");
+    assert_eq!(got["text"], " who read my last notice?");
+    assert!(got["sessionWebhook"]
+        .as_str()
+        .unwrap_or_default()
+        .starts_with(&fake.base_url()));
+
+    // Pings come back with the same data (the SDK re-serialises it).
+    let pings = fake.ping_streams();
+    let ack = wait_ack(&fake, &pings[0].message_id).await;
+    assert_eq!(ack.code, 200);
+    let echoed: Value = serde_json::from_str(&ack.data).expect("json");
+    let sent: Value = serde_json::from_str(&pings[0].data).expect("json");
+    assert_eq!(echoed, sent);
+
+    // Events reach the SDK's event handler and are acked.
+    let ev = fake
+        .push_event("chat_add_member", &json!({"openConversationId": GROUP}))
+        .expect("live");
+    assert_eq!(wait_ack(&fake, &ev.message_id).await.code, 200);
+    assert!(
+        fake.wait_until(LIMIT, |_| seen("event", "eventType", "chat_add_member")
+            .is_some())
+            .await
+    );
+
+    // A disconnect makes the SDK open a new connection with a new ticket.
+    fake.set_disconnect_grace(Duration::from_secs(60));
+    assert_eq!(fake.disconnect_streams("connection is expired"), 1);
+    connected(&fake, 2).await;
+    let conns = fake.stream_connections();
+    assert_ne!(conns[0].ticket, conns[1].ticket);
+    assert!(
+        fake.wait_until(LIMIT, |f| f.stream_connections()[0].closed)
+            .await
+    );
+    let p = fake
+        .push_mention(&mention("sdk-2", "user0002", "help"))
+        .expect("live");
+    assert_eq!(wait_ack(&fake, &p.message_id).await.code, 200);
+    assert!(
+        fake.wait_until(LIMIT, |_| seen("bot", "msgId", "sdk-2").is_some())
+            .await
+    );
+    assert!(
+        fake.stream_bad_messages().is_empty(),
+        "{:?}",
+        fake.stream_bad_messages()
+    );
+    assert!(
+        child.try_wait().expect("status").is_none(),
+        "the SDK kept running"
+    );
+    let _ = child.kill().await;
+}
