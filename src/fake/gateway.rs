@@ -867,3 +867,289 @@ impl FakeDingTalk {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fake::FakeConfig;
+    use tokio_tungstenite::tungstenite::Error as WsError;
+
+    async fn fake() -> FakeDingTalk {
+        FakeDingTalk::start(FakeConfig::default()).await.unwrap()
+    }
+
+    fn http() -> reqwest::Client {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        reqwest::Client::new()
+    }
+
+    fn open_body(fake: &FakeDingTalk) -> Value {
+        json!({
+            "clientId": fake.config().app_key,
+            "clientSecret": fake.config().app_secret,
+            "subscriptions": [{"type": "CALLBACK", "topic": BOT_TOPIC}, {"type": "EVENT", "topic": "*"}],
+            "ua": "test/1",
+        })
+    }
+
+    async fn open(fake: &FakeDingTalk, body: &Value, accept: Option<&str>) -> reqwest::Response {
+        let mut req = http()
+            .post(format!("{}/v1.0/gateway/connections/open", fake.base_url()))
+            .json(body);
+        if let Some(a) = accept {
+            req = req.header("accept", a);
+        }
+        req.send().await.unwrap()
+    }
+
+    async fn ticket(fake: &FakeDingTalk) -> (String, String) {
+        let r = open(fake, &open_body(fake), Some("application/json")).await;
+        assert_eq!(r.status(), 200);
+        let v: Value = r.json().await.unwrap();
+        (
+            v["endpoint"].as_str().unwrap().to_owned(),
+            v["ticket"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    fn url(endpoint: &str, ticket: &str) -> String {
+        let mut u = url::Url::parse(endpoint).unwrap();
+        u.query_pairs_mut().append_pair("ticket", ticket);
+        u.to_string()
+    }
+
+    #[tokio::test]
+    async fn open_call_checks_accept_credentials_and_subscriptions() {
+        let f = fake().await;
+        let (endpoint, t) = ticket(&f).await;
+        assert_eq!(endpoint, f.gateway_endpoint());
+        assert!(!t.is_empty());
+        let r = open(&f, &open_body(&f), None).await;
+        assert_eq!(r.status(), 200);
+        assert!(r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .contains("xml"));
+        assert!(r.text().await.unwrap().starts_with("<?xml"));
+
+        let mut wrong = open_body(&f);
+        wrong["clientSecret"] = json!("nope");
+        let r = open(&f, &wrong, Some("application/json")).await;
+        assert_eq!(r.status(), 400);
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["code"], "invalidClientIdOrSecret");
+        for subs in [
+            json!([]),
+            json!([{"type": "EVENT", "topic": "chat_add_member"}]),
+            json!([{"type": "SYSTEM", "topic": "ping"}]),
+            json!("CALLBACK"),
+        ] {
+            let mut b = open_body(&f);
+            b["subscriptions"] = subs.clone();
+            let r = open(&f, &b, Some("application/json")).await;
+            assert_eq!(r.status(), 400, "{subs}");
+        }
+        assert_eq!(f.stream_opens().len(), 2);
+        assert_eq!(f.stream_opens()[0].ua.as_deref(), Some("test/1"));
+        assert_eq!(f.calls(Api::GatewayOpen), 7);
+    }
+
+    #[tokio::test]
+    async fn a_ticket_works_once_and_only_while_fresh() {
+        let f = fake().await;
+        let (endpoint, t) = ticket(&f).await;
+        let (_ws, _) = tokio_tungstenite::connect_async(url(&endpoint, &t))
+            .await
+            .unwrap();
+        let refused = |r: Result<_, WsError>| match r {
+            Err(WsError::Http(resp)) => resp.status().as_u16(),
+            Err(e) => panic!("expected an HTTP refusal, got {e}"),
+            Ok(_) => panic!("expected a refusal"),
+        };
+        assert_eq!(
+            refused(tokio_tungstenite::connect_async(url(&endpoint, &t)).await),
+            401,
+            "reused"
+        );
+        assert_eq!(
+            refused(tokio_tungstenite::connect_async(url(&endpoint, "made-up")).await),
+            401
+        );
+        f.set_ticket_ttl(Duration::ZERO);
+        let (_, t2) = ticket(&f).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert_eq!(
+            refused(tokio_tungstenite::connect_async(url(&endpoint, &t2)).await),
+            401,
+            "expired"
+        );
+        f.set_ticket_ttl(Duration::from_secs(90));
+        f.refuse_tickets(1);
+        let (_, t3) = ticket(&f).await;
+        assert_eq!(
+            refused(tokio_tungstenite::connect_async(url(&endpoint, &t3)).await),
+            401
+        );
+        let (_, t4) = ticket(&f).await;
+        assert!(tokio_tungstenite::connect_async(url(&endpoint, &t4))
+            .await
+            .is_ok());
+        assert_eq!(f.refused_handshakes(), 4);
+        assert_eq!(f.stream_connections().len(), 2);
+    }
+
+    async fn next_text(
+        ws: &mut WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>,
+    ) -> Value {
+        loop {
+            match tokio::time::timeout(Duration::from_secs(10), ws.next())
+                .await
+                .unwrap()
+            {
+                Some(Ok(Message::Text(t))) => return serde_json::from_str(t.as_str()).unwrap(),
+                Some(Ok(_)) => continue,
+                other => panic!("no frame: {other:?}"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn frames_follow_the_documented_shape_and_acks_are_recorded() {
+        let f = fake().await;
+        f.add_group("cidG", crate::fake::GroupKind::Inner, &[("u1", "One")]);
+        let (endpoint, t) = ticket(&f).await;
+        let (mut ws, _) = tokio_tungstenite::connect_async(url(&endpoint, &t))
+            .await
+            .unwrap();
+        assert!(
+            f.wait_until(Duration::from_secs(10), |f| f.live_streams() == 1)
+                .await
+        );
+        let p = f
+            .push_mention(&Mention::new("cidG", "u1", "One", "who read"))
+            .unwrap();
+        let frame = next_text(&mut ws).await;
+        assert_eq!(frame["type"], "CALLBACK");
+        assert_eq!(frame["specVersion"], "1.0");
+        for (_, v) in frame["headers"].as_object().unwrap() {
+            assert!(v.is_string(), "headers are strings: {frame}");
+        }
+        assert_eq!(frame["headers"]["messageId"], p.message_id.as_str());
+        assert_eq!(frame["headers"]["topic"], BOT_TOPIC);
+        let data: Value = serde_json::from_str(frame["data"].as_str().unwrap()).unwrap();
+        assert_eq!(data["conversationId"], "cidG");
+        assert_eq!(data["text"]["content"], " who read");
+
+        let ack = json!({"code": 200, "headers": {"contentType": "application/json",
+            "messageId": p.message_id}, "message": "OK", "data": "{\"response\":null}"});
+        ws.send(Message::text(ack.to_string())).await.unwrap();
+        ws.send(Message::text("not an ack")).await.unwrap();
+        let ev = f.push_event("chat_quit", &json!({"x": 1})).unwrap();
+        let frame = next_text(&mut ws).await;
+        assert_eq!(frame["type"], "EVENT");
+        assert_eq!(frame["headers"]["eventType"], "chat_quit");
+        assert!(frame["headers"]["eventId"].is_string());
+        assert_eq!(frame["headers"]["messageId"], ev.message_id.as_str());
+        assert!(
+            f.wait_until(Duration::from_secs(10), |f| !f
+                .acks_for(&p.message_id)
+                .is_empty())
+                .await
+        );
+        let a = &f.acks_for(&p.message_id)[0];
+        assert_eq!(a.code, 200);
+        assert_eq!(a.frame_type.as_deref(), Some("CALLBACK"));
+        assert_eq!(a.topic.as_deref(), Some(BOT_TOPIC));
+        assert!(
+            f.wait_until(Duration::from_secs(10), |f| f.stream_bad_messages().len()
+                == 1)
+                .await
+        );
+
+        let pings = f.ping_streams();
+        let frame = next_text(&mut ws).await;
+        assert_eq!(frame["type"], "SYSTEM");
+        assert_eq!(frame["headers"]["topic"], "ping");
+        assert_eq!(frame["data"], pings[0].data.as_str());
+        let opaque: Value = serde_json::from_str(&pings[0].data).unwrap();
+        assert!(opaque["opaque"].is_string());
+    }
+
+    #[tokio::test]
+    async fn disconnect_drop_and_stall_end_connections_differently() {
+        let f = fake().await;
+        f.set_disconnect_grace(Duration::from_millis(100));
+        let connect = || async {
+            let (endpoint, t) = ticket(&f).await;
+            tokio_tungstenite::connect_async(url(&endpoint, &t))
+                .await
+                .unwrap()
+                .0
+        };
+        // disconnect: a SYSTEM frame, then a close after the grace period.
+        let mut ws = connect().await;
+        assert!(
+            f.wait_until(Duration::from_secs(10), |f| f.live_streams() == 1)
+                .await
+        );
+        assert_eq!(f.disconnect_streams("connection is expired"), 1);
+        let frame = next_text(&mut ws).await;
+        assert_eq!(frame["headers"]["topic"], "disconnect");
+        assert!(frame["data"]
+            .as_str()
+            .unwrap()
+            .contains("connection is expired"));
+        assert_eq!(
+            f.live_streams(),
+            0,
+            "no pushes to a disconnecting connection"
+        );
+        let end = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match ws.next().await {
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                    Some(Ok(_)) => {}
+                }
+            }
+        })
+        .await;
+        assert!(end.is_ok(), "closed after the grace period");
+
+        // drop: the stream ends without a close frame.
+        let mut ws = connect().await;
+        assert!(
+            f.wait_until(Duration::from_secs(10), |f| f.live_streams() == 1)
+                .await
+        );
+        assert_eq!(f.drop_streams(), 1);
+        let next = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .unwrap();
+        assert!(
+            !matches!(next, Some(Ok(Message::Close(_)))),
+            "a silent drop sends no close frame"
+        );
+
+        // stall: nothing comes back, not even a pong; the socket stays open
+        // until the client goes.
+        let mut ws = connect().await;
+        assert!(
+            f.wait_until(Duration::from_secs(10), |f| f.live_streams() == 1)
+                .await
+        );
+        assert_eq!(f.stall_streams(), 1);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        ws.send(Message::Ping(Default::default())).await.unwrap();
+        let quiet = tokio::time::timeout(Duration::from_millis(300), ws.next()).await;
+        assert!(
+            quiet.is_err(),
+            "a stalled connection answers nothing: {quiet:?}"
+        );
+        assert_eq!(f.open_stream_sockets(), 1);
+        drop(ws);
+        assert!(
+            f.wait_until(Duration::from_secs(10), |f| f.open_stream_sockets() == 0)
+                .await
+        );
+    }
+}

@@ -65,6 +65,18 @@ async fn healthz(app: &TestApp) -> Value {
     r.json().await.expect("json")
 }
 
+/// Polls `/healthz` until `ok` holds (bounded); returns the last answer.
+async fn healthz_until(app: &TestApp, ok: impl Fn(&Value) -> bool) -> Value {
+    let end = std::time::Instant::now() + LIMIT;
+    loop {
+        let h = healthz(app).await;
+        if ok(&h) || std::time::Instant::now() >= end {
+            return h;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn wait_ack(fake: &FakeDingTalk, message_id: &str) -> readbot::fake::StreamAck {
     let ok = fake
         .wait_until(LIMIT, |f| !f.acks_for(message_id).is_empty())
@@ -270,7 +282,7 @@ async fn refused_tickets_back_off_instead_of_spinning() {
         let min = b.min_delay(u32::try_from(k).unwrap());
         assert!(gap >= min, "attempt {k}: waited {gap:?} < {min:?}");
     }
-    let h = healthz(&app).await;
+    let h = healthz_until(&app, |h| h["stream"]["state"] == "connected").await;
     assert_eq!(h["stream"]["state"], "connected", "{h}");
     assert!(
         h["stream"]["lastError"]
@@ -288,6 +300,42 @@ async fn refused_tickets_back_off_instead_of_spinning() {
 }
 
 #[tokio::test]
+async fn a_healthy_connection_reconnects_at_once_after_disconnect() {
+    // A backoff of at least 30 s would show; the healthy connection skips it.
+    let app = stream_app(&[
+        ("READBOT_STREAM_BACKOFF_BASE_MS", "60000"),
+        ("READBOT_STREAM_BACKOFF_MAX_MS", "60000"),
+        ("READBOT_STREAM_HEALTHY_AFTER_MS", "1"),
+    ])
+    .await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    app.fake.disconnect_streams("connection is expired");
+    connected(&app.fake, 2).await;
+    let h = healthz(&app).await;
+    assert_eq!(h["stream"]["consecutiveFailures"], 0, "{h}");
+}
+
+#[tokio::test]
+async fn the_backoff_starts_over_after_a_healthy_period() {
+    let fake = start_fake().await;
+    add_group(&fake, GROUP, GroupKind::Inner, &members(3));
+    fake.refuse_tickets(3);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let env = with(&[("READBOT_STREAM_HEALTHY_AFTER_MS", "300")]);
+    let app = spawn_on(fake, &tmp.path().join("data"), &env).await;
+    connected(&app.fake, 1).await;
+    let h = healthz(&app).await;
+    assert_eq!(h["stream"]["consecutiveFailures"], 3, "{h}");
+    // Up for longer than the healthy period, then dropped: one failure, not four.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    app.fake.drop_streams();
+    connected(&app.fake, 2).await;
+    let h = healthz_until(&app, |h| h["stream"]["connections"] == 2).await;
+    assert_eq!(h["stream"]["consecutiveFailures"], 1, "{h}");
+    assert_eq!(h["stream"]["connections"], 2, "{h}");
+}
+
+#[tokio::test]
 async fn open_call_errors_back_off_and_recover() {
     let fake = start_fake().await;
     add_group(&fake, GROUP, GroupKind::Inner, &members(3));
@@ -302,7 +350,7 @@ async fn open_call_errors_back_off_and_recover() {
     connected(&app.fake, 1).await;
     assert_eq!(app.fake.calls(Api::GatewayOpen), 4);
     assert_eq!(app.fake.stream_opens().len(), 1);
-    let h = healthz(&app).await;
+    let h = healthz_until(&app, |h| h["stream"]["connections"] == 1).await;
     assert_eq!(h["stream"]["connections"], 1, "{h}");
 }
 
