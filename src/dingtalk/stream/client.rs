@@ -126,6 +126,21 @@ async fn wait_stop(rx: &mut watch::Receiver<bool>) {
     }
 }
 
+/// An error with its causes, e.g. `error sending request: …: Connection refused`.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cur = s.source();
+    }
+    out
+}
+
 fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
@@ -175,7 +190,7 @@ impl StreamClient {
                 if e.is_timeout() {
                     StreamError::Timeout("open-connection call")
                 } else {
-                    StreamError::Transport(e.to_string())
+                    StreamError::Transport(chain(&e))
                 }
             })?;
         let status = resp.status();
@@ -183,7 +198,7 @@ impl StreamClient {
             if e.is_timeout() {
                 StreamError::Timeout("open-connection call")
             } else {
-                StreamError::Transport(e.to_string())
+                StreamError::Transport(chain(&e))
             }
         })?;
         if !status.is_success() {
@@ -219,7 +234,7 @@ impl StreamClient {
         match tokio::time::timeout(self.settings.timeout, handshake).await {
             Err(_) => Err(StreamError::Timeout("WebSocket handshake")),
             Ok(Err(WsError::Http(resp))) => Err(StreamError::TicketRefused(resp.status().as_u16())),
-            Ok(Err(e)) => Err(StreamError::Connect(e.to_string())),
+            Ok(Err(e)) => Err(StreamError::Connect(chain(&e))),
             Ok(Ok((ws, _))) => Ok(ws),
         }
     }
