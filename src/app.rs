@@ -1,11 +1,12 @@
 //! Wiring: build the store, the DingTalk client, the renderer, the bot and
 //! the router from a [`Config`], serve until a shutdown signal, then drain.
 
-use crate::bot::{Bot, BotDeps};
-use crate::config::Config;
+use crate::bot::{Accepted, Bot, BotDeps};
+use crate::config::{Config, Mode};
 use crate::dingtalk::signature::Verifier;
+use crate::dingtalk::stream::{BotMessageHandler, Handlers, StreamClient, StreamSettings};
 use crate::dingtalk::DingTalkApi;
-use crate::domain::now_millis;
+use crate::domain::{now_millis, Incoming};
 use crate::http::{ops_router, router, AppState, OpsState};
 use crate::render::Renderer;
 use crate::store::Store;
@@ -35,6 +36,27 @@ pub enum StartError {
     /// The DingTalk client could not be built.
     #[error(transparent)]
     DingTalk(#[from] crate::dingtalk::DingTalkError),
+    /// The Stream-mode client could not be built.
+    #[error(transparent)]
+    Stream(#[from] crate::dingtalk::stream::StreamError),
+}
+
+/// Stream mode hands bot messages to the same entry point as the HTTP
+/// callback: `Bot::accept` (de-duplication by `msgId`, then a task).
+struct BotSink(Bot);
+
+#[async_trait::async_trait]
+impl BotMessageHandler for BotSink {
+    async fn bot_message(&self, msg: Incoming) {
+        match self.0.accept(msg).await {
+            Ok(Accepted::Started) => {}
+            Ok(Accepted::Duplicate) => tracing::info!("duplicate delivery ignored"),
+            Ok(Accepted::ShuttingDown) => {
+                tracing::warn!("bot message arrived during shutdown; not answered")
+            }
+            Err(e) => tracing::error!(error = %e, "could not claim the bot message"),
+        }
+    }
 }
 
 /// How long in-flight summaries may run after a shutdown signal.
@@ -48,6 +70,7 @@ pub struct Application {
     store: Arc<dyn Store>,
     config: Config,
     ops: OpsState,
+    stream: Option<StreamClient>,
 }
 
 impl Application {
@@ -83,10 +106,18 @@ impl Application {
             cfg: config.bot.clone(),
         });
         let window = i64::try_from(config.bot.signature_window.as_millis()).unwrap_or(i64::MAX);
+        let stream = match config.mode {
+            Mode::Http => None,
+            Mode::Stream => Some(StreamClient::new(
+                StreamSettings::from_config(&config),
+                Handlers::new(Arc::new(BotSink(bot.clone()))),
+            )?),
+        };
         let state = AppState {
             bot,
             verifier: Arc::new(Verifier::new(&config.dingtalk.app_secret, window)),
             api_token: config.api_token.clone(),
+            stream: stream.as_ref().map(StreamClient::status),
         };
         let listener =
             TcpListener::bind(config.listen)
@@ -107,6 +138,7 @@ impl Application {
             store,
             config,
             ops,
+            stream,
         })
     }
 
@@ -134,10 +166,26 @@ impl Application {
         let bot = self.state.bot.clone();
         let app = router(self.state, self.config.bot.max_body_bytes).merge(ops_router(self.ops));
         let pruner = spawn_pruner(self.store.clone(), self.config.bot.dedup_retention);
-        tracing::info!(addr = %self.addr, "readbot listening");
+        // Stream mode: the gateway connection stops on the same signal.
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stream_task = self.stream.map(|c| tokio::spawn(c.run(stop_rx)));
+        let shutdown = async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        };
+        tracing::info!(addr = %self.addr, mode = self.config.mode.as_str(), "readbot listening");
         let served = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await;
+        if let Some(mut task) = stream_task {
+            if tokio::time::timeout(Duration::from_secs(10), &mut task)
+                .await
+                .is_err()
+            {
+                tracing::warn!("the stream connection did not stop in time");
+                task.abort();
+            }
+        }
         tracing::info!("shutting down: waiting for in-flight summaries");
         if !bot.shutdown(SHUTDOWN_GRACE).await {
             tracing::warn!(

@@ -81,6 +81,46 @@ pub enum ConfigError {
 pub enum Mode {
     /// DingTalk POSTs signed callbacks to `/dingtalk/callback`.
     Http,
+    /// readbot dials out to DingTalk's Stream gateway (WebSocket); no public
+    /// URL is needed and the callback route is off.
+    Stream,
+}
+
+impl Mode {
+    /// `"http"` or `"stream"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Http => "http",
+            Mode::Stream => "stream",
+        }
+    }
+}
+
+/// Stream-mode connection settings (see `dingtalk::stream`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamConfig {
+    /// First reconnect delay after a failure (doubles per failure, with jitter).
+    pub backoff_base: Duration,
+    /// Largest reconnect delay.
+    pub backoff_max: Duration,
+    /// A connection that stayed up this long resets the backoff.
+    pub healthy_after: Duration,
+    /// Interval of WebSocket keep-alive pings.
+    pub ping_interval: Duration,
+    /// No frame, ping or pong for this long: the connection is a zombie and is replaced.
+    pub idle_timeout: Duration,
+}
+
+impl Default for StreamConfig {
+    fn default() -> Self {
+        Self {
+            backoff_base: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(60),
+            healthy_after: Duration::from_secs(60),
+            ping_interval: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(90),
+        }
+    }
 }
 
 /// Raw, all-optional view of the TOML file. Field names are the TOML keys.
@@ -92,10 +132,23 @@ struct RawFile {
     api_token: Option<String>,
     templates_dir: Option<PathBuf>,
     public_url: Option<String>,
+    mode: Option<String>,
     #[serde(default)]
     dingtalk: RawDingTalk,
     #[serde(default)]
     bot: RawBot,
+    #[serde(default)]
+    stream: RawStream,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStream {
+    backoff_base_ms: Option<u64>,
+    backoff_max_ms: Option<u64>,
+    healthy_after_ms: Option<u64>,
+    ping_interval_ms: Option<u64>,
+    idle_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -214,6 +267,8 @@ pub struct Config {
     pub dingtalk: DingTalkConfig,
     /// Bot settings.
     pub bot: BotConfig,
+    /// Stream-mode settings (used when `mode` is [`Mode::Stream`]).
+    pub stream: StreamConfig,
 }
 
 /// The settings the client subcommands read (see [`Config::load_client`]).
@@ -392,6 +447,36 @@ pub const ENV_KEYS: &[(&str, &str, &str)] = &[
         "READBOT_SUMMARY_TIMEOUT_SECS",
         "bot.summary_timeout_secs",
         "upper bound for one summary",
+    ),
+    (
+        "READBOT_MODE",
+        "mode",
+        "how @mentions arrive: http or stream",
+    ),
+    (
+        "READBOT_STREAM_BACKOFF_BASE_MS",
+        "stream.backoff_base_ms",
+        "first reconnect delay (stream mode)",
+    ),
+    (
+        "READBOT_STREAM_BACKOFF_MAX_MS",
+        "stream.backoff_max_ms",
+        "largest reconnect delay (stream mode)",
+    ),
+    (
+        "READBOT_STREAM_HEALTHY_AFTER_MS",
+        "stream.healthy_after_ms",
+        "uptime that resets the backoff (stream mode)",
+    ),
+    (
+        "READBOT_STREAM_PING_INTERVAL_MS",
+        "stream.ping_interval_ms",
+        "keep-alive ping interval (stream mode)",
+    ),
+    (
+        "READBOT_STREAM_IDLE_TIMEOUT_MS",
+        "stream.idle_timeout_ms",
+        "silence that marks a zombie connection (stream mode)",
     ),
 ];
 
@@ -610,16 +695,85 @@ impl Config {
             )?,
             summary_timeout: secs("READBOT_SUMMARY_TIMEOUT_SECS", b.summary_timeout_secs, 120)?,
         };
+        let mode = match pick_str(env, "READBOT_MODE", raw.mode) {
+            None => Mode::Http,
+            Some(m) => match m.trim().to_ascii_lowercase().as_str() {
+                "http" => Mode::Http,
+                "stream" => Mode::Stream,
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        key: "READBOT_MODE",
+                        message: format!("{m:?} is not one of http, stream"),
+                    })
+                }
+            },
+        };
+        let stream = Self::stream_from_raw(raw.stream, env)?;
         Ok(Config {
             listen,
             data_dir,
             api_token,
             templates_dir,
             public_url,
-            mode: Mode::Http,
+            mode,
             dingtalk,
             bot,
+            stream,
         })
+    }
+
+    fn stream_from_raw(s: RawStream, env: &dyn Env) -> Result<StreamConfig, ConfigError> {
+        let d = StreamConfig::default();
+        let ms = |key, file, default: Duration| -> Result<Duration, ConfigError> {
+            match pick::<u64>(env, key, file)? {
+                None => Ok(default),
+                Some(0) => Err(ConfigError::Invalid {
+                    key,
+                    message: "must be greater than 0".into(),
+                }),
+                Some(v) => Ok(Duration::from_millis(v)),
+            }
+        };
+        let c = StreamConfig {
+            backoff_base: ms(
+                "READBOT_STREAM_BACKOFF_BASE_MS",
+                s.backoff_base_ms,
+                d.backoff_base,
+            )?,
+            backoff_max: ms(
+                "READBOT_STREAM_BACKOFF_MAX_MS",
+                s.backoff_max_ms,
+                d.backoff_max,
+            )?,
+            healthy_after: ms(
+                "READBOT_STREAM_HEALTHY_AFTER_MS",
+                s.healthy_after_ms,
+                d.healthy_after,
+            )?,
+            ping_interval: ms(
+                "READBOT_STREAM_PING_INTERVAL_MS",
+                s.ping_interval_ms,
+                d.ping_interval,
+            )?,
+            idle_timeout: ms(
+                "READBOT_STREAM_IDLE_TIMEOUT_MS",
+                s.idle_timeout_ms,
+                d.idle_timeout,
+            )?,
+        };
+        if c.backoff_max < c.backoff_base {
+            return Err(ConfigError::Invalid {
+                key: "READBOT_STREAM_BACKOFF_MAX_MS",
+                message: "must not be smaller than READBOT_STREAM_BACKOFF_BASE_MS".into(),
+            });
+        }
+        if c.idle_timeout <= c.ping_interval {
+            return Err(ConfigError::Invalid {
+                key: "READBOT_STREAM_IDLE_TIMEOUT_MS",
+                message: "must be longer than READBOT_STREAM_PING_INTERVAL_MS".into(),
+            });
+        }
+        Ok(c)
     }
 }
 
@@ -716,6 +870,44 @@ mod tests {
         assert_eq!(c.listen.as_deref(), Some("127.0.0.1:1"));
         let c = Config::load_client(None, &env(&[])).unwrap();
         assert!(c.listen.is_none() && c.api_token.is_none());
+    }
+
+    #[test]
+    fn mode_and_stream_settings() {
+        let base = [("DINGTALK_APP_KEY", "k"), ("DINGTALK_APP_SECRET", "s")];
+        let c = Config::from_toml_str("", &env(&base)).unwrap();
+        assert_eq!(c.mode, Mode::Http);
+        assert_eq!(c.stream, StreamConfig::default());
+        assert_eq!(c.stream.backoff_base, Duration::from_secs(1));
+        assert_eq!(c.stream.backoff_max, Duration::from_secs(60));
+        let toml = r#"
+            mode = "stream"
+            [stream]
+            backoff_base_ms = 20
+            backoff_max_ms = 400
+            ping_interval_ms = 100
+            idle_timeout_ms = 300
+        "#;
+        let c = Config::from_toml_str(toml, &env(&base)).unwrap();
+        assert_eq!(c.mode, Mode::Stream);
+        assert_eq!(c.stream.backoff_base, Duration::from_millis(20));
+        assert_eq!(c.stream.backoff_max, Duration::from_millis(400));
+        assert_eq!(c.stream.idle_timeout, Duration::from_millis(300));
+        let mut pairs = base.to_vec();
+        pairs.push(("READBOT_MODE", "HTTP"));
+        let c = Config::from_toml_str(toml, &env(&pairs)).unwrap();
+        assert_eq!(c.mode, Mode::Http, "the environment wins");
+        for (k, v) in [
+            ("READBOT_MODE", "websocket"),
+            ("READBOT_STREAM_BACKOFF_BASE_MS", "0"),
+            ("READBOT_STREAM_BACKOFF_MAX_MS", "10"),
+            ("READBOT_STREAM_IDLE_TIMEOUT_MS", "100"),
+        ] {
+            let mut pairs = base.to_vec();
+            pairs.push((k, v));
+            let err = Config::from_toml_str(toml, &env(&pairs)).unwrap_err();
+            assert!(err.to_string().contains(k), "{err} should name {k}");
+        }
     }
 
     #[test]

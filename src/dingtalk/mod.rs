@@ -9,12 +9,15 @@
 //! - [`callback`]: parsing of incoming bot messages (HTTP callback body, and
 //!   the Stream-mode `data` payload, which is the same JSON).
 //! - [`signature`]: callback signature computation and verification.
+//! - [`stream`]: Stream mode: the WebSocket gateway's frames, acks and the
+//!   connection loop.
 //! - [`error`]: typed errors and the sentences users see.
 
 pub mod callback;
 pub mod client;
 pub mod error;
 pub mod signature;
+pub mod stream;
 
 pub use error::{DingTalkError, ErrorCode};
 

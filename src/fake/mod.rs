@@ -13,6 +13,10 @@
 //! | `POST /v1.0/im/sceneGroups/members/batchQuery` | new | [`Api::SceneMembers`] |
 //! | `POST /topapi/v2/user/get?access_token=…` | old | [`Api::UserGet`] |
 //! | `POST /robot/sendBySession?session=…` | webhook | [`Api::SendBySession`] |
+//! | `POST /v1.0/gateway/connections/open` | new (Stream mode) | [`Api::GatewayOpen`] |
+//!
+//! The Stream gateway's WebSocket endpoint has its own port (see [`gateway`]
+//! for its frames, acks, disconnects, drops, stalls and refused tickets).
 //!
 //! New-API answers carry the `x-acs-request-id` header; their errors are
 //! non-2xx with `{"code","message","requestid"}`. Old-API answers are HTTP 200
@@ -39,6 +43,7 @@
 //!   unknown or missing token `40014`.
 
 mod cursor;
+pub mod gateway;
 mod server;
 mod state;
 #[cfg(test)]
@@ -54,6 +59,8 @@ use sha2::Sha256;
 use tokio::sync::watch;
 
 use state::State;
+
+pub use gateway::{Pushed, StreamAck, StreamConnection, StreamOpen};
 
 /// Settings of the fake app and robot.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,6 +123,8 @@ pub enum Api {
     UserGet,
     /// `POST /robot/sendBySession`.
     SendBySession,
+    /// `POST /v1.0/gateway/connections/open` (Stream mode).
+    GatewayOpen,
     /// Any endpoint: faults match every call; [`FakeDingTalk::calls`] sums
     /// all counters.
     Any,
@@ -234,6 +243,7 @@ struct Inner {
     addr: SocketAddr,
     state: Mutex<State>,
     shutdown: watch::Sender<bool>,
+    gateway: gateway::Gateway,
 }
 
 impl std::fmt::Debug for FakeDingTalk {
@@ -262,6 +272,7 @@ impl FakeDingTalk {
     pub async fn start(cfg: FakeConfig) -> std::io::Result<FakeDingTalk> {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
         let addr = listener.local_addr()?;
+        let (gateway, gateway_listener) = gateway::Gateway::bind().await?;
         let (tx, mut rx) = watch::channel(false);
         let fake = FakeDingTalk {
             inner: Arc::new(Inner {
@@ -269,8 +280,10 @@ impl FakeDingTalk {
                 addr,
                 state: Mutex::new(State::new()),
                 shutdown: tx,
+                gateway,
             }),
         };
+        gateway::spawn_accept(gateway_listener, fake.clone(), rx.clone());
         let app = server::router(fake.clone());
         tokio::spawn(async move {
             let stop = async move {

@@ -59,6 +59,10 @@ pub(crate) fn router(fake: FakeDingTalk) -> Router {
         )
         .route("/topapi/v2/user/get", post(user_get))
         .route("/robot/sendBySession", post(send_by_session))
+        .route(
+            "/v1.0/gateway/connections/open",
+            post(super::gateway::open_connection),
+        )
         .fallback(not_found)
         .with_state(fake)
 }
@@ -67,10 +71,10 @@ pub(crate) fn router(fake: FakeDingTalk) -> Router {
 
 /// A new-API error: non-2xx with `{"code","message","requestid"}`.
 #[derive(Debug)]
-struct ApiErr {
-    status: StatusCode,
-    code: String,
-    message: String,
+pub(super) struct ApiErr {
+    pub(super) status: StatusCode,
+    pub(super) code: String,
+    pub(super) message: String,
 }
 
 impl ApiErr {
@@ -84,7 +88,7 @@ impl ApiErr {
 }
 
 /// HTTP 400 with `code` and `message`.
-fn bad(code: &str, message: &str) -> ApiErr {
+pub(super) fn bad(code: &str, message: &str) -> ApiErr {
     ApiErr::new(StatusCode::BAD_REQUEST, code, message)
 }
 
@@ -96,7 +100,7 @@ fn with_request_id(mut resp: Response, rid: &str) -> Response {
     resp
 }
 
-fn new_api_response(rid: &str, result: Result<Value, ApiErr>) -> Response {
+pub(super) fn new_api_response(rid: &str, result: Result<Value, ApiErr>) -> Response {
     let resp = match result {
         Ok(body) => (StatusCode::OK, axum::Json(body)).into_response(),
         Err(e) => {
@@ -155,7 +159,7 @@ fn fault_response(fault: Fault) -> Response {
 }
 
 /// Counts the call, applies latency and faults. `Some` is the whole answer.
-async fn prelude(fake: &FakeDingTalk, api: Api) -> Option<Response> {
+pub(super) async fn prelude(fake: &FakeDingTalk, api: Api) -> Option<Response> {
     let (latency, fault) = fake.lock().begin_call(api);
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
@@ -185,7 +189,7 @@ fn missing_body() -> ApiErr {
 }
 
 /// The JSON object of a new-API request (JSON is mandatory).
-fn json_object(headers: &HeaderMap, body: &[u8]) -> Result<Map<String, Value>, ApiErr> {
+pub(super) fn json_object(headers: &HeaderMap, body: &[u8]) -> Result<Map<String, Value>, ApiErr> {
     if !is_json(headers) {
         return Err(missing_body());
     }

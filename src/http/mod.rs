@@ -12,7 +12,8 @@ pub use ops::{ops_router, OpsState};
 use crate::bot::Bot;
 use crate::config::Secret;
 use crate::dingtalk::signature::Verifier;
-use axum::extract::DefaultBodyLimit;
+use crate::dingtalk::stream::StatusHandle;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use std::sync::Arc;
@@ -26,12 +27,18 @@ pub struct AppState {
     pub verifier: Arc<Verifier>,
     /// Bearer token of the notices API; `None` disables it.
     pub api_token: Option<Secret>,
+    /// Stream mode: the gateway connection's status (shown in `/healthz`).
+    /// `None` in HTTP mode; in Stream mode the callback route is off.
+    pub stream: Option<StatusHandle>,
 }
 
 /// Builds the router. `max_body` bounds every request body (413 beyond).
 pub fn router(state: AppState, max_body: usize) -> Router {
-    Router::new()
-        .route("/dingtalk/callback", post(callback::callback))
+    let mut routes = Router::new();
+    if state.stream.is_none() {
+        routes = routes.route("/dingtalk/callback", post(callback::callback));
+    }
+    routes
         .route("/api/v1/notices", post(notices::create).get(notices::list))
         .route("/api/v1/notices/{key}/receipts", get(notices::receipts))
         .route("/healthz", get(healthz))
@@ -47,6 +54,15 @@ pub fn router(state: AppState, max_body: usize) -> Router {
         .with_state(state)
 }
 
-async fn healthz() -> Json<serde_json::Value> {
-    Json(serde_json::json!({ "status": "ok" }))
+/// Liveness (always 200 while serving), the receive mode, and in Stream mode
+/// the gateway connection (`state`: connecting, connected, backoff, ...).
+async fn healthz(State(state): State<AppState>) -> Json<serde_json::Value> {
+    match &state.stream {
+        None => Json(serde_json::json!({ "status": "ok", "mode": "http" })),
+        Some(s) => Json(serde_json::json!({
+            "status": "ok",
+            "mode": "stream",
+            "stream": s.snapshot(),
+        })),
+    }
 }

@@ -8,4 +8,5 @@ mod helpers;
 mod notices;
 mod ops;
 mod sandbox;
+mod stream;
 mod summary;
