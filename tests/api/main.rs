@@ -2,7 +2,11 @@
 //! DingTalk, asserting on what the group would see.
 
 mod callback;
+mod exactly_once;
+mod fail_closed;
+mod faults;
 mod helpers;
 mod notices;
+mod reliability;
 mod sandbox;
 mod summary;
