@@ -9,4 +9,6 @@ mod helpers;
 mod notices;
 mod reliability;
 mod sandbox;
+mod secrets;
+mod shutdown;
 mod summary;
