@@ -645,6 +645,17 @@ async fn random_requests_never_get_a_5xx() {
             Ok(r) if r.status().as_u16() >= 500 => {
                 bad.push(format!("{method} {path}: {}", r.status()))
             }
+            // Every refusal (but 405, whose Allow header says it all) is
+            // readbot's JSON error, never a plain-text framework answer.
+            Ok(r) if r.status().is_client_error() && r.status() != 405 && method != "HEAD" => {
+                let status = r.status();
+                let v: Value = r.json().await.unwrap_or(Value::Null);
+                if !v["error"]["code"].is_string() || !v["error"]["message"].is_string() {
+                    bad.push(format!(
+                        "{method} {path}: {status} without the JSON error: {v}"
+                    ));
+                }
+            }
             Ok(_) => {}
             Err(e) => bad.push(format!("{method} {path}: transport error {e}")),
         }
