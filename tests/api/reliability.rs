@@ -109,3 +109,35 @@ async fn client_keeps_each_api_under_the_rate_limit_in_any_second() {
         "rate limit: {total} user/get calls, peak in any second: {peak} (limit 20)"
     ));
 }
+
+/// `openapi.yaml` is valid YAML, documents every route readbot serves, and
+/// its example notice is accepted by the running API.
+#[tokio::test]
+async fn openapi_document_matches_the_routes() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.yaml"))
+        .expect("openapi.yaml");
+    let doc: serde_json::Value = serde_norway::from_str(&text).expect("valid YAML");
+    assert_eq!(doc["openapi"], "3.1.0");
+    for (path, method) in [
+        ("/api/v1/notices", "post"),
+        ("/api/v1/notices", "get"),
+        ("/api/v1/notices/{processQueryKey}/receipts", "get"),
+        ("/healthz", "get"),
+        ("/dingtalk/callback", "post"),
+    ] {
+        assert!(
+            doc["paths"][path][method].is_object(),
+            "{method} {path} is not documented"
+        );
+    }
+    assert_eq!(doc["paths"].as_object().map(|p| p.len()), Some(4));
+    let app = spawn_app().await;
+    let example = &doc["paths"]["/api/v1/notices"]["post"]["requestBody"]["content"]
+        ["application/json"]["examples"]["markdown"]["value"];
+    let group = example["openConversationId"]
+        .as_str()
+        .expect("example group");
+    add_group(&app.fake, group, GroupKind::Inner, &members(2));
+    let r = app.send_notice(example).await;
+    assert_eq!(r.status(), 201, "{:?}", r.text().await);
+}
