@@ -18,7 +18,10 @@ fuzz_target!(|data: &[u8]| {
     let header = |p: Option<&str>| p.filter(|s| *s != "-");
     let ts = header(parts.next());
     let sign = header(parts.next());
-    let now: i64 = parts.next().and_then(|n| n.trim().parse().ok()).unwrap_or(0);
+    let now: i64 = parts
+        .next()
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
     let v = Verifier::new(&Secret::new(secret.to_owned()), DEFAULT_WINDOW_MS);
     if v.verify(ts, sign, now).is_ok() {
         let (ts, sign) = (ts.unwrap_or_default(), sign.unwrap_or_default());
