@@ -9,13 +9,17 @@ use libfuzzer_sys::fuzz_target;
 use readbot::config::Secret;
 use readbot::dingtalk::signature::{Verifier, DEFAULT_WINDOW_MS};
 
+/// A header field; `-` stands for an absent header.
+fn header(p: Option<&str>) -> Option<&str> {
+    p.filter(|s| *s != "-")
+}
+
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
     let mut parts = text.splitn(4, '\n');
     let secret = parts.next().unwrap_or("");
-    let header = |p: Option<&str>| p.filter(|s| *s != "-");
     let ts = header(parts.next());
     let sign = header(parts.next());
     let now: i64 = parts
