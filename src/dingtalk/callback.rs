@@ -25,6 +25,38 @@ pub enum CallbackError {
 const MAX_TEXT: usize = 4096;
 /// At most this many @-mentioned users are kept.
 const MAX_AT_USERS: usize = 100;
+/// Deepest nesting of arrays and objects accepted anywhere in a body (the
+/// documented bodies nest three levels; serde skips unknown fields without
+/// any depth limit of its own).
+const MAX_DEPTH: usize = 32;
+
+/// True when arrays/objects nest deeper than `max` (strings are skipped).
+fn nests_deeper_than(body: &[u8], max: usize) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in body {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
 
 #[derive(Deserialize)]
 #[serde(untagged)]
@@ -114,6 +146,11 @@ pub fn parse(body: &[u8]) -> Result<Incoming, CallbackError> {
     // serde would accept a JSON array for a struct; the body must be an object.
     if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err(CallbackError::Malformed("body is not a JSON object".into()));
+    }
+    if nests_deeper_than(body, MAX_DEPTH) {
+        return Err(CallbackError::Malformed(format!(
+            "body nests deeper than {MAX_DEPTH} levels"
+        )));
     }
     let wire: Wire =
         serde_json::from_slice(body).map_err(|e| CallbackError::Malformed(e.to_string()))?;
@@ -243,7 +280,112 @@ mod tests {
         ));
     }
 
+    #[test]
+    fn refuses_deep_nesting_anywhere_but_inside_strings() {
+        let deep = |d: usize| format!("{}{}", "[".repeat(d), "]".repeat(d));
+        let body = format!(r#"{{"msgId":"m","zzz":{}}}"#, deep(40));
+        assert!(matches!(
+            parse(body.as_bytes()),
+            Err(CallbackError::Malformed(_))
+        ));
+        let body = format!(r#"{{"msgId":"m","zzz":{}}}"#, deep(20));
+        assert!(parse(body.as_bytes()).is_ok());
+        let body = format!(
+            r#"{{"msgId":"m","zzz":"{}\"{}"}}"#,
+            "[".repeat(100),
+            "{".repeat(100)
+        );
+        assert!(parse(body.as_bytes()).is_ok());
+    }
+
+    /// Any JSON value, up to a few levels deep.
+    fn json_value() -> impl Strategy<Value = serde_json::Value> {
+        use serde_json::Value;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+            "\\PC{0,40}".prop_map(Value::String),
+            "[\\x00-\\x1f]{0,4}".prop_map(Value::String),
+            proptest::collection::vec(any::<char>(), 0..5000)
+                .prop_map(|c| Value::String(c.into_iter().collect())),
+        ];
+        leaf.prop_recursive(4, 64, 8, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..8).prop_map(Value::Array),
+                proptest::collection::btree_map("[a-zA-Z]{0,12}", inner, 0..8)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    const FIELDS: &[&str] = &[
+        "msgId",
+        "text",
+        "content",
+        "conversationType",
+        "conversationId",
+        "senderStaffId",
+        "senderNick",
+        "robotCode",
+        "atUsers",
+        "sessionWebhook",
+        "sessionWebhookExpiredTime",
+        "createAt",
+        "errorCode",
+        "errorMessage",
+        "msgtype",
+        "isInAtList",
+        "unknownField",
+    ];
+
     proptest! {
+        /// Any value in any field of the documented sample: no panic, and
+        /// whatever is accepted respects readbot's bounds.
+        #[test]
+        fn any_value_in_any_field_respects_the_bounds(
+            edits in proptest::collection::vec((0..FIELDS.len(), json_value()), 1..6),
+        ) {
+            let mut v: serde_json::Value = serde_json::from_str(SAMPLE).unwrap();
+            for (i, val) in edits {
+                v[FIELDS[i]] = val;
+            }
+            if let Ok(m) = parse(v.to_string().as_bytes()) {
+                prop_assert!(!m.msg_id.as_str().trim().is_empty());
+                prop_assert!(m.text.len() <= MAX_TEXT);
+                prop_assert!(m.mentioned.len() <= MAX_AT_USERS);
+                prop_assert!(m.session_webhook.as_ref().is_none_or(|u| u.len() <= 2048));
+                prop_assert!(m.sender_nick.len() <= 256);
+                prop_assert!(!m.sender_nick.chars().any(char::is_control));
+                prop_assert!(m.group.is_some() == (v["conversationType"].as_str().map(str::trim) == Some("2")));
+            }
+        }
+
+        /// Random byte edits of the documented sample never panic.
+        #[test]
+        fn mutated_sample_never_panics(
+            edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..20),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let mut b = SAMPLE.as_bytes().to_vec();
+            for (i, byte) in edits {
+                let at = i.index(b.len());
+                b[at] = byte;
+            }
+            let end = cut.index(b.len() + 1);
+            let _ = parse(&b[..end]);
+        }
+
+        /// Nesting beyond the bound is refused wherever it is.
+        #[test]
+        fn deep_nesting_is_refused(depth in (MAX_DEPTH + 1)..5000usize, field in 0..FIELDS.len()) {
+            let deep = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+            let body = format!(r#"{{"msgId":"m","{}":{deep}}}"#, FIELDS[field]);
+            prop_assert!(matches!(parse(body.as_bytes()), Err(CallbackError::Malformed(_))));
+        }
+
         #[test]
         fn never_panics_on_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
             let _ = parse(&bytes);

@@ -253,6 +253,24 @@ impl DingTalkError {
     /// The sentence the group sees when this error stops a summary.
     pub fn human(&self, lang: Lang) -> String {
         let (en, zh): (&str, &str) = match self {
+            // A gateway answer without a code we know: say what the status means.
+            DingTalkError::Api {
+                status: 504,
+                code: ErrorCode::Other(_),
+                ..
+            } => return DingTalkError::Timeout.human(lang),
+            DingTalkError::Api {
+                status,
+                code: ErrorCode::Other(_),
+                ..
+            } if *status == 429 || *status >= 500 => {
+                let code = if *status == 429 {
+                    ErrorCode::Throttled(String::new())
+                } else {
+                    ErrorCode::SystemError
+                };
+                return human_code(&code, lang);
+            }
             DingTalkError::Api { code, .. } => return human_code(code, lang),
             DingTalkError::OldApi { errcode, .. } => match errcode {
                 40014 | 42001 => (

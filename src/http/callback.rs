@@ -9,6 +9,7 @@ use crate::bot::Accepted;
 use crate::dingtalk::callback::{self, CallbackError};
 use crate::domain::now_millis;
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
@@ -20,7 +21,7 @@ fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
 pub(super) async fn callback(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<serde_json::Value>, AppError> {
     if let Err(e) = state.verifier.verify(
         header(&headers, "timestamp"),
@@ -35,6 +36,7 @@ pub(super) async fn callback(
             format!("callback refused: {e}"),
         ));
     }
+    let body = body.map_err(AppError::rejected)?;
     let msg = match callback::parse(&body) {
         Ok(m) => m,
         Err(CallbackError::QuotaExhausted(detail)) => {

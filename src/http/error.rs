@@ -43,6 +43,21 @@ impl AppError {
     }
 }
 
+impl AppError {
+    /// The JSON error for an axum extractor rejection (body too large, bad
+    /// query string or path), instead of axum's plain-text answer.
+    pub fn rejected(rejection: impl IntoResponse + std::fmt::Display) -> Self {
+        let message = rejection.to_string();
+        let status = rejection.into_response().status();
+        let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            "body_too_large"
+        } else {
+            "bad_request"
+        };
+        Self::new(status, code, message)
+    }
+}
+
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({ "error": { "code": self.code, "message": self.message } });

@@ -42,6 +42,7 @@ pub fn router(state: AppState, max_body: usize) -> Router {
         .route("/api/v1/notices", post(notices::create).get(notices::list))
         .route("/api/v1/notices/{key}/receipts", get(notices::receipts))
         .route("/healthz", get(healthz))
+        .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(
             tower_http::trace::TraceLayer::new_for_http().make_span_with(
@@ -65,4 +66,13 @@ async fn healthz(State(state): State<AppState>) -> Json<serde_json::Value> {
             "stream": s.snapshot(),
         })),
     }
+}
+
+/// Unknown paths get the same JSON error shape as everything else.
+async fn not_found() -> error::AppError {
+    error::AppError::new(
+        axum::http::StatusCode::NOT_FOUND,
+        "not_found",
+        "no such route",
+    )
 }

@@ -7,6 +7,7 @@ use crate::bot::{BotError, NewNotice};
 use crate::dingtalk::OutgoingMessage;
 use crate::domain::{EpochMillis, Member, Notice, OpenConversationId, ProcessQueryKey, UserId};
 use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
@@ -221,9 +222,10 @@ fn parse_new_notice(bytes: &[u8]) -> Result<NewNotice, AppError> {
 pub(super) async fn create(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Value>), AppError> {
     authorize(&state, &headers)?;
+    let body = body.map_err(AppError::rejected)?;
     let new = parse_new_notice(&body)?;
     let notice = state.bot.send_notice(new).await.map_err(bot_error)?;
     tracing::info!(group = %notice.group, "notice sent and recorded");
@@ -260,9 +262,10 @@ fn notice_json(n: &Notice) -> Value {
 pub(super) async fn list(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Query(q): Query<ListQuery>,
+    q: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<Value>, AppError> {
     authorize(&state, &headers)?;
+    let Query(q) = q.map_err(AppError::rejected)?;
     let group = q
         .open_conversation_id
         .ok_or_else(|| AppError::bad_field("openConversationId", "is required"))
@@ -301,9 +304,10 @@ fn people(list: &[Member]) -> Vec<Value> {
 pub(super) async fn receipts(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(key): Path<String>,
+    key: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, AppError> {
     authorize(&state, &headers)?;
+    let Path(key) = key.map_err(AppError::rejected)?;
     let key = ProcessQueryKey::parse(key).map_err(|e| AppError::bad_field("processQueryKey", e))?;
     let r = state.bot.receipts(&key).await.map_err(bot_error)?;
     Ok(Json(json!({

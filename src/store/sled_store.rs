@@ -173,8 +173,17 @@ impl SledStore {
         self.db.size_on_disk().unwrap_or(0)
     }
 
+    /// Flushes to disk. Not `flush_async`: in sled 0.34 concurrent
+    /// `flush_async` callers lose wake-ups and hang forever (spacejam/sled#1308,
+    /// fixed only on sled's unreleased main); the blocking `flush` runs on
+    /// tokio's blocking pool instead.
     async fn durable(&self) -> Result<(), StoreError> {
-        self.db.flush_async().await.map(|_| ()).map_err(backend)
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || db.flush())
+            .await
+            .map_err(|e| StoreError::Backend(format!("flush task failed: {e}")))?
+            .map(|_| ())
+            .map_err(backend)
     }
 
     /// Loads the notice an index entry points to; `None` when the entry is

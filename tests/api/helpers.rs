@@ -20,6 +20,8 @@ pub struct TestApp {
     pub http: reqwest::Client,
     pub data_dir: PathBuf,
     pub keys: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// The running bot (in-flight count, for "no stuck task" checks).
+    pub bot: readbot::bot::Bot,
     _tmp: Option<tempfile::TempDir>,
     stop: Option<oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
@@ -82,6 +84,7 @@ pub async fn spawn_on(fake: FakeDingTalk, data_dir: &Path, extra: &[(&str, &str)
     let config = config_for(&fake, data_dir, extra);
     let app = Application::build(config).await.expect("readbot builds");
     let addr = format!("http://{}", app.local_addr());
+    let bot = app.bot();
     let (tx, rx) = oneshot::channel::<()>();
     let handle = tokio::spawn(app.run_until_stopped(async move {
         let _ = rx.await;
@@ -92,6 +95,7 @@ pub async fn spawn_on(fake: FakeDingTalk, data_dir: &Path, extra: &[(&str, &str)
         http: http_client(),
         data_dir: data_dir.to_path_buf(),
         keys: Default::default(),
+        bot,
         _tmp: None,
         stop: Some(tx),
         handle: Some(handle),

@@ -4,9 +4,15 @@
 mod callback;
 mod cli;
 mod deploy;
+mod exactly_once;
+mod fail_closed;
+mod faults;
 mod helpers;
 mod notices;
 mod ops;
+mod reliability;
 mod sandbox;
+mod secrets;
+mod shutdown;
 mod stream;
 mod summary;

@@ -4,7 +4,8 @@
 //! - access token from a cache refreshed 5 min before expiry (half-life for
 //!   short lifetimes), single-flight; a refused token (`InvalidAuthentication`,
 //!   HTTP 401, errcode 40014/42001) is dropped and the call retried once;
-//! - a token bucket per API (`rate_limit_per_sec`);
+//! - a sliding-window limiter per API: at most `rate_limit_per_sec` calls in
+//!   any 1.1 s (so DingTalk never counts more than that in one second);
 //! - `timeout` per attempt, `deadline` for the call with all its retries;
 //! - retries with full-jitter exponential backoff (200 ms × 2ⁿ, cap 5 s, at
 //!   most 5) for 5xx, 429, `Forbidden.AccessDenied.Qps*/Qpm*`, `system.busy`,
@@ -48,6 +49,8 @@ const INNER_GROUP_PAGE_SIZE: u32 = 100;
 const SCENE_GROUP_PAGE_SIZE: u32 = 1000;
 /// At most this many `atUserIds` per message.
 const MAX_AT_USERS: usize = 50;
+/// The path of every `sessionWebhook` DingTalk hands out (under the old-API base).
+const SESSION_PATH: &str = "/robot/sendBySession";
 /// `sendBySession`: session unknown or expired.
 const ERRCODE_SESSION_EXPIRED: i64 = 300001;
 /// `user/get`: user not found / invalid userId: skipped.
@@ -588,6 +591,9 @@ impl DingTalkApi for DingTalkClient {
             || url.port_or_known_default() != base.port_or_known_default()
             || !url.username().is_empty()
             || url.password().is_some()
+            // The signature does not cover the body: a replayed header pair
+            // must not make readbot post to any other endpoint on that host.
+            || url.path() != format!("{}{SESSION_PATH}", base.path().trim_end_matches('/'))
         {
             return Err(DingTalkError::UntrustedWebhook);
         }

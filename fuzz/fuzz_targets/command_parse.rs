@@ -1,0 +1,19 @@
+//! The command parser: never panics, never fails, bounded echo, sane numbers.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use readbot::bot::command::{detect_lang, parse, Command};
+
+fuzz_target!(|data: &[u8]| {
+    // Callback text is a JSON string: always valid UTF-8.
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let p = parse(text);
+    assert_eq!(p.lang, detect_lang(text));
+    match p.command {
+        Command::Help(echo) => assert!(echo.chars().count() <= 80),
+        Command::Status(n) => assert!((1..=1000).contains(&n)),
+        Command::WhoRead | Command::List => {}
+    }
+});
