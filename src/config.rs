@@ -488,23 +488,23 @@ impl Config {
 
     /// Loads with an explicit environment (for tests).
     pub fn load_with(path: Option<&Path>, env: &dyn Env) -> Result<Self, ConfigError> {
+        let raw = Self::read_file(path, env)?;
+        Self::from_raw(raw, env)
+    }
+
+    /// Reads the file named by `path` or `READBOT_CONFIG`; no file → all defaults.
+    fn read_file(path: Option<&Path>, env: &dyn Env) -> Result<RawFile, ConfigError> {
         let path = path
             .map(Path::to_path_buf)
             .or_else(|| env.get("READBOT_CONFIG").map(PathBuf::from));
-        let raw = match &path {
-            Some(p) => {
-                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
-                    path: p.clone(),
-                    source,
-                })?;
-                Self::parse_toml(&text).map_err(|message| ConfigError::Parse {
-                    path: p.clone(),
-                    message,
-                })?
-            }
-            None => RawFile::default(),
+        let Some(p) = path else {
+            return Ok(RawFile::default());
         };
-        Self::from_raw(raw, env)
+        let text = std::fs::read_to_string(&p).map_err(|source| ConfigError::Read {
+            path: p.clone(),
+            source,
+        })?;
+        Self::parse_toml(&text).map_err(|message| ConfigError::Parse { path: p, message })
     }
 
     /// Parses TOML text (for tests and `check`).
@@ -520,22 +520,7 @@ impl Config {
     /// listen address and the API token, from the file (if any) and the
     /// environment. Unlike [`Config::load_with`], DingTalk keys are not required.
     pub fn load_client(path: Option<&Path>, env: &dyn Env) -> Result<ClientSettings, ConfigError> {
-        let path = path
-            .map(Path::to_path_buf)
-            .or_else(|| env.get("READBOT_CONFIG").map(PathBuf::from));
-        let raw = match &path {
-            Some(p) => {
-                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
-                    path: p.clone(),
-                    source,
-                })?;
-                Self::parse_toml(&text).map_err(|message| ConfigError::Parse {
-                    path: p.clone(),
-                    message,
-                })?
-            }
-            None => RawFile::default(),
-        };
+        let raw = Self::read_file(path, env)?;
         Ok(ClientSettings {
             listen: pick_str(env, "READBOT_LISTEN", raw.listen),
             api_token: pick_str(env, "READBOT_API_TOKEN", raw.api_token).map(Secret),
