@@ -51,7 +51,10 @@ done
 [ -n "$addr" ] || { echo "readbot did not start:"; cat "$work/readbot.log"; exit 1; }
 
 set +e
-PYTHONPATH=scripts SCHEMATHESIS_HOOKS=schemathesis_hooks "$venv/bin/schemathesis" run openapi.yaml \
+# Run from the scratch folder: schemathesis keeps a cache in ./.schemathesis.
+repo="$PWD"
+cd "$work"
+PYTHONPATH="$repo/scripts" SCHEMATHESIS_HOOKS=schemathesis_hooks "$venv/bin/schemathesis" run "$repo/openapi.yaml" \
   --url "http://$addr" -H "Authorization: Bearer $token" \
   --checks all --exclude-checks not_a_server_error,positive_data_acceptance \
   --max-examples "$max_examples" --seed 4242 --workers 1 --no-color \
