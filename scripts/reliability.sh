@@ -66,7 +66,8 @@ if cargo fuzz --version >/dev/null 2>&1; then
   total_runs=0; crashes=0; fst=0
   for t in callback_parse command_parse signature_verify; do
     corpus="$log/corpus-$t"; mkdir -p "$corpus"
-    (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run -O "$t" "$corpus" "corpus/$t" -- \
+    # fuzz/ builds into fuzz/target (sanitizer flags): never into a shared CARGO_TARGET_DIR.
+    (cd fuzz && env -u CARGO_TARGET_DIR RUSTC_BOOTSTRAP=1 cargo fuzz run -O "$t" "$corpus" "corpus/$t" -- \
         -max_total_time="$fuzz_secs" -print_final_stats=1) >"$log/fuzz-$t.out" 2>&1
     rc=$?
     runs="$(grep -oE 'Done [0-9]+ runs' "$log/fuzz-$t.out" | grep -oE '[0-9]+' | tail -1)"

@@ -936,3 +936,17 @@ async fn a_failed_refresh_is_shared_by_the_callers_waiting_for_it() {
     }
     assert_eq!(hits(&server, TOKEN).await, 1);
 }
+
+/// No retry storm: every backoff stays under its ceiling (200 ms × 2ⁿ, capped at
+/// 5 s) and is jittered, so callers failing together do not retry together.
+#[test]
+fn backoff_is_bounded_and_jittered() {
+    let p = RetryPolicy::default();
+    for n in 0..12u32 {
+        let ceiling = (p.base * 2u32.pow(n.min(10))).min(p.cap);
+        let waits: std::collections::HashSet<Duration> = (0..64).map(|_| p.backoff(n)).collect();
+        assert!(waits.iter().all(|w| *w <= ceiling), "retry {n}: {waits:?}");
+        assert!(waits.len() > 8, "retry {n} is not jittered: {waits:?}");
+    }
+    assert_eq!(p.max_retries, 5);
+}
