@@ -173,8 +173,21 @@ impl SledStore {
         self.db.size_on_disk().unwrap_or(0)
     }
 
+    /// Makes every write so far durable (fsync).
+    ///
+    /// Not `flush_async`: in sled 0.34 it runs on sled's own pool of seven
+    /// threads, and once seven flushes wait there, the log write they wait
+    /// for is queued behind them and never runs (sled issue #1308: readbot's
+    /// intake hung for good at 64 concurrent callbacks). A blocking flush on
+    /// tokio's blocking pool leaves sled's pool free to write. Concurrent
+    /// flushes still share one fsync.
     async fn durable(&self) -> Result<(), StoreError> {
-        self.db.flush_async().await.map(|_| ()).map_err(backend)
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || db.flush())
+            .await
+            .map_err(|e| StoreError::Backend(format!("flush task failed: {e}")))?
+            .map(|_| ())
+            .map_err(backend)
     }
 
     /// Loads the notice an index entry points to; `None` when the entry is
@@ -554,6 +567,52 @@ mod tests {
             s.last_notice_by(&gid("cid1"), &uid("alice")).await.unwrap(),
             Some(n)
         );
+    }
+
+    /// sled 0.34's `flush_async` runs on sled's own seven-thread pool, and a
+    /// log write queued behind seven waiting flushes never runs (sled issue
+    /// #1308): 64 concurrent durable writes mixed with batches hung readbot's
+    /// callback intake for good. Flushing on tokio's blocking pool avoids it.
+    #[test]
+    fn many_concurrent_durable_writes_do_not_deadlock() {
+        // The workload runs on its own thread so that a hang fails this test
+        // (after a generous bound) instead of hanging the suite: a deadlocked
+        // sled blocks the runtime's workers, so no tokio timer would fire.
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            let learned = rt.block_on(async {
+                let dir = tempfile::tempdir().unwrap();
+                let s = std::sync::Arc::new(SledStore::open(dir.path()).unwrap());
+                let mut set = tokio::task::JoinSet::new();
+                for t in 0..64 {
+                    let s = s.clone();
+                    set.spawn(async move {
+                        for i in 0..40 {
+                            let id = mid(&format!("m{t}-{i}"));
+                            assert_eq!(s.claim_message(&id, 1).await.unwrap(), Claim::New);
+                            s.remember_members(&gid("cid1"), &[uid(&format!("u{t}-{i}"))], 2)
+                                .await
+                                .unwrap();
+                            s.finish_message(&id, 3).await.unwrap();
+                        }
+                    });
+                }
+                while let Some(j) = set.join_next().await {
+                    j.unwrap();
+                }
+                s.learned_members(&gid("cid1")).await.unwrap().len()
+            });
+            let _ = done.send(learned);
+        });
+        let learned = finished
+            .recv_timeout(std::time::Duration::from_secs(120))
+            .expect("64 concurrent durable writers finished (no flush deadlock)");
+        assert_eq!(learned, 64 * 40);
     }
 
     #[test]
