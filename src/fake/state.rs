@@ -170,8 +170,10 @@ impl State {
 
     pub fn mark_read(&mut self, key: &str, users: &[&str]) -> bool {
         self.with_notice(key, |n| {
+            // A set keeps marking 10,000 readers linear (benchmarks do that).
+            let mut have: std::collections::HashSet<String> = n.readers.iter().cloned().collect();
             for u in users {
-                if !n.readers.iter().any(|r| r == u) {
+                if have.insert((*u).to_owned()) {
                     n.readers.push((*u).to_owned());
                 }
             }
