@@ -41,9 +41,27 @@ const SEP: u8 = 0x00;
 const MARK_IN_FLIGHT: u8 = 1;
 const MARK_DONE: u8 = 2;
 
+/// A learned-roster entry is rewritten only when it is older than this:
+/// nothing reads the exact last-seen time, and rewriting 10,000 unchanged
+/// entries on every summary dominated its CPU time.
+const ROSTER_REFRESH_MS: EpochMillis = 60 * 60 * 1000;
+
+/// Group commit: at most one flush runs at a time, and a caller whose write
+/// an earlier flush already covered returns without flushing again.
+#[derive(Debug, Default)]
+struct GroupCommit {
+    /// Tickets handed out, one per durable call, each taken *after* its write.
+    tickets: std::sync::atomic::AtomicU64,
+    /// Every ticket up to this one is durable.
+    durable: std::sync::atomic::AtomicU64,
+    /// Held while a flush runs (waiters park asynchronously, not on a thread).
+    turn: tokio::sync::Mutex<()>,
+}
+
 /// The sled-backed store.
 #[derive(Clone)]
 pub struct SledStore {
+    commit: std::sync::Arc<GroupCommit>,
     db: sled::Db,
     notices: Tree,
     by_group: Tree,
@@ -164,6 +182,7 @@ impl SledStore {
             dedup: tree("dedup")?,
             names: tree("names")?,
             roster: tree("roster")?,
+            commit: Default::default(),
             db,
         })
     }
@@ -173,21 +192,35 @@ impl SledStore {
         self.db.size_on_disk().unwrap_or(0)
     }
 
-    /// Makes every write so far durable (fsync).
+    /// Makes every write so far durable (fsync), sharing one flush among
+    /// concurrent callers (group commit).
     ///
     /// Not `flush_async`: in sled 0.34 it runs on sled's own pool of seven
     /// threads, and once seven flushes wait there, the log write they wait
     /// for is queued behind them and never runs (sled issue #1308: readbot's
     /// intake hung for good at 64 concurrent callbacks). A blocking flush on
-    /// tokio's blocking pool leaves sled's pool free to write. Concurrent
-    /// flushes still share one fsync.
+    /// tokio's blocking pool leaves sled's pool free to write. One flush at a
+    /// time also means one sealed log buffer and one fsync per group of
+    /// writes instead of one per write: the intake profile showed the
+    /// threads busy with many tiny `sync_file_range` calls and handoffs.
     async fn durable(&self) -> Result<(), StoreError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let c = &self.commit;
+        // Our write is complete; any flush that starts after this ticket
+        // is taken covers it.
+        let ticket = c.tickets.fetch_add(1, SeqCst) + 1;
+        let _turn = c.turn.lock().await;
+        if c.durable.load(SeqCst) >= ticket {
+            return Ok(());
+        }
+        let covered = c.tickets.load(SeqCst);
         let db = self.db.clone();
         tokio::task::spawn_blocking(move || db.flush())
             .await
             .map_err(|e| StoreError::Backend(format!("flush task failed: {e}")))?
-            .map(|_| ())
-            .map_err(backend)
+            .map_err(backend)?;
+        c.durable.fetch_max(covered, SeqCst);
+        Ok(())
     }
 
     /// Loads the notice an index entry points to; `None` when the entry is
@@ -388,16 +421,20 @@ impl Store for SledStore {
         names: &[(UserId, String)],
         now: EpochMillis,
     ) -> Result<(), StoreError> {
-        let mut batch = sled::Batch::default();
+        // Plain inserts, not a batch: a batch takes sled's global write lock,
+        // which waits for a running flush and meanwhile stalls every other
+        // sled call on the runtime's threads. No atomicity is needed here.
         for (user, name) in names {
             let value = serde_json::to_vec(&CachedName {
                 name: name.clone(),
                 fetched_at: now,
             })
             .map_err(|e| StoreError::Backend(format!("cannot encode name: {e}")))?;
-            batch.insert(user.as_str().as_bytes(), value);
+            self.names
+                .insert(user.as_str().as_bytes(), value)
+                .map_err(backend)?;
         }
-        self.names.apply_batch(batch).map_err(backend)
+        Ok(())
     }
 
     async fn remember_members(
@@ -406,11 +443,23 @@ impl Store for SledStore {
         users: &[UserId],
         now: EpochMillis,
     ) -> Result<(), StoreError> {
-        let mut batch = sled::Batch::default();
+        // Plain inserts (see `cache_names`), and only for users not seen
+        // within ROSTER_REFRESH_MS: a read is far cheaper than a write.
         for user in users {
-            batch.insert(roster_key(group, user), &now.to_be_bytes()[..]);
+            let key = roster_key(group, user);
+            let fresh = self
+                .roster
+                .get(&key)
+                .map_err(backend)?
+                .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+                .is_some_and(|b| i64::from_be_bytes(b) > now.saturating_sub(ROSTER_REFRESH_MS));
+            if !fresh {
+                self.roster
+                    .insert(key, &now.to_be_bytes()[..])
+                    .map_err(backend)?;
+            }
         }
-        self.roster.apply_batch(batch).map_err(backend)
+        Ok(())
     }
 
     async fn learned_members(&self, group: &OpenConversationId) -> Result<Vec<UserId>, StoreError> {
