@@ -302,10 +302,17 @@ pub async fn collect(
         members.sort_by(|a, b| a.user_id.cmp(&b.user_id));
     }
 
-    // Learned roster: everyone seen reading or listed.
+    // Learned roster: everyone seen reading or listed (once each: readers
+    // are mostly members too).
     let mut seen: Vec<UserId> = readers.clone();
     if roster.source != RosterSource::Learned {
-        seen.extend(members.iter().map(|m| m.user_id.clone()));
+        let reader_ids: HashSet<&UserId> = readers.iter().collect();
+        seen.extend(
+            members
+                .iter()
+                .filter(|m| !reader_ids.contains(&m.user_id))
+                .map(|m| m.user_id.clone()),
+        );
     }
     if !seen.is_empty() {
         deps.store
@@ -336,13 +343,28 @@ pub async fn collect(
         .collect();
     wanted.sort();
     wanted.dedup();
+    let ttl_ms = i64::try_from(deps.cfg.name_ttl.as_millis()).unwrap_or(i64::MAX);
     if !known.is_empty() {
-        let fresh: Vec<(UserId, String)> =
-            known.iter().map(|(u, n)| (u.clone(), n.clone())).collect();
-        deps.store.cache_names(&fresh, now_millis()).await?;
+        // Names that came with the roster feed the cache, but only where it
+        // lacks them, holds another name, or is past half its lifetime:
+        // rewriting 10,000 unchanged names took most of a big summary's CPU.
+        let ids: Vec<UserId> = known.keys().cloned().collect();
+        let cached: HashMap<UserId, String> = deps
+            .store
+            .cached_names(&ids, now_millis().saturating_sub(ttl_ms / 2))
+            .await?
+            .into_iter()
+            .collect();
+        let changed: Vec<(UserId, String)> = known
+            .iter()
+            .filter(|(u, n)| cached.get(*u) != Some(*n))
+            .map(|(u, n)| (u.clone(), n.clone()))
+            .collect();
+        if !changed.is_empty() {
+            deps.store.cache_names(&changed, now_millis()).await?;
+        }
     }
     if !wanted.is_empty() {
-        let ttl_ms = i64::try_from(deps.cfg.name_ttl.as_millis()).unwrap_or(i64::MAX);
         let cached = deps
             .store
             .cached_names(&wanted, now_millis().saturating_sub(ttl_ms))

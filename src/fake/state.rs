@@ -117,9 +117,10 @@ impl State {
 
     pub fn add_group(&mut self, group: &str, kind: GroupKind, members: &[(&str, &str)]) {
         let mut ids: Vec<String> = Vec::with_capacity(members.len());
+        let mut have = std::collections::HashSet::with_capacity(members.len());
         for (id, name) in members {
             self.add_user(id, name);
-            if !ids.iter().any(|m| m == id) {
+            if have.insert(*id) {
                 ids.push((*id).to_owned());
             }
         }
