@@ -1370,11 +1370,16 @@ async fn section_memory(o: &Opts) {
     );
     let serve = child(&["serve-stored", &dir_s]);
     println!(
-        "readbot serving with those {} notices stored: peak RSS after open {} MiB, after list + send + summary {} MiB (notice_count {})",
+        "readbot serving with those {} notices stored: peak RSS after open {} MiB, after listing a group {} MiB, after a 500-member summary {} MiB",
         o.notices,
         hwm_mib(&serve, "hwm_open_kib"),
+        hwm_mib(&serve, "hwm_list_kib"),
+        hwm_mib(&serve, "hwm_served_kib"),
+    );
+    println!(
+        "  then a scan of all notices (Store::notice_count = {}, not on any serving path): peak RSS {} MiB",
+        serve.get("count").and_then(Value::as_u64).unwrap_or(0),
         hwm_mib(&serve, "hwm_kib"),
-        serve.get("count").and_then(Value::as_u64).unwrap_or(0)
     );
     let big = o.sizes.iter().copied().max().unwrap_or(10_000).max(1000);
     let sum = child(&["summary", &big.to_string()]);
@@ -1477,7 +1482,6 @@ async fn child_main(args: &[String]) -> Result<(), String> {
             add_group(&fake, group, GroupKind::Inner, &member_list(500));
             let s = Stack::start_in(&fake, &dir, &[], None).await;
             let hwm_open = status_kib("VmHWM:");
-            let count = s.store.notice_count().await.map_err(|e| e.to_string())?;
             let list = s
                 .http
                 .get(format!(
@@ -1489,6 +1493,7 @@ async fn child_main(args: &[String]) -> Result<(), String> {
                 .await
                 .map_err(|e| e.to_string())?;
             let listed = list.status() == 200;
+            let hwm_list = status_kib("VmHWM:");
             let people = member_list(500);
             let readers: Vec<&str> = people[..450].iter().map(|(u, _)| u.as_str()).collect();
             let before = fake.sent_count();
@@ -1499,9 +1504,15 @@ async fn child_main(args: &[String]) -> Result<(), String> {
             .map_err(|e| e.to_string())?;
             s.post_callback(body).await;
             let replied = fake.wait_sent(before + 2, Duration::from_secs(60)).await;
-            emit(
-                json!({ "hwm_open_kib": hwm_open, "hwm_kib": status_kib("VmHWM:"), "count": count, "ok": listed && replied }),
-            );
+            let hwm_served = status_kib("VmHWM:");
+            // Last, separately: a scan of every notice (Store::notice_count;
+            // no serving path of readbot does this).
+            let count = s.store.notice_count().await.map_err(|e| e.to_string())?;
+            emit(json!({
+                "hwm_open_kib": hwm_open, "hwm_list_kib": hwm_list, "hwm_served_kib": hwm_served,
+                "hwm_kib": status_kib("VmHWM:"), "rss_kib": status_kib("VmRSS:"),
+                "count": count, "ok": listed && replied
+            }));
             s.stop().await;
         }
         Some("summary") => {

@@ -46,6 +46,13 @@ const MARK_DONE: u8 = 2;
 /// entries on every summary dominated its CPU time.
 const ROSTER_REFRESH_MS: EpochMillis = 60 * 60 * 1000;
 
+/// sled's page cache. With its default (1 GiB), writing 100,000 notices took
+/// the process to 107 MiB of RSS; with 8 MiB it stays near 62 MiB, and
+/// serving with 100,000 notices stored stays under 30 MiB. readbot's working
+/// set (recent notices, de-dup marks, names of the groups being asked about)
+/// is small.
+const CACHE_CAPACITY_BYTES: u64 = 8 * 1024 * 1024;
+
 /// Group commit: at most one flush runs at a time, and a caller whose write
 /// an earlier flush already covered returns without flushing again.
 #[derive(Debug, Default)]
@@ -173,7 +180,11 @@ impl SledStore {
                 dir.display()
             ))
         };
-        let db = sled::Config::new().path(dir).open().map_err(fail)?;
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(CACHE_CAPACITY_BYTES)
+            .open()
+            .map_err(fail)?;
         let tree = |name: &str| db.open_tree(name).map_err(fail);
         Ok(Self {
             notices: tree("notices")?,
