@@ -178,6 +178,7 @@ struct RawBot {
     dedup_retention_secs: Option<u64>,
     signature_window_secs: Option<u64>,
     summary_timeout_secs: Option<u64>,
+    receipts_cache_secs: Option<u64>,
 }
 
 /// DingTalk connection settings.
@@ -228,6 +229,9 @@ pub struct BotConfig {
     pub signature_window: Duration,
     /// Upper bound for producing one summary.
     pub summary_timeout: Duration,
+    /// How long a finished set of receipts is reused for further asks about
+    /// the same notice (zero: not reused; concurrent asks still share one pass).
+    pub receipts_cache: Duration,
 }
 
 impl Default for BotConfig {
@@ -244,6 +248,7 @@ impl Default for BotConfig {
             dedup_retention: Duration::from_secs(48 * 3600),
             signature_window: Duration::from_secs(3600),
             summary_timeout: Duration::from_secs(120),
+            receipts_cache: Duration::from_secs(10),
         }
     }
 }
@@ -478,6 +483,11 @@ pub const ENV_KEYS: &[(&str, &str, &str)] = &[
         "stream.idle_timeout_ms",
         "silence that marks a zombie connection (stream mode)",
     ),
+    (
+        "READBOT_RECEIPTS_CACHE_SECS",
+        "bot.receipts_cache_secs",
+        "reuse receipts of a notice this long (0: off)",
+    ),
 ];
 
 impl Config {
@@ -679,6 +689,11 @@ impl Config {
                 3600,
             )?,
             summary_timeout: secs("READBOT_SUMMARY_TIMEOUT_SECS", b.summary_timeout_secs, 120)?,
+            // Zero is allowed: it turns the result cache off.
+            receipts_cache: Duration::from_secs(
+                pick(env, "READBOT_RECEIPTS_CACHE_SECS", b.receipts_cache_secs)?
+                    .unwrap_or(defaults.receipts_cache.as_secs()),
+            ),
         };
         let mode = match pick_str(env, "READBOT_MODE", raw.mode) {
             None => Mode::Http,

@@ -90,6 +90,7 @@ struct Inner {
     in_flight: AtomicUsize,
     idle: Notify,
     summaries: Semaphore,
+    receipts: receipts::ReceiptsCache,
 }
 
 /// The bot. Cheap to clone.
@@ -111,8 +112,10 @@ fn say(lang: Lang, en: &str, zh: &str) -> String {
 impl Bot {
     /// Builds a bot.
     pub fn new(deps: BotDeps) -> Self {
+        let receipts = receipts::ReceiptsCache::new(deps.cfg.receipts_cache);
         Self {
             inner: Arc::new(Inner {
+                receipts,
                 deps,
                 accepting: AtomicBool::new(true),
                 in_flight: AtomicUsize::new(0),
@@ -373,7 +376,13 @@ impl Bot {
         })
     }
 
-    async fn collect(&self, notice: &Notice, asker: Option<&UserId>) -> Result<Receipts, BotError> {
+    /// Receipts through the single-flight cache: one pass of DingTalk calls
+    /// however many ask about the same notice at once.
+    async fn collect(
+        &self,
+        notice: &Notice,
+        asker: Option<&UserId>,
+    ) -> Result<Arc<Receipts>, BotError> {
         let d = self.deps();
         let deps = receipts::ReceiptsDeps {
             api: &d.api,
@@ -382,7 +391,10 @@ impl Bot {
             cool_app_code: d.cool_app_code.as_deref(),
             robot_code: &d.robot_code,
         };
-        receipts::collect(&deps, notice, asker).await
+        self.inner
+            .receipts
+            .get_or_collect(&notice.key, || receipts::collect(&deps, notice, asker))
+            .await
     }
 
     fn no_notices(&self, lang: Lang) -> Reply {
@@ -529,7 +541,7 @@ impl Bot {
             .await?
             .ok_or(BotError::NoticeNotFound)?;
         let started = std::time::Instant::now();
-        let r = self.collect(&notice, None).await;
+        let r = self.collect(&notice, None).await.map(Arc::unwrap_or_clone);
         let outcome = if r.is_ok() { "ok" } else { "error" };
         crate::metrics::summary("api", outcome, Some(started.elapsed()));
         r

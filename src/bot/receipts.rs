@@ -3,14 +3,241 @@
 //!
 //! The query pages and the roster are fetched concurrently; names come from
 //! the roster answer, then the name cache, then DingTalk (only for unknown ids).
+//!
+//! [`ReceiptsCache`] sits in front of [`collect`]: concurrent asks about the
+//! same notice share one pass of DingTalk calls (single-flight), and a
+//! finished pass is reused for a short, configurable time
+//! (`READBOT_RECEIPTS_CACHE_SECS`), so twenty people asking at once cost what
+//! one does.
 
 use super::BotError;
 use crate::config::BotConfig;
-use crate::dingtalk::{DingTalkApi, ReadQuery, RosterQuery};
-use crate::domain::{now_millis, Member, Notice, Receipts, RobotCode, RosterSource, UserId};
-use crate::store::Store;
+use crate::dingtalk::{DingTalkApi, DingTalkError, ReadQuery, RosterQuery};
+use crate::domain::{
+    now_millis, Member, Notice, ProcessQueryKey, Receipts, RobotCode, RosterSource, UserId,
+};
+use crate::store::{Store, StoreError};
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// Most finished results kept at once (each can hold a 10,000-member roster).
+const MAX_CACHED: usize = 64;
+
+/// What waiting asks receive from the pass they joined. Errors are shared
+/// with them but never cached.
+type Shared = Result<Arc<Receipts>, SharedError>;
+
+#[derive(Debug, Clone)]
+enum SharedError {
+    DingTalk(DingTalkError),
+    Other(String),
+}
+
+impl SharedError {
+    fn of(e: &BotError) -> Self {
+        match e {
+            BotError::DingTalk(d) => Self::DingTalk(d.clone()),
+            other => Self::Other(other.to_string()),
+        }
+    }
+
+    fn into_bot(self) -> BotError {
+        match self {
+            Self::DingTalk(d) => BotError::DingTalk(d),
+            // `collect` fails only with DingTalk or store errors.
+            Self::Other(m) => BotError::Store(StoreError::Backend(m)),
+        }
+    }
+}
+
+enum Slot {
+    /// A pass is running; its result will be sent here.
+    Pending {
+        id: u64,
+        rx: watch::Receiver<Option<Shared>>,
+    },
+    /// A finished pass.
+    Ready {
+        at: Instant,
+        receipts: Arc<Receipts>,
+    },
+}
+
+/// Single-flight plus a short result cache for [`collect`], keyed by notice.
+pub struct ReceiptsCache {
+    ttl: Duration,
+    slots: Mutex<HashMap<ProcessQueryKey, Slot>>,
+    next_id: AtomicU64,
+}
+
+impl std::fmt::Debug for ReceiptsCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReceiptsCache")
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+enum Role {
+    Hit(Arc<Receipts>),
+    Follow(watch::Receiver<Option<Shared>>),
+    Lead(u64, watch::Sender<Option<Shared>>),
+}
+
+/// The leader's claim on a pending slot. Dropped without [`Self::publish`]
+/// (the leader was cancelled, e.g. by the summary timeout), it removes the
+/// slot *before* its sender goes, so waiting asks retry instead of spinning.
+struct Lead<'a> {
+    cache: &'a ReceiptsCache,
+    key: &'a ProcessQueryKey,
+    id: u64,
+    tx: Option<watch::Sender<Option<Shared>>>,
+}
+
+impl Lead<'_> {
+    fn publish(mut self, result: &Result<Arc<Receipts>, BotError>) {
+        {
+            let mut slots = self.cache.lock();
+            let now = Instant::now();
+            match result {
+                Ok(r) if !self.cache.ttl.is_zero() => {
+                    self.cache.prune(&mut slots, now);
+                    slots.insert(
+                        self.key.clone(),
+                        Slot::Ready {
+                            at: now,
+                            receipts: r.clone(),
+                        },
+                    );
+                }
+                _ => self.cache.remove_pending(&mut slots, self.key, self.id),
+            }
+        }
+        let shared = match result {
+            Ok(r) => Ok(r.clone()),
+            Err(e) => Err(SharedError::of(e)),
+        };
+        if let Some(tx) = self.tx.take() {
+            tx.send_replace(Some(shared));
+        }
+    }
+}
+
+impl Drop for Lead<'_> {
+    fn drop(&mut self) {
+        if self.tx.is_some() {
+            let mut slots = self.cache.lock();
+            self.cache.remove_pending(&mut slots, self.key, self.id);
+        }
+    }
+}
+
+impl ReceiptsCache {
+    /// A cache keeping finished results for `ttl` (zero: single-flight only).
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            slots: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(0),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<ProcessQueryKey, Slot>> {
+        self.slots.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn remove_pending(
+        &self,
+        slots: &mut HashMap<ProcessQueryKey, Slot>,
+        key: &ProcessQueryKey,
+        id: u64,
+    ) {
+        if matches!(slots.get(key), Some(Slot::Pending { id: p, .. }) if *p == id) {
+            slots.remove(key);
+        }
+    }
+
+    /// Drops expired results, then the oldest ones beyond [`MAX_CACHED`].
+    fn prune(&self, slots: &mut HashMap<ProcessQueryKey, Slot>, now: Instant) {
+        slots.retain(|_, s| match s {
+            Slot::Ready { at, .. } => now.duration_since(*at) < self.ttl,
+            Slot::Pending { .. } => true,
+        });
+        while slots.len() >= MAX_CACHED {
+            let oldest = slots
+                .iter()
+                .filter_map(|(k, s)| match s {
+                    Slot::Ready { at, .. } => Some((*at, k)),
+                    Slot::Pending { .. } => None,
+                })
+                .min_by_key(|(at, _)| *at)
+                .map(|(_, k)| k.clone());
+            match oldest {
+                Some(k) => {
+                    slots.remove(&k);
+                }
+                None => break,
+            }
+        }
+    }
+
+    fn role(&self, key: &ProcessQueryKey) -> Role {
+        let mut slots = self.lock();
+        match slots.get(key) {
+            Some(Slot::Ready { at, receipts }) if at.elapsed() < self.ttl => {
+                return Role::Hit(receipts.clone())
+            }
+            Some(Slot::Pending { rx, .. }) => return Role::Follow(rx.clone()),
+            _ => {}
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = watch::channel(None);
+        slots.insert(key.clone(), Slot::Pending { id, rx });
+        Role::Lead(id, tx)
+    }
+
+    /// The receipts of `key`: a fresh cached result, the result of a pass
+    /// already running for it, or else the result of `collect` (run here,
+    /// and shared with every ask that arrives while it runs).
+    pub async fn get_or_collect<F, Fut>(
+        &self,
+        key: &ProcessQueryKey,
+        collect: F,
+    ) -> Result<Arc<Receipts>, BotError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Receipts, BotError>>,
+    {
+        let (id, tx) = loop {
+            match self.role(key) {
+                Role::Hit(r) => return Ok(r),
+                Role::Lead(id, tx) => break (id, tx),
+                Role::Follow(mut rx) => {
+                    if let Ok(v) = rx.wait_for(Option::is_some).await {
+                        if let Some(shared) = v.as_ref() {
+                            return shared.clone().map_err(SharedError::into_bot);
+                        }
+                    }
+                    // The pass was abandoned (its ask was cancelled): try again.
+                }
+            }
+        };
+        let lead = Lead {
+            cache: self,
+            key,
+            id,
+            tx: Some(tx),
+        };
+        let result = collect().await.map(Arc::new);
+        lead.publish(&result);
+        result
+    }
+}
 
 /// What receipts need besides the notice.
 pub struct ReceiptsDeps<'a> {
@@ -75,10 +302,17 @@ pub async fn collect(
         members.sort_by(|a, b| a.user_id.cmp(&b.user_id));
     }
 
-    // Learned roster: everyone seen reading or listed.
+    // Learned roster: everyone seen reading or listed (once each: readers
+    // are mostly members too).
     let mut seen: Vec<UserId> = readers.clone();
     if roster.source != RosterSource::Learned {
-        seen.extend(members.iter().map(|m| m.user_id.clone()));
+        let reader_ids: HashSet<&UserId> = readers.iter().collect();
+        seen.extend(
+            members
+                .iter()
+                .filter(|m| !reader_ids.contains(&m.user_id))
+                .map(|m| m.user_id.clone()),
+        );
     }
     if !seen.is_empty() {
         deps.store
@@ -109,13 +343,28 @@ pub async fn collect(
         .collect();
     wanted.sort();
     wanted.dedup();
+    let ttl_ms = i64::try_from(deps.cfg.name_ttl.as_millis()).unwrap_or(i64::MAX);
     if !known.is_empty() {
-        let fresh: Vec<(UserId, String)> =
-            known.iter().map(|(u, n)| (u.clone(), n.clone())).collect();
-        deps.store.cache_names(&fresh, now_millis()).await?;
+        // Names that came with the roster feed the cache, but only where it
+        // lacks them, holds another name, or is past half its lifetime:
+        // rewriting 10,000 unchanged names took most of a big summary's CPU.
+        let ids: Vec<UserId> = known.keys().cloned().collect();
+        let cached: HashMap<UserId, String> = deps
+            .store
+            .cached_names(&ids, now_millis().saturating_sub(ttl_ms / 2))
+            .await?
+            .into_iter()
+            .collect();
+        let changed: Vec<(UserId, String)> = known
+            .iter()
+            .filter(|(u, n)| cached.get(*u) != Some(*n))
+            .map(|(u, n)| (u.clone(), n.clone()))
+            .collect();
+        if !changed.is_empty() {
+            deps.store.cache_names(&changed, now_millis()).await?;
+        }
     }
     if !wanted.is_empty() {
-        let ttl_ms = i64::try_from(deps.cfg.name_ttl.as_millis()).unwrap_or(i64::MAX);
         let cached = deps
             .store
             .cached_names(&wanted, now_millis().saturating_sub(ttl_ms))
@@ -242,4 +491,195 @@ async fn roster(
         source: RosterSource::Learned,
         complete: false,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{OpenConversationId, SendStatus};
+    use std::sync::atomic::AtomicUsize;
+
+    fn key(s: &str) -> ProcessQueryKey {
+        ProcessQueryKey::parse(s).unwrap()
+    }
+
+    fn receipts(k: &str, read_count: usize) -> Receipts {
+        Receipts {
+            notice: Notice {
+                key: key(k),
+                group: OpenConversationId::parse("cid1").unwrap(),
+                robot_code: RobotCode::parse("robot").unwrap(),
+                title: "t".into(),
+                author: None,
+                author_name: None,
+                msg_key: "sampleMarkdown".into(),
+                sent_at: 0,
+            },
+            send_status: SendStatus::Success,
+            read: Vec::new(),
+            unread: Vec::new(),
+            read_count,
+            member_count: 10,
+            roster_source: RosterSource::InnerGroup,
+            roster_complete: true,
+            pages: 1,
+            truncated: false,
+        }
+    }
+
+    /// A collector that counts its runs, takes `delay`, and answers with the run number.
+    fn counting(
+        runs: &Arc<AtomicUsize>,
+        delay: Duration,
+        k: &'static str,
+    ) -> impl FnOnce() -> std::pin::Pin<Box<dyn Future<Output = Result<Receipts, BotError>> + Send>>
+    {
+        let runs = runs.clone();
+        move || {
+            Box::pin(async move {
+                let n = runs.fetch_add(1, Ordering::SeqCst) + 1;
+                tokio::time::sleep(delay).await;
+                Ok(receipts(k, n))
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn twenty_concurrent_asks_share_one_pass() {
+        let cache = Arc::new(ReceiptsCache::new(Duration::from_secs(10)));
+        let runs = Arc::new(AtomicUsize::new(0));
+        let mut set = tokio::task::JoinSet::new();
+        for _ in 0..20 {
+            let (cache, runs) = (cache.clone(), runs.clone());
+            set.spawn(async move {
+                cache
+                    .get_or_collect(
+                        &key("k1"),
+                        counting(&runs, Duration::from_millis(200), "k1"),
+                    )
+                    .await
+                    .unwrap()
+                    .read_count
+            });
+        }
+        while let Some(r) = set.join_next().await {
+            assert_eq!(r.unwrap(), 1, "every ask sees the one pass");
+        }
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+        // Another notice is another pass.
+        cache
+            .get_or_collect(&key("k2"), counting(&runs, Duration::ZERO, "k2"))
+            .await
+            .unwrap();
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn results_are_reused_until_the_window_ends() {
+        let ttl = Duration::from_secs(2);
+        let cache = ReceiptsCache::new(ttl);
+        let runs = Arc::new(AtomicUsize::new(0));
+        let k = key("k");
+        let ask = || cache.get_or_collect(&k, counting(&runs, Duration::ZERO, "k"));
+        let started = Instant::now();
+        assert_eq!(ask().await.unwrap().read_count, 1);
+        let again = ask().await.unwrap().read_count;
+        // (Only meaningful if this machine did not stall for the whole window.)
+        if started.elapsed() < ttl {
+            assert_eq!(again, 1, "still fresh: no second pass");
+        }
+        tokio::time::sleep(ttl + Duration::from_millis(100)).await;
+        let after = ask().await.unwrap().read_count;
+        assert!(after >= 2, "expired: a new pass");
+        assert_eq!(runs.load(Ordering::SeqCst), after);
+    }
+
+    #[tokio::test]
+    async fn zero_window_still_shares_concurrent_passes_but_keeps_nothing() {
+        let cache = ReceiptsCache::new(Duration::ZERO);
+        let runs = Arc::new(AtomicUsize::new(0));
+        let k = key("k");
+        let slow = || cache.get_or_collect(&k, counting(&runs, Duration::from_millis(50), "k"));
+        let (a, b) = tokio::join!(slow(), slow());
+        assert_eq!((a.unwrap().read_count, b.unwrap().read_count), (1, 1));
+        assert_eq!(slow().await.unwrap().read_count, 2);
+        assert!(cache.lock().is_empty());
+    }
+
+    #[tokio::test]
+    async fn errors_reach_the_waiting_asks_but_are_not_cached() {
+        let cache = ReceiptsCache::new(Duration::from_secs(10));
+        let runs = Arc::new(AtomicUsize::new(0));
+        let failing = || {
+            let runs = runs.clone();
+            move || async move {
+                runs.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                Err::<Receipts, _>(BotError::DingTalk(DingTalkError::Timeout))
+            }
+        };
+        let k = key("k");
+        let (a, b) = tokio::join!(
+            cache.get_or_collect(&k, failing()),
+            cache.get_or_collect(&k, failing())
+        );
+        assert!(matches!(a, Err(BotError::DingTalk(DingTalkError::Timeout))));
+        assert!(matches!(b, Err(BotError::DingTalk(DingTalkError::Timeout))));
+        assert_eq!(
+            runs.load(Ordering::SeqCst),
+            1,
+            "the waiting ask shared the failure"
+        );
+        let ok = cache
+            .get_or_collect(&key("k"), counting(&runs, Duration::ZERO, "k"))
+            .await
+            .unwrap();
+        assert_eq!(ok.read_count, 2, "the failure was not cached");
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_pass_hands_over_to_a_waiting_ask() {
+        let cache = Arc::new(ReceiptsCache::new(Duration::from_secs(10)));
+        let runs = Arc::new(AtomicUsize::new(0));
+        let leader = {
+            let (cache, runs) = (cache.clone(), runs.clone());
+            tokio::spawn(async move {
+                cache
+                    .get_or_collect(&key("k"), counting(&runs, Duration::from_secs(60), "k"))
+                    .await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let follower = {
+            let (cache, runs) = (cache.clone(), runs.clone());
+            tokio::spawn(async move {
+                cache
+                    .get_or_collect(&key("k"), counting(&runs, Duration::from_millis(10), "k"))
+                    .await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        leader.abort();
+        let r = follower.await.unwrap().unwrap();
+        assert_eq!(r.read_count, 2, "the follower ran its own pass");
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn the_cache_is_bounded() {
+        let cache = ReceiptsCache::new(Duration::from_secs(10));
+        let runs = Arc::new(AtomicUsize::new(0));
+        for i in 0..(MAX_CACHED * 2) {
+            let k = key(&format!("k{i}"));
+            let runs = runs.clone();
+            cache
+                .get_or_collect(&k, move || async move {
+                    runs.fetch_add(1, Ordering::SeqCst);
+                    Ok(receipts("k", 0))
+                })
+                .await
+                .unwrap();
+        }
+        assert!(cache.lock().len() <= MAX_CACHED);
+    }
 }

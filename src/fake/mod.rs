@@ -244,6 +244,8 @@ struct Inner {
     state: Mutex<State>,
     shutdown: watch::Sender<bool>,
     gateway: gateway::Gateway,
+    /// Woken whenever a message is added to `sent` (see [`FakeDingTalk::wait_sent`]).
+    sent_signal: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for FakeDingTalk {
@@ -281,6 +283,7 @@ impl FakeDingTalk {
                 state: Mutex::new(State::new()),
                 shutdown: tx,
                 gateway,
+                sent_signal: tokio::sync::Notify::new(),
             }),
         };
         gateway::spawn_accept(gateway_listener, fake.clone(), rx.clone());
@@ -347,13 +350,15 @@ impl FakeDingTalk {
     /// returns its `processQueryKey`. The group need not exist.
     pub fn seed_notice(&self, group: &str, title: &str, text: &str) -> String {
         let robot = self.inner.cfg.robot_code.clone();
-        self.lock().record_send(
+        let key = self.lock().record_send(
             group,
             &robot,
             "sampleMarkdown",
             Some(title.to_owned()),
             text.to_owned(),
-        )
+        );
+        self.notify_sent();
+        key
     }
 
     /// Marks `users` as having read the notice, appending new readers in
@@ -389,6 +394,34 @@ impl FakeDingTalk {
     /// Everything accepted via `groupMessages/send` and `sendBySession`, in order.
     pub fn sent(&self) -> Vec<SentMessage> {
         self.lock().sent.clone()
+    }
+
+    /// How many messages [`sent`](Self::sent) holds (cheaper than cloning them).
+    pub fn sent_count(&self) -> usize {
+        self.lock().sent.len()
+    }
+
+    /// Waits until at least `count` messages have been accepted (by either
+    /// send path) or `timeout` passes; returns whether the count was reached.
+    /// Wakes as soon as the fake records the message, so benchmarks can time
+    /// "reply posted" without polling.
+    pub async fn wait_sent(&self, count: usize, timeout: Duration) -> bool {
+        let wait = async {
+            loop {
+                let notified = self.inner.sent_signal.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                if self.sent_count() >= count {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        tokio::time::timeout(timeout, wait).await.is_ok()
+    }
+
+    pub(crate) fn notify_sent(&self) {
+        self.inner.sent_signal.notify_waiters();
     }
 
     /// The messages `group` received, in order.

@@ -288,7 +288,10 @@ async fn group_send(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    new_api(fake, Api::Send, true, headers, body, send_message).await
+    let handle = fake.clone();
+    let resp = new_api(fake, Api::Send, true, headers, body, send_message).await;
+    handle.notify_sent();
+    resp
 }
 
 fn send_message(
@@ -685,6 +688,8 @@ async fn send_by_session(
                 at_user_ids,
                 process_query_key: None,
             });
+            drop(st);
+            fake.notify_sent();
             old_api(0, "ok")
         }
         None => old_api(40035, "缺少参数 json"),

@@ -117,9 +117,10 @@ impl State {
 
     pub fn add_group(&mut self, group: &str, kind: GroupKind, members: &[(&str, &str)]) {
         let mut ids: Vec<String> = Vec::with_capacity(members.len());
+        let mut have = std::collections::HashSet::with_capacity(members.len());
         for (id, name) in members {
             self.add_user(id, name);
-            if !ids.iter().any(|m| m == id) {
+            if have.insert(*id) {
                 ids.push((*id).to_owned());
             }
         }
@@ -170,8 +171,10 @@ impl State {
 
     pub fn mark_read(&mut self, key: &str, users: &[&str]) -> bool {
         self.with_notice(key, |n| {
+            // A set keeps marking 10,000 readers linear (benchmarks do that).
+            let mut have: std::collections::HashSet<String> = n.readers.iter().cloned().collect();
             for u in users {
-                if !n.readers.iter().any(|r| r == u) {
+                if have.insert((*u).to_owned()) {
                     n.readers.push((*u).to_owned());
                 }
             }

@@ -368,7 +368,15 @@ fn dockerfile_dependency_stubs_cover_every_declared_target() {
                 .get("path")
                 .and_then(toml::Value::as_str)
                 .map(str::to_owned)
-                .unwrap_or_else(|| format!("{kind}s/{name}.rs"));
+                .unwrap_or_else(|| {
+                    // Cargo's default folders: benches/, tests/, examples/, src/bin/.
+                    let dir = match kind {
+                        "bench" => "benches",
+                        "bin" => "src/bin",
+                        other => return format!("{other}s/{name}.rs"),
+                    };
+                    format!("{dir}/{name}.rs")
+                });
             assert!(
                 docker.contains(&path),
                 "Cargo.toml declares [[{kind}]] {name} at {path}: the dependency layer of deploy/Dockerfile must stub it, or `docker build` fails"

@@ -744,11 +744,11 @@ async fn inner_group_roster_pages_with_integer_cursor() {
         .respond_with(|r: &Request| {
             let b: Value = r.body_json().unwrap();
             assert_eq!(b["userId"], "op1");
-            assert_eq!(b["maxResults"], 100);
+            assert_eq!(b["maxResults"], 1000);
             let page = match b["nextToken"].as_i64() {
-                Some(0) => json!({"success":true,"hasMore":true,"nextToken":100,
+                Some(0) => json!({"success":true,"hasMore":true,"nextToken":1000,
                     "list":[{"userId":"a","name":"甲"},{"userId":"b","name":"","nickName":"乙"}]}),
-                Some(100) => json!({"success":true,"hasMore":false,"nextToken":"200",
+                Some(1000) => json!({"success":true,"hasMore":false,"nextToken":"2000",
                     "list":[{"userId":"c"},{"userId":"a","name":"甲"}]}),
                 _ => return api_error(400, "invalidParameter.param.invalid"),
             };
@@ -771,6 +771,51 @@ async fn inner_group_roster_pages_with_integer_cursor() {
         .map(|m| (m.user_id.as_str(), m.name.as_deref()))
         .collect();
     assert_eq!(got, vec![("a", Some("甲")), ("b", Some("乙")), ("c", None)]);
+}
+
+#[tokio::test]
+async fn inner_group_roster_falls_back_to_small_pages_once_refused() {
+    let server = MockServer::start().await;
+    mount_tokens(&server, Duration::ZERO).await;
+    Mock::given(method("POST"))
+        .and(path("/v1.0/im/innerGroups/memberLists/query"))
+        .respond_with(|r: &Request| {
+            let b: Value = r.body_json().unwrap();
+            if b["maxResults"] != 100 {
+                return api_error(400, "invalidParameter.maxResults.invalid");
+            }
+            let page = match b["nextToken"].as_i64() {
+                Some(0) => json!({"success":true,"hasMore":true,"nextToken":100,
+                    "list":[{"userId":"a","name":"甲"}]}),
+                _ => json!({"success":true,"hasMore":false,"nextToken":200,
+                    "list":[{"userId":"b","name":"乙"}]}),
+            };
+            ResponseTemplate::new(200).set_body_json(page)
+        })
+        .mount(&server)
+        .await;
+    let c = client_with(&server, |_| {});
+    let q = RosterQuery::InnerGroup {
+        group: OpenConversationId::parse("cidGROUP==").unwrap(),
+        operator: uid("op1"),
+    };
+    let r = c.roster(&q).await.unwrap();
+    assert!(r.complete);
+    assert_eq!(r.members.len(), 2);
+    let sizes = |bodies: Vec<Value>| -> Vec<i64> {
+        bodies
+            .iter()
+            .map(|b| b["maxResults"].as_i64().unwrap())
+            .collect()
+    };
+    let p = "/v1.0/im/innerGroups/memberLists/query";
+    assert_eq!(sizes(bodies(&server, p).await), vec![1000, 100, 100]);
+    // Remembered: the next roster asks for small pages straight away.
+    c.roster(&q).await.unwrap();
+    assert_eq!(
+        sizes(bodies(&server, p).await),
+        vec![1000, 100, 100, 100, 100]
+    );
 }
 
 #[tokio::test]
