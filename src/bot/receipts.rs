@@ -446,20 +446,7 @@ async fn roster(
                 group: notice.group.clone(),
                 cool_app_code: deps.cool_app_code.map(str::to_owned),
             },
-            RosterSource::Learned => {
-                let users = deps.store.learned_members(&notice.group).await?;
-                return Ok(RosterAnswer {
-                    members: users
-                        .into_iter()
-                        .map(|user_id| Member {
-                            user_id,
-                            name: None,
-                        })
-                        .collect(),
-                    source: RosterSource::Learned,
-                    complete: false,
-                });
-            }
+            RosterSource::Learned => return learned(deps, notice).await,
         };
         match deps.api.roster(&query).await {
             Ok(r) if !r.members.is_empty() => {
@@ -479,6 +466,11 @@ async fn roster(
         }
     }
     // Nothing configured answered: fall back to what readbot has seen.
+    learned(deps, notice).await
+}
+
+/// Everyone readbot has seen in the group; never complete.
+async fn learned(deps: &ReceiptsDeps<'_>, notice: &Notice) -> Result<RosterAnswer, BotError> {
     let users = deps.store.learned_members(&notice.group).await?;
     Ok(RosterAnswer {
         members: users
