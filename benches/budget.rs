@@ -564,14 +564,13 @@ async fn summary_size(o: &Opts, members: usize, limit: u32) -> SizeResult {
     let asker = people[0].0.clone();
     let expect = format!("{readers_n}/{members}");
     let extra = [("DINGTALK_RATE_LIMIT_PER_SEC", limit.to_string())];
-    // The client's bucket starts full; refill it between runs so every run
-    // sees the same limiter state (only matters when the limit binds).
-    let refill = if pages(readers_n, 200) + 2 > limit as usize {
-        Duration::from_millis(1000 + 1000 * 20 / u64::from(limit.max(1)))
-    } else {
-        Duration::ZERO
-    };
+    // The client's bucket starts full; let it refill between runs so every
+    // run sees a full bucket (an ask right after another would not).
+    let per_run = pages(readers_n, 200) + pages(members, 1000) + 2;
+    let refill = Duration::from_secs_f64(per_run as f64 / f64::from(limit.max(1)))
+        + Duration::from_millis(50);
     let eff_rtt = effective_rtt(&fake, o.rtt).await;
+    tokio::time::sleep(refill).await;
     let mut cold = Vec::new();
     let mut warm = Vec::new();
     let mut last: Option<Stack> = None;
