@@ -91,6 +91,7 @@ struct Inner {
     idle: Notify,
     summaries: Semaphore,
     receipts: receipts::ReceiptsCache,
+    refused: receipts::RefusedSources,
 }
 
 /// The bot. Cheap to clone.
@@ -116,6 +117,7 @@ impl Bot {
         Self {
             inner: Arc::new(Inner {
                 receipts,
+                refused: receipts::RefusedSources::default(),
                 deps,
                 accepting: AtomicBool::new(true),
                 in_flight: AtomicUsize::new(0),
@@ -390,6 +392,7 @@ impl Bot {
             cfg: &d.cfg,
             cool_app_code: d.cool_app_code.as_deref(),
             robot_code: &d.robot_code,
+            refused: &self.inner.refused,
         };
         self.inner
             .receipts

@@ -251,6 +251,85 @@ pub struct ReceiptsDeps<'a> {
     pub cool_app_code: Option<&'a str>,
     /// The robot itself is never counted as a member.
     pub robot_code: &'a RobotCode,
+    /// Roster sources that refused a group recently.
+    pub refused: &'a RefusedSources,
+}
+
+/// How long a member-list source that refused a group is skipped for it.
+pub const REFUSED_SOURCE_TTL: Duration = Duration::from_secs(10 * 60);
+/// Most refusals remembered at once.
+const MAX_REFUSED: usize = 4096;
+
+type SourceKey = (
+    RosterSource,
+    crate::domain::OpenConversationId,
+    Option<UserId>,
+);
+
+/// Member-list sources that refused a group (or answered it with nobody),
+/// remembered for [`REFUSED_SOURCE_TTL`]: in a plain group neither member
+/// API works, and asking both again on every summary cost two calls each
+/// time. The inner-group source is remembered per operator (the asker), as
+/// its refusal can be about the operator rather than the group.
+#[derive(Debug)]
+pub struct RefusedSources {
+    ttl: Duration,
+    refused: Mutex<HashMap<SourceKey, Instant>>,
+}
+
+impl Default for RefusedSources {
+    fn default() -> Self {
+        Self::new(REFUSED_SOURCE_TTL)
+    }
+}
+
+impl RefusedSources {
+    /// Remembers refusals for `ttl`.
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            refused: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<SourceKey, Instant>> {
+        self.refused.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn is_refused(&self, key: &SourceKey) -> bool {
+        self.lock()
+            .get(key)
+            .is_some_and(|at| at.elapsed() < self.ttl)
+    }
+
+    fn refuse(&self, key: SourceKey) {
+        let mut m = self.lock();
+        if m.len() >= MAX_REFUSED {
+            let ttl = self.ttl;
+            m.retain(|_, at| at.elapsed() < ttl);
+            if m.len() >= MAX_REFUSED {
+                m.clear();
+            }
+        }
+        m.insert(key, Instant::now());
+    }
+}
+
+/// A definite "no" from a member API (permission, wrong kind of group, not a
+/// member), as opposed to throttling, a refused token or a transient failure.
+fn is_refusal(e: &DingTalkError) -> bool {
+    match e {
+        DingTalkError::Api { status, code, .. } => {
+            (400..500).contains(status)
+                && *status != 429
+                && !matches!(
+                    code,
+                    crate::dingtalk::ErrorCode::Throttled(_)
+                        | crate::dingtalk::ErrorCode::InvalidAuthentication
+                )
+        }
+        _ => false,
+    }
 }
 
 struct RosterAnswer {
@@ -314,11 +393,6 @@ pub async fn collect(
                 .map(|m| m.user_id.clone()),
         );
     }
-    if !seen.is_empty() {
-        deps.store
-            .remember_members(&notice.group, &seen, now_millis())
-            .await?;
-    }
 
     let reader_set: HashSet<&UserId> = readers.iter().collect();
     let member_set: HashSet<&UserId> = members.iter().map(|m| &m.user_id).collect();
@@ -326,6 +400,14 @@ pub async fn collect(
         .iter()
         .filter_map(|m| m.name.clone().map(|n| (m.user_id.clone(), n)))
         .collect();
+    let ttl_ms = i64::try_from(deps.cfg.name_ttl.as_millis()).unwrap_or(i64::MAX);
+    spawn_bookkeeping(
+        deps.store.clone(),
+        notice.group.clone(),
+        seen,
+        known.iter().map(|(u, n)| (u.clone(), n.clone())).collect(),
+        ttl_ms,
+    );
 
     // Names: cache first, then DingTalk for the rest.
     let mut wanted: Vec<UserId> = members
@@ -343,27 +425,6 @@ pub async fn collect(
         .collect();
     wanted.sort();
     wanted.dedup();
-    let ttl_ms = i64::try_from(deps.cfg.name_ttl.as_millis()).unwrap_or(i64::MAX);
-    if !known.is_empty() {
-        // Names that came with the roster feed the cache, but only where it
-        // lacks them, holds another name, or is past half its lifetime:
-        // rewriting 10,000 unchanged names took most of a big summary's CPU.
-        let ids: Vec<UserId> = known.keys().cloned().collect();
-        let cached: HashMap<UserId, String> = deps
-            .store
-            .cached_names(&ids, now_millis().saturating_sub(ttl_ms / 2))
-            .await?
-            .into_iter()
-            .collect();
-        let changed: Vec<(UserId, String)> = known
-            .iter()
-            .filter(|(u, n)| cached.get(*u) != Some(*n))
-            .map(|(u, n)| (u.clone(), n.clone()))
-            .collect();
-        if !changed.is_empty() {
-            deps.store.cache_names(&changed, now_millis()).await?;
-        }
-    }
     if !wanted.is_empty() {
         let cached = deps
             .store
@@ -425,6 +486,55 @@ pub async fn collect(
     })
 }
 
+/// What a summary learns that its own reply does not need: who was seen in
+/// the group (learned roster) and the names that came with the roster (name
+/// cache, written only where it lacks them, holds another name, or is past
+/// half its lifetime). Done in a task of its own, off the reply's critical
+/// path: for 10,000 members it is 20,000 store look-ups, and a failure here
+/// must not cost the summary.
+fn spawn_bookkeeping(
+    store: Arc<dyn Store>,
+    group: crate::domain::OpenConversationId,
+    seen: Vec<UserId>,
+    roster_names: Vec<(UserId, String)>,
+    ttl_ms: i64,
+) {
+    if seen.is_empty() && roster_names.is_empty() {
+        return;
+    }
+    let work = async move {
+        if !seen.is_empty() {
+            if let Err(e) = store.remember_members(&group, &seen, now_millis()).await {
+                tracing::warn!(error = %e, "could not update the learned roster");
+            }
+        }
+        if roster_names.is_empty() {
+            return;
+        }
+        let ids: Vec<UserId> = roster_names.iter().map(|(u, _)| u.clone()).collect();
+        let cached: HashMap<UserId, String> = match store
+            .cached_names(&ids, now_millis().saturating_sub(ttl_ms / 2))
+            .await
+        {
+            Ok(c) => c.into_iter().collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "name cache unavailable");
+                return;
+            }
+        };
+        let changed: Vec<(UserId, String)> = roster_names
+            .into_iter()
+            .filter(|(u, n)| cached.get(u) != Some(n))
+            .collect();
+        if !changed.is_empty() {
+            if let Err(e) = store.cache_names(&changed, now_millis()).await {
+                tracing::warn!(error = %e, "could not cache names");
+            }
+        }
+    };
+    tokio::spawn(tracing::Instrument::in_current_span(work));
+}
+
 /// Tries the configured roster sources in order; the learned roster always answers.
 async fn roster(
     deps: &ReceiptsDeps<'_>,
@@ -448,6 +558,15 @@ async fn roster(
             },
             RosterSource::Learned => return learned(deps, notice).await,
         };
+        let key: SourceKey = match &query {
+            RosterQuery::InnerGroup { group, operator } => {
+                (*source, group.clone(), Some(operator.clone()))
+            }
+            RosterQuery::SceneGroup { group, .. } => (*source, group.clone(), None),
+        };
+        if deps.refused.is_refused(&key) {
+            continue;
+        }
         match deps.api.roster(&query).await {
             Ok(r) if !r.members.is_empty() => {
                 return Ok(RosterAnswer {
@@ -456,12 +575,18 @@ async fn roster(
                     complete: r.complete,
                 })
             }
-            Ok(_) => tracing::info!(
-                source = source.as_str(),
-                "roster source returned no members"
-            ),
+            Ok(_) => {
+                tracing::info!(
+                    source = source.as_str(),
+                    "roster source returned no members"
+                );
+                deps.refused.refuse(key);
+            }
             Err(e) => {
-                tracing::info!(source = source.as_str(), error = %e, "roster source unavailable")
+                tracing::info!(source = source.as_str(), error = %e, "roster source unavailable");
+                if is_refusal(&e) {
+                    deps.refused.refuse(key);
+                }
             }
         }
     }

@@ -19,7 +19,9 @@
 //! # Durability
 //!
 //! `record_notice`, `claim_message` (when it returns [`Claim::New`]) and
-//! `finish_message` flush before returning. The name cache and the learned
+//! `finish_message` flush before returning. Concurrent flushes are grouped:
+//! one runs at a time, and a caller whose write it covered does not flush
+//! again (see `SledStore::durable`). The name cache and the learned
 //! roster are not flushed on each write: losing the last few entries in a
 //! crash only costs a refetch; sled flushes them periodically, on drop, on
 //! [`Store::flush`] and with the next durable write.

@@ -117,3 +117,35 @@ async fn a_zero_window_turns_reuse_off() {
     let replies = app.wait_replies(GROUP, 2).await;
     assert!(replies[1].text.contains("2/10"), "{}", replies[1].text);
 }
+
+#[tokio::test]
+async fn a_plain_group_stops_paying_for_member_apis_that_refused_it() {
+    let app = spawn_app().await;
+    let people = members(6);
+    add_group(&app.fake, GROUP, GroupKind::Plain, &people);
+    let k1 = app.notice(GROUP, "One", "user0001").await;
+    app.fake.mark_read(&k1, &["user0002"]);
+    app.fake.reset_calls();
+    app.post_callback_signed(&app.mention("plain-1", GROUP, "user0001", "who read"))
+        .await;
+    assert!(app.one_reply(GROUP).await.contains("One"));
+    assert_eq!(app.fake.calls(Api::InnerMembers), 1, "asked once");
+    assert_eq!(app.fake.calls(Api::SceneMembers), 1, "asked once");
+    let first_names = app.fake.calls(Api::UserGet);
+    assert!(
+        first_names >= 1,
+        "names of the learned roster come from user/get"
+    );
+
+    let k2 = app.notice(GROUP, "Two", "user0001").await;
+    app.fake.mark_read(&k2, &["user0002"]);
+    app.fake.reset_calls();
+    app.post_callback_signed(&app.mention("plain-2", GROUP, "user0001", "who read"))
+        .await;
+    let replies = app.wait_replies(GROUP, 2).await;
+    assert!(replies[1].text.contains("Two"), "{}", replies[1].text);
+    assert_eq!(app.fake.calls(Api::InnerMembers), 0, "refusal remembered");
+    assert_eq!(app.fake.calls(Api::SceneMembers), 0, "refusal remembered");
+    assert_eq!(app.fake.calls(Api::UserGet), 0, "names come from the cache");
+    assert_eq!(app.fake.calls(Api::Query), 1);
+}
