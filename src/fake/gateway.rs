@@ -23,7 +23,7 @@
 //! 400 `invalidParameter.subscriptions.invalid`, a refused ticket HTTP 401.
 
 use super::server::{bad, json_object, new_api_response, prelude};
-use super::state::{random_hex, request_id};
+use super::state::{random_hex, request_id, uuid_like};
 use super::{now_ms, Api, FakeDingTalk, Mention};
 use axum::body::Bytes;
 use axum::extract::State as AxState;
@@ -233,15 +233,7 @@ fn new_ticket(base64_style: bool) -> String {
             }
         }
     }
-    let h = random_hex(16);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+    uuid_like()
 }
 
 /// `POST /v1.0/gateway/connections/open`.

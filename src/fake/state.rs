@@ -26,7 +26,12 @@ pub(crate) fn random_hex(n: usize) -> String {
 
 /// A DingTalk-style request id: `30EE8654-1AA2-7D88-8248-9518547248AA`.
 pub(crate) fn request_id() -> String {
-    let h = random_hex(16).to_uppercase();
+    uuid_like().to_uppercase()
+}
+
+/// 16 random bytes as lower-case hex in the 8-4-4-4-12 UUID layout.
+pub(crate) fn uuid_like() -> String {
+    let h = random_hex(16);
     format!(
         "{}-{}-{}-{}-{}",
         &h[0..8],
