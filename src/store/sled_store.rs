@@ -182,11 +182,7 @@ impl SledStore {
                 dir.display()
             ))
         };
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(CACHE_CAPACITY_BYTES)
-            .open()
-            .map_err(fail)?;
+        let db = Self::open_db(dir).map_err(fail)?;
         let tree = |name: &str| db.open_tree(name).map_err(fail);
         Ok(Self {
             notices: tree("notices")?,
@@ -198,6 +194,31 @@ impl SledStore {
             commit: Default::default(),
             db,
         })
+    }
+
+    /// Opens sled, waiting briefly while the folder's lock is still held: a
+    /// store that was just dropped (a restart in place) releases its lock
+    /// from sled's background threads a moment later. Another live readbot
+    /// still gets the error, after the wait. Start-up only, so the short
+    /// blocking sleep is fine.
+    fn open_db(dir: &Path) -> Result<sled::Db, sled::Error> {
+        const ATTEMPTS: u32 = 20;
+        let mut attempt = 0;
+        loop {
+            let result = sled::Config::new()
+                .path(dir)
+                .cache_capacity(CACHE_CAPACITY_BYTES)
+                .open();
+            match result {
+                Err(sled::Error::Io(e))
+                    if e.kind() == std::io::ErrorKind::WouldBlock && attempt + 1 < ATTEMPTS =>
+                {
+                    attempt += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Bytes used on disk (0 if it cannot be determined).
