@@ -1569,6 +1569,11 @@ async fn child_main(args: &[String]) -> Result<(), String> {
             );
             s.stop().await;
         }
+        Some("steps") => {
+            // Each intake step alone, single-threaded: where a signed callback's CPU goes.
+            let n: usize = arg(1)?.parse().map_err(|_| "bad count")?;
+            intake_steps(n).await;
+        }
         Some("profile-summary") => {
             // For `perf record`: warm summaries at 0 ms RTT, as CPU-bound as it gets.
             let n: usize = arg(1)?.parse().map_err(|_| "bad size")?;
@@ -1622,6 +1627,96 @@ async fn child_main(args: &[String]) -> Result<(), String> {
         other => return Err(format!("unknown child scenario {other:?}")),
     }
     Ok(())
+}
+
+/// Times `f` over `n` iterations and prints ns per call.
+fn per_call(label: &str, n: usize, mut f: impl FnMut(usize)) {
+    let t = Instant::now();
+    for i in 0..n {
+        f(i);
+    }
+    println!(
+        "{label:<44} {:>9.0} ns",
+        t.elapsed().as_nanos() as f64 / n as f64
+    );
+}
+
+async fn intake_steps(n: usize) {
+    let fake = FakeDingTalk::start(FakeConfig::default())
+        .await
+        .expect("fake");
+    let reqs = signed_requests(&fake, n, "steps");
+    let (ts, sign) = fake.callback_headers();
+    let secret = readbot::config::Secret::new(FakeConfig::default().app_secret.clone());
+    let verifier = readbot::dingtalk::signature::Verifier::new(&secret, 3_600_000);
+    let bodies: Vec<Vec<u8>> = reqs
+        .iter()
+        .map(|r| {
+            let at = r.raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(0) + 4;
+            r.raw[at..].to_vec()
+        })
+        .collect();
+    println!("body bytes: {}", bodies[0].len());
+    let now = now_millis();
+    per_call("signature verify", n, |_| {
+        assert!(verifier.verify(Some(&ts), Some(&sign), now).is_ok());
+    });
+    per_call("callback::parse", n, |i| {
+        assert!(readbot::dingtalk::callback::parse(&bodies[i]).is_ok());
+    });
+    per_call("serde_json IgnoredAny (scan only)", n, |i| {
+        assert!(serde_json::from_slice::<serde::de::IgnoredAny>(&bodies[i]).is_ok());
+    });
+    println!("{}", String::from_utf8_lossy(&bodies[0]));
+    per_call("serde_json::Value parse", n, |i| {
+        assert!(serde_json::from_slice::<Value>(&bodies[i]).is_ok());
+    });
+    let dir = tempfile::tempdir().expect("tmp");
+    let db = sled::Config::new().path(dir.path()).open().expect("sled");
+    let t = db.open_tree("dedup").expect("tree");
+    let ids: Vec<String> = (0..n)
+        .map(|i| format!("msg{:016x}x{i}", splitmix64(i as u64)))
+        .collect();
+    per_call("sled compare_and_swap (new key)", n, |i| {
+        let _ = t.compare_and_swap(ids[i].as_bytes(), None::<&[u8]>, Some(&b"0123456789"[..]));
+    });
+    per_call("sled compare_and_swap (existing key)", n, |i| {
+        let _ = t.compare_and_swap(ids[i].as_bytes(), None::<&[u8]>, Some(&b"0123456789"[..]));
+    });
+    per_call("sled insert (existing key)", n, |i| {
+        let _ = t.insert(ids[i].as_bytes(), &b"1123456789"[..]);
+    });
+    per_call("sled get", n, |i| {
+        let _ = t.get(ids[i].as_bytes());
+    });
+    let t2 = db.open_tree("dedup2").expect("tree");
+    per_call("sled insert (new key)", n, |i| {
+        let _ = t2.insert(ids[i].as_bytes(), &b"0123456789"[..]);
+    });
+    let mut set = std::collections::HashMap::new();
+    let m = std::sync::Mutex::new(());
+    per_call("mutex + HashMap insert (new key)", n, |i| {
+        let _g = m.lock();
+        set.insert(ids[i].clone(), 0u64);
+    });
+    per_call("tracing info_span + enter", n, |i| {
+        let span = tracing::info_span!("http", method = "POST", path = %ids[i]);
+        let _e = span.enter();
+    });
+    per_call("tracing info! event", n, |_| {
+        tracing::info!("duplicate delivery ignored");
+    });
+    let t = Instant::now();
+    let mut set = JoinSet::new();
+    for _ in 0..n {
+        set.spawn(async {});
+    }
+    while set.join_next().await.is_some() {}
+    println!(
+        "{:<44} {:>9.0} ns",
+        "tokio spawn + join (empty task)",
+        t.elapsed().as_nanos() as f64 / n as f64
+    );
 }
 
 // ----- main ------------------------------------------------------------------------------------
