@@ -201,18 +201,15 @@ impl Application {
     }
 }
 
-/// Hourly removal of old "answered" marks.
+/// Hourly removal of de-duplication marks older than the retention.
 fn spawn_pruner(store: Arc<dyn Store>, retention: Duration) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(3600));
         loop {
             tick.tick().await;
             let keep = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
-            match store
-                .prune_done_marks(now_millis().saturating_sub(keep))
-                .await
-            {
-                Ok(n) if n > 0 => tracing::info!(removed = n, "pruned answered message marks"),
+            match store.prune_marks(now_millis().saturating_sub(keep)).await {
+                Ok(n) if n > 0 => tracing::info!(removed = n, "pruned old message marks"),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "pruning failed"),
             }

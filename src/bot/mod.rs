@@ -137,7 +137,8 @@ impl Bot {
     }
 
     /// Claims the message id and, on first delivery, answers it in a
-    /// background task. Returns at once.
+    /// background task. Returns at once: the claim (a compare-and-swap) is
+    /// not flushed here; [`Bot::process`] makes it durable before answering.
     pub async fn accept(&self, msg: Incoming) -> Result<Accepted, StoreError> {
         if !self.inner.accepting.load(Ordering::SeqCst) {
             return Ok(Accepted::ShuttingDown);
@@ -173,7 +174,17 @@ impl Bot {
     }
 
     /// Answers one claimed message and marks it done.
+    ///
+    /// The claim is made durable first (a group-committed flush shared with
+    /// every other claim of the moment): nothing is answered on a claim that
+    /// a crash could forget, so a redelivery after a restart is never
+    /// answered twice. If the flush fails the message is not answered.
     pub async fn process(&self, msg: Incoming) {
+        if let Err(e) = self.store().flush().await {
+            crate::metrics::reply("dropped");
+            tracing::error!(error = %e, "could not make the claim durable; not answering");
+            return;
+        }
         let reply = {
             let _permit = self.inner.summaries.acquire().await;
             match tokio::time::timeout(self.deps().cfg.summary_timeout, self.answer(&msg)).await {

@@ -210,18 +210,24 @@ pub(crate) async fn concurrent_claims_have_one_winner<S: Store>(s: Arc<S>) {
     assert_eq!(new, 1);
 }
 
-pub(crate) async fn prune_keeps_in_flight_and_recent<S: Store>(s: &S) {
+pub(crate) async fn prune_removes_every_old_mark_and_keeps_recent<S: Store>(s: &S) {
     for (id, at) in [("old1", 100), ("old2", 200), ("recent", 1_000)] {
         assert_eq!(s.claim_message(&mid(id), at).await.unwrap(), Claim::New);
         s.finish_message(&mid(id), at).await.unwrap();
     }
-    // Claimed long ago, never finished: must survive any prune.
+    // Claimed long ago, never finished (a crash mid-answer): it expires too,
+    // counted from its claim, so a crash leaks no mark.
     assert_eq!(s.claim_message(&mid("stuck"), 1).await.unwrap(), Claim::New);
-
-    assert_eq!(s.prune_done_marks(500).await.unwrap(), 2);
-    assert_eq!(s.prune_done_marks(500).await.unwrap(), 0);
+    // Claimed recently and still in flight: kept.
     assert_eq!(
-        s.claim_message(&mid("stuck"), 2).await.unwrap(),
+        s.claim_message(&mid("busy"), 900).await.unwrap(),
+        Claim::New
+    );
+
+    assert_eq!(s.prune_marks(500).await.unwrap(), 3);
+    assert_eq!(s.prune_marks(500).await.unwrap(), 0);
+    assert_eq!(
+        s.claim_message(&mid("busy"), 2).await.unwrap(),
         Claim::InFlight
     );
     assert_eq!(
@@ -230,13 +236,11 @@ pub(crate) async fn prune_keeps_in_flight_and_recent<S: Store>(s: &S) {
     );
     // Pruned marks are forgotten: the id may be claimed again.
     assert_eq!(s.claim_message(&mid("old1"), 2).await.unwrap(), Claim::New);
+    assert_eq!(s.claim_message(&mid("stuck"), 2).await.unwrap(), Claim::New);
     // `before` is exclusive.
-    assert_eq!(s.prune_done_marks(1_000).await.unwrap(), 0);
-    assert_eq!(s.prune_done_marks(1_001).await.unwrap(), 1);
-    assert_eq!(
-        s.claim_message(&mid("stuck"), 3).await.unwrap(),
-        Claim::InFlight
-    );
+    assert_eq!(s.prune_marks(900).await.unwrap(), 2); // old1 and stuck, re-claimed at 2
+    assert_eq!(s.prune_marks(1_000).await.unwrap(), 1); // busy (900)
+    assert_eq!(s.prune_marks(1_001).await.unwrap(), 1); // recent (1,000)
 }
 
 pub(crate) async fn names_freshness<S: Store>(s: &S) {
@@ -341,9 +345,9 @@ macro_rules! conformance {
                 super::concurrent_claims_have_one_winner(std::sync::Arc::new(s)).await;
             }
             #[tokio::test]
-            async fn prune_keeps_in_flight_and_recent() {
+            async fn prune_removes_every_old_mark_and_keeps_recent() {
                 let (_guard, s) = $make;
-                super::prune_keeps_in_flight_and_recent(&s).await;
+                super::prune_removes_every_old_mark_and_keeps_recent(&s).await;
             }
             #[tokio::test]
             async fn names_freshness() {

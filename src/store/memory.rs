@@ -14,7 +14,7 @@ use std::sync::{Mutex, MutexGuard};
 /// State of a de-duplication mark.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mark {
-    InFlight,
+    InFlight(EpochMillis),
     Done(EpochMillis),
 }
 
@@ -96,14 +96,14 @@ impl Store for MemoryStore {
         Ok(self.lock()?.notices.len() as u64)
     }
 
-    async fn claim_message(&self, id: &MsgId, _now: EpochMillis) -> Result<Claim, StoreError> {
+    async fn claim_message(&self, id: &MsgId, now: EpochMillis) -> Result<Claim, StoreError> {
         let mut inner = self.lock()?;
         Ok(match inner.dedup.get(id) {
             None => {
-                inner.dedup.insert(id.clone(), Mark::InFlight);
+                inner.dedup.insert(id.clone(), Mark::InFlight(now));
                 Claim::New
             }
-            Some(Mark::InFlight) => Claim::InFlight,
+            Some(Mark::InFlight(_)) => Claim::InFlight,
             Some(Mark::Done(_)) => Claim::Done,
         })
     }
@@ -113,12 +113,12 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn prune_done_marks(&self, before: EpochMillis) -> Result<usize, StoreError> {
+    async fn prune_marks(&self, before: EpochMillis) -> Result<usize, StoreError> {
         let mut inner = self.lock()?;
         let len = inner.dedup.len();
-        inner
-            .dedup
-            .retain(|_, mark| !matches!(mark, Mark::Done(at) if *at < before));
+        inner.dedup.retain(|_, mark| match mark {
+            Mark::InFlight(at) | Mark::Done(at) => *at >= before,
+        });
         Ok(len - inner.dedup.len())
     }
 

@@ -63,16 +63,21 @@ pub trait Store: Send + Sync + 'static {
     /// Number of notices recorded.
     async fn notice_count(&self) -> Result<u64, StoreError>;
 
-    /// Atomically claims a message id (compare-and-swap, durable).
-    /// An in-flight mark never expires; a done mark expires after the
-    /// retention given to [`Store::prune_done_marks`].
+    /// Atomically claims a message id (compare-and-swap). The claim is
+    /// visible at once to every later claim; it is durable only after the
+    /// next [`Store::flush`], which the owner must await before acting on
+    /// the message (so nothing is ever answered on a claim a crash could
+    /// forget). Every mark, in flight or done, expires after the retention
+    /// given to [`Store::prune_marks`], counted from its last write.
     async fn claim_message(&self, id: &MsgId, now: EpochMillis) -> Result<Claim, StoreError>;
 
-    /// Marks a claimed message as answered (durable).
+    /// Marks a claimed message as answered. Not flushed: losing it in a
+    /// crash leaves the (durable) in-flight mark, which still de-duplicates.
     async fn finish_message(&self, id: &MsgId, now: EpochMillis) -> Result<(), StoreError>;
 
-    /// Removes done marks older than `before`; returns how many were removed.
-    async fn prune_done_marks(&self, before: EpochMillis) -> Result<usize, StoreError>;
+    /// Removes de-duplication marks (in flight or done) last written before
+    /// `before`; returns how many were removed.
+    async fn prune_marks(&self, before: EpochMillis) -> Result<usize, StoreError>;
 
     /// Cached display names fetched at or after `fresh_since`.
     async fn cached_names(
@@ -99,6 +104,6 @@ pub trait Store: Send + Sync + 'static {
     /// Everyone ever seen in `group`, sorted by user id.
     async fn learned_members(&self, group: &OpenConversationId) -> Result<Vec<UserId>, StoreError>;
 
-    /// Flushes everything to disk.
+    /// Flushes everything written so far to disk (claims included).
     async fn flush(&self) -> Result<(), StoreError>;
 }

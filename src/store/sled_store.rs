@@ -18,8 +18,12 @@
 //!
 //! # Durability
 //!
-//! `record_notice`, `claim_message` (when it returns [`Claim::New`]) and
-//! `finish_message` flush before returning. Concurrent flushes are grouped:
+//! `record_notice` flushes before returning. A claim (`claim_message`) is
+//! visible at once to every later claim in this process but is made durable
+//! by the caller with [`Store::flush`] before it acts on the message (the bot
+//! does so before answering); `finish_message` does not flush (a lost done
+//! mark leaves the durable in-flight mark, which de-duplicates just as well
+//! and expires at the same time). Concurrent flushes are grouped:
 //! one runs at a time, and a caller whose write it covered does not flush
 //! again (see `SledStore::durable`). The name cache and the learned
 //! roster are not flushed on each write: losing the last few entries in a
@@ -372,10 +376,7 @@ impl Store for SledStore {
                 .compare_and_swap(key, None::<&[u8]>, Some(&mark[..]))
                 .map_err(backend)?;
             match cas {
-                Ok(()) => {
-                    self.durable().await?;
-                    return Ok(Claim::New);
-                }
+                Ok(()) => return Ok(Claim::New),
                 Err(conflict) => match conflict.current {
                     Some(current) => {
                         let (state, _) = decode_mark(key, &current)?;
@@ -396,17 +397,17 @@ impl Store for SledStore {
         self.dedup
             .insert(id.as_str().as_bytes(), &encode_mark(MARK_DONE, now)[..])
             .map_err(backend)?;
-        self.durable().await
+        Ok(())
     }
 
-    async fn prune_done_marks(&self, before: EpochMillis) -> Result<usize, StoreError> {
+    async fn prune_marks(&self, before: EpochMillis) -> Result<usize, StoreError> {
         let dedup = self.dedup.clone();
         let removed = tokio::task::spawn_blocking(move || -> Result<usize, StoreError> {
             let mut removed = 0;
             for entry in dedup.iter() {
                 let (key, value) = entry.map_err(backend)?;
-                let (state, at) = decode_mark(&key, &value)?;
-                if state == MARK_DONE && at < before {
+                let (_, at) = decode_mark(&key, &value)?;
+                if at < before {
                     // Only remove the exact value we saw: never a fresh claim.
                     let cas = dedup
                         .compare_and_swap(&key, Some(&value), None::<&[u8]>)
@@ -615,7 +616,7 @@ mod tests {
             Err(StoreError::Corrupt(_))
         ));
         assert!(matches!(
-            s.prune_done_marks(10).await,
+            s.prune_marks(10).await,
             Err(StoreError::Corrupt(_))
         ));
         assert!(matches!(

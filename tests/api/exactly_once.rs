@@ -1,6 +1,6 @@
 //! Exactly-once replies: concurrent duplicates of many msgIds, redelivery
 //! after a restart, and the de-duplication marks themselves (in-flight vs
-//! done; only done marks expire, and only after the retention).
+//! done; both expire, and only after the retention).
 
 use crate::helpers::*;
 use crate::reliability::{report, scale, settle, wait_idle};
@@ -118,9 +118,10 @@ async fn many_msg_ids_delivered_fifty_times_at_once_get_one_reply_each_also_afte
 }
 
 /// The marks behind exactly-once, on the real sled store across reopenings:
-/// in-flight marks never expire; done marks survive the retention, then go.
+/// a flushed claim survives a crash; every mark, in flight or done, survives
+/// the retention, then goes (a crash mid-answer leaks nothing).
 #[tokio::test]
-async fn in_flight_marks_never_expire_done_marks_expire_after_the_retention() {
+async fn marks_survive_reopening_and_expire_after_the_retention() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("data");
     let retention = 48 * HOUR_MS;
@@ -131,8 +132,10 @@ async fn in_flight_marks_never_expire_done_marks_expire_after_the_retention() {
         let s = SledStore::open(&dir).expect("open");
         assert_eq!(s.claim_message(&done, t0).await.unwrap(), Claim::New);
         assert_eq!(s.claim_message(&busy, t0).await.unwrap(), Claim::New);
+        // What the bot awaits before answering either message.
+        s.flush().await.unwrap();
         s.finish_message(&done, t0).await.unwrap();
-        // Dropped without a final flush, like a crash after the last durable write.
+        // Dropped here, like a crash while `busy` was being answered.
     }
     let s = SledStore::open(&dir).expect("reopen");
     assert_eq!(s.claim_message(&done, t0).await.unwrap(), Claim::Done);
@@ -140,26 +143,19 @@ async fn in_flight_marks_never_expire_done_marks_expire_after_the_retention() {
     // Hours later (within the retention) the pruner keeps both.
     for hours in [1, 3, 12, 47] {
         let now = t0 + hours * HOUR_MS;
-        assert_eq!(s.prune_done_marks(now - retention).await.unwrap(), 0);
+        assert_eq!(s.prune_marks(now - retention).await.unwrap(), 0);
         assert_eq!(s.claim_message(&done, now).await.unwrap(), Claim::Done);
+        assert_eq!(s.claim_message(&busy, now).await.unwrap(), Claim::InFlight);
     }
-    // After the retention the done mark goes; the in-flight one never does.
+    // After the retention both go, and stay gone across a reopening.
     let later = t0 + retention + HOUR_MS;
-    assert_eq!(s.prune_done_marks(later - retention).await.unwrap(), 1);
-    let much_later = t0 + 1000 * 24 * HOUR_MS;
-    assert_eq!(s.prune_done_marks(much_later).await.unwrap(), 0);
-    assert_eq!(
-        s.claim_message(&busy, much_later).await.unwrap(),
-        Claim::InFlight
-    );
+    assert_eq!(s.prune_marks(later - retention).await.unwrap(), 2);
+    s.flush().await.unwrap();
     drop(s);
     let s = SledStore::open(&dir).expect("reopen again");
-    assert_eq!(
-        s.claim_message(&busy, much_later).await.unwrap(),
-        Claim::InFlight
-    );
+    assert_eq!(s.claim_message(&busy, later).await.unwrap(), Claim::New);
     assert_eq!(s.claim_message(&done, later).await.unwrap(), Claim::New);
-    report("dedup marks: in-flight kept after 1000 days, done kept for 47 h and pruned after 49 h (retention 48 h), across reopenings");
+    report("dedup marks: a flushed claim and a done mark survive a crash; both kept for 47 h and pruned after 49 h (retention 48 h), across reopenings");
 }
 
 /// A redelivery hours later (inside the retention) is still a duplicate in
@@ -179,7 +175,7 @@ async fn redelivery_within_the_retention_is_ignored() {
         let s = SledStore::open(&dir).expect("open");
         let three_hours_later = now_ms() + 3 * HOUR_MS;
         assert_eq!(
-            s.prune_done_marks(three_hours_later - 48 * HOUR_MS)
+            s.prune_marks(three_hours_later - 48 * HOUR_MS)
                 .await
                 .unwrap(),
             0

@@ -235,6 +235,8 @@ async fn readyz_is_ready_with_store_and_token_and_healthz_stays_alive_without_a_
 struct FlakyStore {
     inner: MemoryStore,
     broken: AtomicBool,
+    /// Only `flush` fails (writes land in memory but cannot be made durable).
+    flush_broken: AtomicBool,
 }
 
 impl FlakyStore {
@@ -287,9 +289,9 @@ impl Store for FlakyStore {
         self.check()?;
         self.inner.finish_message(id, now).await
     }
-    async fn prune_done_marks(&self, before: EpochMillis) -> Result<usize, StoreError> {
+    async fn prune_marks(&self, before: EpochMillis) -> Result<usize, StoreError> {
         self.check()?;
-        self.inner.prune_done_marks(before).await
+        self.inner.prune_marks(before).await
     }
     async fn cached_names(
         &self,
@@ -322,6 +324,9 @@ impl Store for FlakyStore {
     }
     async fn flush(&self) -> Result<(), StoreError> {
         self.check()?;
+        if self.flush_broken.load(Ordering::SeqCst) {
+            return Err(StoreError::Backend("I/O error: fsync failed".into()));
+        }
         self.inner.flush().await
     }
 }
@@ -335,6 +340,7 @@ async fn readyz_fails_while_the_store_fails_and_recovers() {
     let store = Arc::new(FlakyStore {
         inner: MemoryStore::default(),
         broken: AtomicBool::new(false),
+        flush_broken: AtomicBool::new(false),
     });
     let app = Application::build_with(config, Arc::new(client.clone()), store.clone())
         .await
@@ -395,6 +401,85 @@ async fn readyz_without_a_dingtalk_client_checks_only_the_store() {
     assert_eq!(status, 200, "{body}");
     assert!(body["checks"]["dingtalk"]["skipped"].is_string(), "{body}");
     assert_eq!(fake.calls(Api::Token), 0);
+    let _ = tx.send(());
+    served.await.expect("join").expect("served");
+}
+
+/// A claim that cannot be made durable is never acted on: the callback is
+/// acknowledged, but nothing is answered on a claim a crash could forget
+/// (a redelivery after a restart would be answered a second time).
+#[tokio::test]
+async fn nothing_is_answered_when_the_claim_cannot_be_made_durable() {
+    let fake = start_fake().await;
+    add_group(&fake, "cidFsync==", GroupKind::Inner, &members(3));
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let config = config_for(&fake, &tmp.path().join("data"), &[]);
+    let client = DingTalkClient::new(config.dingtalk.clone()).expect("client");
+    let store = Arc::new(FlakyStore {
+        inner: MemoryStore::default(),
+        broken: AtomicBool::new(false),
+        flush_broken: AtomicBool::new(true),
+    });
+    let app = Application::build_with(config, Arc::new(client), store.clone())
+        .await
+        .expect("builds");
+    let addr = format!("http://{}", app.local_addr());
+    let (tx, rx) = oneshot::channel::<()>();
+    let served = tokio::spawn(app.run_until_stopped(async move {
+        let _ = rx.await;
+    }));
+    let post = |msg_id: &'static str| {
+        let body = fake.mention_body(&readbot::fake::Mention::new(
+            "cidFsync==",
+            "user0001",
+            "Ann",
+            "help",
+        ));
+        let mut body = body;
+        body["msgId"] = Value::from(msg_id);
+        let ts = now_ms().to_string();
+        let sign = readbot::fake::FakeDingTalk::sign(&ts, &fake.config().app_secret);
+        let addr = addr.clone();
+        async move {
+            http_client()
+                .post(format!("{addr}/dingtalk/callback"))
+                .header("content-type", "application/json")
+                .header("timestamp", ts)
+                .header("sign", sign)
+                .body(body.to_string())
+                .send()
+                .await
+                .expect("callback")
+                .status()
+        }
+    };
+    assert_eq!(post("fsync-1").await, 200);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(
+        fake.calls(Api::Any),
+        0,
+        "answered on a claim that is not durable"
+    );
+    // The claim is held in memory: a redelivery is a duplicate, not answered either.
+    assert_eq!(
+        store
+            .claim_message(&MsgId::parse("fsync-1").expect("id"), now_ms())
+            .await
+            .expect("claim"),
+        Claim::InFlight
+    );
+    // Once the disk works again, new messages are answered.
+    store.flush_broken.store(false, Ordering::SeqCst);
+    assert_eq!(post("fsync-2").await, 200);
+    let mut answered = false;
+    for _ in 0..200 {
+        if !fake.group_view("cidFsync==").is_empty() {
+            answered = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(answered, "no reply once flushing works again");
     let _ = tx.send(());
     served.await.expect("join").expect("served");
 }
