@@ -54,6 +54,9 @@ impl BotMessageHandler for BotSink {
             Ok(Accepted::ShuttingDown) => {
                 tracing::warn!("bot message arrived during shutdown; not answered")
             }
+            Ok(Accepted::Busy) => {
+                tracing::warn!("too many messages waiting for an answer; this one is not answered")
+            }
             Err(e) => tracing::error!(error = %e, "could not claim the bot message"),
         }
     }

@@ -179,6 +179,7 @@ struct RawBot {
     signature_window_secs: Option<u64>,
     summary_timeout_secs: Option<u64>,
     receipts_cache_secs: Option<u64>,
+    max_queued_answers: Option<usize>,
 }
 
 /// DingTalk connection settings.
@@ -232,6 +233,9 @@ pub struct BotConfig {
     /// How long a finished set of receipts is reused for further asks about
     /// the same notice (zero: not reused; concurrent asks still share one pass).
     pub receipts_cache: Duration,
+    /// Accepted @mentions waiting for their answer; a callback beyond this
+    /// gets `503` (nothing claimed) instead of waiting without bound.
+    pub max_queued_answers: usize,
 }
 
 impl Default for BotConfig {
@@ -249,6 +253,7 @@ impl Default for BotConfig {
             signature_window: Duration::from_secs(3600),
             summary_timeout: Duration::from_secs(120),
             receipts_cache: Duration::from_secs(10),
+            max_queued_answers: 10_000,
         }
     }
 }
@@ -488,6 +493,11 @@ pub const ENV_KEYS: &[(&str, &str, &str)] = &[
         "bot.receipts_cache_secs",
         "reuse receipts of a notice this long (0: off)",
     ),
+    (
+        "READBOT_MAX_QUEUED_ANSWERS",
+        "bot.max_queued_answers",
+        "accepted @mentions waiting for an answer (beyond: 503)",
+    ),
 ];
 
 impl Config {
@@ -694,6 +704,11 @@ impl Config {
                 pick(env, "READBOT_RECEIPTS_CACHE_SECS", b.receipts_cache_secs)?
                     .unwrap_or(defaults.receipts_cache.as_secs()),
             ),
+            max_queued_answers: positive(
+                "READBOT_MAX_QUEUED_ANSWERS",
+                pick(env, "READBOT_MAX_QUEUED_ANSWERS", b.max_queued_answers)?
+                    .unwrap_or(defaults.max_queued_answers),
+            )?,
         };
         let mode = match pick_str(env, "READBOT_MODE", raw.mode) {
             None => Mode::Http,

@@ -10,7 +10,7 @@
 //! | metric | type | labels |
 //! |---|---|---|
 //! | `readbot_build_info` | gauge (1) | `version` |
-//! | `readbot_callbacks_total` | counter | `outcome`: `accepted`, `duplicate`, `bad_signature`, `bad_body`, `quota_exhausted`, `shutting_down`, `error` |
+//! | `readbot_callbacks_total` | counter | `outcome`: `accepted`, `duplicate`, `bad_signature`, `bad_body`, `quota_exhausted`, `shutting_down`, `busy`, `error` |
 //! | `readbot_dedup_hits_total` | counter | `state`: `in_flight`, `done` |
 //! | `readbot_summaries_total` | counter | `via`: `chat`, `api`; `outcome`: `ok`, `error`, `timeout` |
 //! | `readbot_summary_duration_seconds` | histogram | `via` |
@@ -205,6 +205,7 @@ fn preregister() {
         "bad_body",
         "quota_exhausted",
         "shutting_down",
+        "busy",
         "error",
     ] {
         counter!(CALLBACKS, "outcome" => o).increment(0);

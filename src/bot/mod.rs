@@ -22,7 +22,7 @@ use command::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{mpsc, Notify};
 use view::{ErrorView, HelpView};
 
 /// Errors of bot operations.
@@ -51,6 +51,9 @@ pub enum Accepted {
     Duplicate,
     /// readbot is shutting down and takes no new work.
     ShuttingDown,
+    /// Too many accepted messages are waiting for their answer
+    /// (`bot.max_queued_answers`); this one was not claimed.
+    Busy,
 }
 
 /// A notice to send through the robot.
@@ -84,12 +87,23 @@ pub struct BotDeps {
     pub cfg: BotConfig,
 }
 
+/// An accepted message waiting for a worker, with its tracing span.
+struct Job {
+    msg: Incoming,
+    span: tracing::Span,
+}
+
 struct Inner {
     deps: BotDeps,
     accepting: AtomicBool,
     in_flight: AtomicUsize,
     idle: Notify,
-    summaries: Semaphore,
+    /// Accepted messages, answered by [`MAX_CONCURRENT_SUMMARIES`] workers.
+    queue: mpsc::Sender<Job>,
+    /// Handed to the workers when the first message is accepted (they are
+    /// started lazily, so a `Bot` can be built outside a runtime).
+    receiver: std::sync::Mutex<Option<mpsc::Receiver<Job>>>,
+    workers: std::sync::Once,
     receipts: receipts::ReceiptsCache,
     refused: receipts::RefusedSources,
 }
@@ -100,7 +114,8 @@ pub struct Bot {
     inner: Arc<Inner>,
 }
 
-/// Summaries computed at once; more wait their turn (bounds load on DingTalk).
+/// Messages answered at once (claim flush, summary, delivery); more wait
+/// their turn (bounds load on DingTalk).
 const MAX_CONCURRENT_SUMMARIES: usize = 16;
 
 fn say(lang: Lang, en: &str, zh: &str) -> String {
@@ -114,6 +129,7 @@ impl Bot {
     /// Builds a bot.
     pub fn new(deps: BotDeps) -> Self {
         let receipts = receipts::ReceiptsCache::new(deps.cfg.receipts_cache);
+        let (queue, receiver) = mpsc::channel(deps.cfg.max_queued_answers.max(1));
         Self {
             inner: Arc::new(Inner {
                 receipts,
@@ -122,7 +138,9 @@ impl Bot {
                 accepting: AtomicBool::new(true),
                 in_flight: AtomicUsize::new(0),
                 idle: Notify::new(),
-                summaries: Semaphore::new(MAX_CONCURRENT_SUMMARIES),
+                queue,
+                receiver: std::sync::Mutex::new(Some(receiver)),
+                workers: std::sync::Once::new(),
             }),
         }
     }
@@ -136,13 +154,20 @@ impl Bot {
         &self.inner.deps.store
     }
 
-    /// Claims the message id and, on first delivery, answers it in a
-    /// background task. Returns at once: the claim (a compare-and-swap) is
-    /// not flushed here; [`Bot::process`] makes it durable before answering.
+    /// Claims the message id and, on first delivery, queues it for an
+    /// answer. Returns at once: the claim is taken in memory, not flushed
+    /// here; [`Bot::process`] makes it durable before answering. With
+    /// `bot.max_queued_answers` messages already waiting, nothing is claimed
+    /// and [`Accepted::Busy`] comes back.
     pub async fn accept(&self, msg: Incoming) -> Result<Accepted, StoreError> {
         if !self.inner.accepting.load(Ordering::SeqCst) {
             return Ok(Accepted::ShuttingDown);
         }
+        self.start_workers();
+        // A place in the queue first, so a refused message is never claimed.
+        let Ok(slot) = self.inner.queue.try_reserve() else {
+            return Ok(Accepted::Busy);
+        };
         match self
             .store()
             .claim_message(&msg.msg_id, now_millis())
@@ -159,18 +184,38 @@ impl Bot {
             Claim::New => {}
         }
         self.inner.in_flight.fetch_add(1, Ordering::SeqCst);
-        let bot = self.clone();
         let span = tracing::info_span!("mention", msg_id = %msg.msg_id);
-        tokio::spawn(tracing::Instrument::instrument(
-            async move {
-                bot.process(msg).await;
-                if bot.inner.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
-                    bot.inner.idle.notify_waiters();
-                }
-            },
-            span,
-        ));
+        slot.send(Job { msg, span });
         Ok(Accepted::Started)
+    }
+
+    /// Starts the answering workers once. They hold the bot weakly: when
+    /// the last `Bot` is dropped the queue closes and they end.
+    fn start_workers(&self) {
+        self.inner.workers.call_once(|| {
+            let Some(receiver) = self.inner.receiver.lock().ok().and_then(|mut r| r.take()) else {
+                return;
+            };
+            let receiver = Arc::new(tokio::sync::Mutex::new(receiver));
+            for _ in 0..MAX_CONCURRENT_SUMMARIES {
+                let receiver = receiver.clone();
+                let bot = Arc::downgrade(&self.inner);
+                tokio::spawn(async move {
+                    loop {
+                        let job = receiver.lock().await.recv().await;
+                        let (Some(job), Some(inner)) = (job, bot.upgrade()) else {
+                            return;
+                        };
+                        let bot = Bot { inner };
+                        let Job { msg, span } = job;
+                        tracing::Instrument::instrument(bot.process(msg), span).await;
+                        if bot.inner.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+                            bot.inner.idle.notify_waiters();
+                        }
+                    }
+                });
+            }
+        });
     }
 
     /// Answers one claimed message and marks it done.
@@ -179,30 +224,33 @@ impl Bot {
     /// every other claim of the moment): nothing is answered on a claim that
     /// a crash could forget, so a redelivery after a restart is never
     /// answered twice. If the flush fails the message is not answered.
+    ///
+    /// The bot runs this on [`MAX_CONCURRENT_SUMMARIES`] workers, so at most
+    /// that many messages are being answered at a time (flush, summary and
+    /// delivery); the rest wait in the queue, and a burst of callbacks is
+    /// accepted at once and answered at the pace DingTalk allows.
     pub async fn process(&self, msg: Incoming) {
-        if let Err(e) = self.store().flush().await {
+        if let Err(e) = self.store().make_claim_durable(&msg.msg_id).await {
             crate::metrics::reply("dropped");
             tracing::error!(error = %e, "could not make the claim durable; not answering");
             return;
         }
-        let reply = {
-            let _permit = self.inner.summaries.acquire().await;
+        let reply =
             match tokio::time::timeout(self.deps().cfg.summary_timeout, self.answer(&msg)).await {
                 Ok(r) => r,
                 Err(_) => {
                     crate::metrics::summary("chat", "timeout", None);
                     let lang = command::detect_lang(&msg.text);
                     self.error_reply(
+                    lang,
+                    say(
                         lang,
-                        say(
-                            lang,
-                            "Gathering the read receipts took too long. Please ask again in a minute.",
-                            "统计已读情况耗时过长，请一分钟后再问。",
-                        ),
-                    )
+                        "Gathering the read receipts took too long. Please ask again in a minute.",
+                        "统计已读情况耗时过长，请一分钟后再问。",
+                    ),
+                )
                 }
-            }
-        };
+            };
         self.deliver(&msg, reply).await;
         if let Err(e) = self.store().finish_message(&msg.msg_id, now_millis()).await {
             tracing::error!(error = %e, "could not mark message as answered");

@@ -59,6 +59,15 @@ pub(super) async fn callback(
             crate::metrics::callback("duplicate");
             tracing::info!("duplicate delivery ignored")
         }
+        Ok(Accepted::Busy) => {
+            crate::metrics::callback("busy");
+            tracing::warn!("answer queue full; callback refused");
+            return Err(AppError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                "too many messages are waiting for an answer; try again later",
+            ));
+        }
         Ok(Accepted::ShuttingDown) => {
             crate::metrics::callback("shutting_down");
             return Err(AppError::new(

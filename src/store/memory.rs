@@ -108,6 +108,10 @@ impl Store for MemoryStore {
         })
     }
 
+    async fn make_claim_durable(&self, _id: &MsgId) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     async fn finish_message(&self, id: &MsgId, now: EpochMillis) -> Result<(), StoreError> {
         self.lock()?.dedup.insert(id.clone(), Mark::Done(now));
         Ok(())

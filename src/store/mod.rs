@@ -63,13 +63,19 @@ pub trait Store: Send + Sync + 'static {
     /// Number of notices recorded.
     async fn notice_count(&self) -> Result<u64, StoreError>;
 
-    /// Atomically claims a message id (compare-and-swap). The claim is
-    /// visible at once to every later claim; it is durable only after the
-    /// next [`Store::flush`], which the owner must await before acting on
-    /// the message (so nothing is ever answered on a claim a crash could
-    /// forget). Every mark, in flight or done, expires after the retention
+    /// Atomically claims a message id. The claim is visible at once to
+    /// every later claim; it is durable only after
+    /// [`Store::make_claim_durable`] (or [`Store::flush`]), which the owner
+    /// must await before acting on the message (so nothing is ever answered
+    /// on a claim a crash could forget). Every mark, in flight or done, expires after the retention
     /// given to [`Store::prune_marks`], counted from its last write.
     async fn claim_message(&self, id: &MsgId, now: EpochMillis) -> Result<Claim, StoreError>;
+
+    /// Makes the claim of `id` durable: written and flushed (a flush shared
+    /// with concurrent callers). Other claims may stay in memory until their
+    /// own call, or the next [`Store::flush`]. Await this before acting on
+    /// a claimed message.
+    async fn make_claim_durable(&self, id: &MsgId) -> Result<(), StoreError>;
 
     /// Marks a claimed message as answered. Not flushed: losing it in a
     /// crash leaves the (durable) in-flight mark, which still de-duplicates.

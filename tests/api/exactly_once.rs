@@ -132,8 +132,9 @@ async fn marks_survive_reopening_and_expire_after_the_retention() {
         let s = SledStore::open(&dir).expect("open");
         assert_eq!(s.claim_message(&done, t0).await.unwrap(), Claim::New);
         assert_eq!(s.claim_message(&busy, t0).await.unwrap(), Claim::New);
-        // What the bot awaits before answering either message.
-        s.flush().await.unwrap();
+        // What the bot awaits before answering each message.
+        s.make_claim_durable(&done).await.unwrap();
+        s.make_claim_durable(&busy).await.unwrap();
         s.finish_message(&done, t0).await.unwrap();
         // Dropped here, like a crash while `busy` was being answered.
     }
@@ -221,5 +222,48 @@ async fn concurrent_durable_writes_never_hang() {
     report(&format!(
         "concurrent durable writes: {} claims and finishes (200 at once), all completed",
         rounds * 200
+    ));
+}
+
+/// A burst beyond `bot.max_queued_answers` (plus the 16 being answered) is
+/// refused with 503 and nothing of it is claimed: each refused message,
+/// delivered again once the queue drained, is answered. Every accepted
+/// message is answered exactly once.
+#[tokio::test]
+async fn a_full_answer_queue_refuses_without_claiming() {
+    let app = spawn_app_with(&[("READBOT_MAX_QUEUED_ANSWERS", "2")]).await;
+    add_group(&app.fake, GROUP, GroupKind::Inner, &members(2));
+    // Every DingTalk call (the replies) takes a while: the 16 workers stay busy.
+    app.fake.set_latency(std::time::Duration::from_millis(700));
+    let bodies: Vec<Value> = (0..40)
+        .map(|i| app.mention(&format!("eo-burst-{i}"), GROUP, "user0001", "help"))
+        .collect();
+    let statuses = deliver_concurrently(&app, bodies.clone()).await;
+    let accepted = statuses.iter().filter(|&&s| s == 200).count();
+    let refused: Vec<usize> = (0..bodies.len()).filter(|&i| statuses[i] == 503).collect();
+    assert_eq!(accepted + refused.len(), bodies.len(), "{statuses:?}");
+    assert!(
+        !refused.is_empty(),
+        "a queue of 2 took a burst of 40: {statuses:?}"
+    );
+    assert!(accepted >= 2, "{statuses:?}");
+    assert!(wait_idle(&app).await);
+    app.fake.set_latency(std::time::Duration::ZERO);
+    assert_eq!(app.wait_replies(GROUP, accepted).await.len(), accepted);
+    // The refused ones were not claimed: delivered again, they are answered.
+    for &i in &refused {
+        assert_eq!(app.post_callback_signed(&bodies[i]).await.status(), 200);
+    }
+    let all = app.wait_replies(GROUP, bodies.len()).await.len();
+    assert_eq!(all, bodies.len());
+    settle().await;
+    assert_eq!(
+        app.replies(GROUP).len(),
+        bodies.len(),
+        "a message was answered twice"
+    );
+    report(&format!(
+        "answer queue of 2: {accepted} of 40 accepted at once, {} refused with 503 and answered when delivered again",
+        refused.len()
     ));
 }

@@ -285,6 +285,13 @@ impl Store for FlakyStore {
         self.check()?;
         self.inner.claim_message(id, now).await
     }
+    async fn make_claim_durable(&self, id: &MsgId) -> Result<(), StoreError> {
+        self.check()?;
+        if self.flush_broken.load(Ordering::SeqCst) {
+            return Err(StoreError::Backend("I/O error: fsync failed".into()));
+        }
+        self.inner.make_claim_durable(id).await
+    }
     async fn finish_message(&self, id: &MsgId, now: EpochMillis) -> Result<(), StoreError> {
         self.check()?;
         self.inner.finish_message(id, now).await
