@@ -119,7 +119,7 @@ impl Application {
         let state = AppState {
             bot,
             verifier: Arc::new(Verifier::new(&config.dingtalk.app_secret, window)),
-            api_token: config.api_token.clone(),
+            api_token: config.api_token.clone().map(Arc::new),
             stream: stream.as_ref().map(StreamClient::status),
         };
         let listener =

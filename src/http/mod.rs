@@ -26,7 +26,7 @@ pub struct AppState {
     /// Callback signature verifier (precomputed key).
     pub verifier: Arc<Verifier>,
     /// Bearer token of the notices API; `None` disables it.
-    pub api_token: Option<Secret>,
+    pub api_token: Option<Arc<Secret>>,
     /// Stream mode: the gateway connection's status (shown in `/healthz`).
     /// `None` in HTTP mode; in Stream mode the callback route is off.
     pub stream: Option<StatusHandle>,
