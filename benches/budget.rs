@@ -493,25 +493,22 @@ async fn one_summary(
     }
 }
 
-/// The latency floor when each query page also needs a token of the client's
-/// per-API bucket (`limit`/s, burst `limit`): page k cannot start before the
-/// bucket allows it. Plus the reply.
+/// The latency floor when each query page also needs a slot of the client's
+/// per-API limiter (`src/dingtalk/client/limiter.rs`: at most `limit` calls
+/// in any 1.1 s window, DingTalk's per-second limit plus a jitter margin):
+/// page k starts when the previous page is back and no earlier than 1.1 s
+/// after page k - limit started. Plus the reply.
 fn quota_floor(query_pages: usize, rtt: Duration, limit: u32) -> Duration {
-    let rate = f64::from(limit.max(1));
-    let mut tokens = rate;
-    let mut t = 0.0f64;
-    let mut last = 0.0f64;
+    const WINDOW: f64 = 1.1;
+    let limit = usize::try_from(limit.max(1)).unwrap_or(usize::MAX);
     let r = rtt.as_secs_f64();
-    for _ in 0..query_pages {
-        tokens = (tokens + (t - last) * rate).min(rate);
-        last = t;
-        if tokens < 1.0 {
-            let wait = (1.0 - tokens) / rate;
-            t += wait;
-            tokens = 1.0;
-            last = t;
+    let mut starts: Vec<f64> = Vec::with_capacity(query_pages);
+    let mut t = 0.0f64;
+    for k in 0..query_pages {
+        if k >= limit {
+            t = t.max(starts[k - limit] + WINDOW);
         }
-        tokens -= 1.0;
+        starts.push(t);
         t += r;
     }
     Duration::from_secs_f64(t + r)
@@ -631,7 +628,7 @@ async fn section_summary(o: &Opts) {
         o.read_percent
     );
     println!("floor = (ceil(readers/200) + 1) x RTT (nominal); floor* uses RTT* = one empty call to the fake, measured");
-    println!("quota* = floor* when each query page also needs a token of the client's per-API bucket (limit/s, burst = limit)");
+    println!("quota* = floor* when each query page also needs a slot of the client's per-API limiter (limit calls per 1.1 s window)");
     println!("x = ratio to the nominal floor; x* = ratio to max(floor*, quota*)");
     println!(
         "{:>7} {:>7} {:>6} {:>5} {:>6} {:>8} {:>8} {:>8} | {:>8} {:>5} {:>5} | {:>8} {:>5} {:>5} {:>8} {:>8}",
@@ -1207,11 +1204,12 @@ async fn section_intake(o: &Opts) {
         o.concurrency, o.intake_requests, o.intake_secs, o.intake_rounds
     );
     println!("bare       = an axum handler that reads the body and returns 200 (the floor)");
-    println!("signed     = readbot's POST /dingtalk/callback: HMAC check, parse, de-dup claim (sled CAS), task spawn; each task");
-    println!("             makes its claim durable (group-committed fsync) and then answers; a reply takes one 20 ms DingTalk");
-    println!("             round trip (stub), so answering goes on beside the intake at 16 replies per 20 ms, as in production");
+    println!("signed     = readbot's POST /dingtalk/callback: HMAC check, parse, de-dup claim (in memory after one sled read),");
+    println!("             queued for one of 16 workers; a worker writes the claim, flushes (group commit) and answers; a reply");
+    println!("             takes one 20 ms DingTalk round trip (stub), so answering goes on beside the intake at 16 replies per");
+    println!("             20 ms, as in production");
     println!("dup        = the same requests again: refused as duplicates (signature, parse, de-dup read; no write, no task)");
-    println!("signed+ans = like signed, but replies take no time: every answer (claim fsync, roster and name writes, template,");
+    println!("signed+ans = like signed, but replies take no time: every answer (claim write + fsync, roster and name bookkeeping, template,");
     println!("             done mark) runs on the same two cores during the measurement; a stress case, not the intake floor");
     println!("answered/s = requests / time from the first request until every answer was delivered (signed: the backlog left");
     println!("             after the measurement drains with replies at 0 ms)");

@@ -106,6 +106,7 @@ struct Inner {
     workers: std::sync::Once,
     receipts: receipts::ReceiptsCache,
     refused: receipts::RefusedSources,
+    bookkept: Arc<receipts::Bookkept>,
 }
 
 /// The bot. Cheap to clone.
@@ -134,6 +135,7 @@ impl Bot {
             inner: Arc::new(Inner {
                 receipts,
                 refused: receipts::RefusedSources::default(),
+                bookkept: Arc::default(),
                 deps,
                 accepting: AtomicBool::new(true),
                 in_flight: AtomicUsize::new(0),
@@ -452,6 +454,7 @@ impl Bot {
             cool_app_code: d.cool_app_code.as_deref(),
             robot_code: &d.robot_code,
             refused: &self.inner.refused,
+            bookkept: &self.inner.bookkept,
         };
         self.inner
             .receipts
