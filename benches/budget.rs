@@ -1032,14 +1032,8 @@ async fn load(
     }
 }
 
-async fn bare_server() -> (SocketAddr, oneshot::Sender<()>) {
-    async fn bare(_body: Bytes) -> impl axum::response::IntoResponse {
-        (
-            [(axum::http::header::CONTENT_TYPE, "application/json")],
-            r#"{"msgtype":"empty"}"#,
-        )
-    }
-    let app = axum::Router::new().route("/dingtalk/callback", axum::routing::post(bare));
+/// Serves `app` on an ephemeral port until the sender fires (or is dropped).
+async fn serve_router(app: axum::Router) -> (SocketAddr, oneshot::Sender<()>) {
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
         .await
         .expect("bind");
@@ -1053,6 +1047,17 @@ async fn bare_server() -> (SocketAddr, oneshot::Sender<()>) {
             .await;
     });
     (addr, tx)
+}
+
+async fn bare_server() -> (SocketAddr, oneshot::Sender<()>) {
+    async fn bare(_body: Bytes) -> impl axum::response::IntoResponse {
+        (
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            r#"{"msgtype":"empty"}"#,
+        )
+    }
+    let app = axum::Router::new().route("/dingtalk/callback", axum::routing::post(bare));
+    serve_router(app).await
 }
 
 /// What a ladder handler does on top of the bare one.
@@ -1119,19 +1124,7 @@ async fn ladder_server(
     let app = axum::Router::new()
         .route("/dingtalk/callback", axum::routing::post(handler))
         .with_state(l);
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let (tx, rx) = oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = rx.await;
-            })
-            .await;
-    });
-    (addr, tx)
+    serve_router(app).await
 }
 
 fn splitmix64(mut x: u64) -> u64 {
