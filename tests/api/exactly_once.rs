@@ -234,7 +234,7 @@ async fn a_full_answer_queue_refuses_without_claiming() {
     let app = spawn_app_with(&[("READBOT_MAX_QUEUED_ANSWERS", "2")]).await;
     add_group(&app.fake, GROUP, GroupKind::Inner, &members(2));
     // Every DingTalk call (the replies) takes a while: the 16 workers stay busy.
-    app.fake.set_latency(std::time::Duration::from_millis(700));
+    app.fake.set_latency(std::time::Duration::from_millis(1500));
     let bodies: Vec<Value> = (0..40)
         .map(|i| app.mention(&format!("eo-burst-{i}"), GROUP, "user0001", "help"))
         .collect();
