@@ -628,7 +628,7 @@ impl Bot {
         tokio::time::timeout(grace, wait).await.is_ok()
     }
 
-    /// Number of messages being answered now.
+    /// Accepted messages not answered yet (queued or being answered).
     pub fn in_flight(&self) -> usize {
         self.inner.in_flight.load(Ordering::SeqCst)
     }
