@@ -65,25 +65,32 @@ impl Command {
     }
 }
 
-fn init_logging(default_level: &str) {
+/// Logs go to stderr from a thread of their own: a runtime worker only
+/// queues the line, so a slow log consumer never stalls a request. If the
+/// consumer falls 128,000 lines behind, lines are dropped rather than
+/// blocking readbot. The returned guard flushes what is queued when dropped
+/// (at the end of `main`).
+fn init_logging(default_level: &str) -> tracing_appender::non_blocking::WorkerGuard {
     use tracing_subscriber::EnvFilter;
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let json = std::env::var("READBOT_LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
+    let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     if json {
         builder.json().init();
     } else {
         builder.init();
     }
+    guard
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.command.default_log_level());
+    let _logs = init_logging(cli.command.default_log_level());
     match run(cli).await {
         Ok(code) => code,
         Err(e) => {
