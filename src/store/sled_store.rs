@@ -103,36 +103,39 @@ impl Default for PendingClaims {
 type Shard<'a> = std::sync::MutexGuard<'a, std::collections::HashMap<Box<[u8]>, EpochMillis>>;
 
 impl PendingClaims {
-    fn lock(&self, key: &[u8]) -> Result<Shard<'_>, StoreError> {
-        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
-        let h = BuildHasherDefault::<DefaultHasher>::default().hash_one(key);
-        self.shards[(h as usize) % PENDING_SHARDS]
+    fn lock_shard(&self, index: usize) -> Result<Shard<'_>, StoreError> {
+        self.shards[index]
             .lock()
             .map_err(|_| StoreError::Backend("pending-claims lock poisoned".into()))
     }
 
+    /// The locked shard that holds `key`.
+    fn lock(&self, key: &[u8]) -> Result<Shard<'_>, StoreError> {
+        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+        let h = BuildHasherDefault::<DefaultHasher>::default().hash_one(key);
+        self.lock_shard((h as usize) % PENDING_SHARDS)
+    }
+
+    /// Writes `key`'s pending claim (if any) to `dedup`; it leaves the shard
+    /// only once written. The caller holds the shard's lock (see the
+    /// invariant above).
+    fn write_one(shard: &mut Shard<'_>, key: &[u8], dedup: &Tree) -> Result<(), StoreError> {
+        if let Some(&at) = shard.get(key) {
+            dedup
+                .insert(key, &encode_mark(MARK_IN_FLIGHT, at)[..])
+                .map_err(backend)?;
+            shard.remove(key);
+        }
+        Ok(())
+    }
+
     /// Writes every pending claim to `dedup` (blocking; call off the runtime).
-    /// An entry leaves the shard only once written.
     fn write_to(&self, dedup: &Tree) -> Result<(), StoreError> {
-        for shard in &self.shards {
-            let mut map = shard
-                .lock()
-                .map_err(|_| StoreError::Backend("pending-claims lock poisoned".into()))?;
-            let mut failed = None;
-            map.retain(|key, at| {
-                if failed.is_some() {
-                    return true;
-                }
-                match dedup.insert(&**key, &encode_mark(MARK_IN_FLIGHT, *at)[..]) {
-                    Ok(_) => false,
-                    Err(e) => {
-                        failed = Some(backend(e));
-                        true
-                    }
-                }
-            });
-            if let Some(e) = failed {
-                return Err(e);
+        for index in 0..PENDING_SHARDS {
+            let mut shard = self.lock_shard(index)?;
+            let keys: Vec<Box<[u8]>> = shard.keys().cloned().collect();
+            for key in keys {
+                Self::write_one(&mut shard, &key, dedup)?;
             }
         }
         Ok(())
@@ -460,12 +463,7 @@ impl Store for SledStore {
         let key = id.as_str().as_bytes();
         {
             let mut shard = self.pending.lock(key)?;
-            if let Some(at) = shard.get(key).copied() {
-                self.dedup
-                    .insert(key, &encode_mark(MARK_IN_FLIGHT, at)[..])
-                    .map_err(backend)?;
-                shard.remove(key);
-            }
+            PendingClaims::write_one(&mut shard, key, &self.dedup)?;
         }
         self.durable().await
     }
