@@ -8,7 +8,6 @@
 pub mod command;
 pub mod receipts;
 pub mod summary;
-pub mod view;
 
 use crate::config::BotConfig;
 use crate::dingtalk::{DingTalkApi, DingTalkError, GroupSend, OutgoingMessage, Reply};
@@ -16,6 +15,7 @@ use crate::domain::{
     now_millis, Incoming, Lang, Notice, OpenConversationId, ProcessQueryKey, Receipts, RobotCode,
     UserId,
 };
+use crate::render::view::{ErrorView, HelpView};
 use crate::render::{RenderError, Renderer};
 use crate::store::{Claim, Store, StoreError};
 use command::Command;
@@ -23,7 +23,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, Notify};
-use view::{ErrorView, HelpView};
 
 /// Errors of bot operations.
 #[derive(Debug, thiserror::Error)]

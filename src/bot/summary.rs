@@ -1,8 +1,8 @@
 //! Turning receipts and notice lists into template contexts, and rendering
 //! them so that a reply stays under DingTalk's 20,000-byte body limit.
 
-use super::view::{ListItemView, ListView, PersonView, SummaryView};
 use crate::domain::{EpochMillis, Lang, Member, Notice, Receipts};
+use crate::render::view::{ListItemView, ListView, PersonView, SummaryView};
 use crate::render::{RenderError, Renderer};
 
 /// Largest markdown we send: DingTalk refuses bodies over 20,000 bytes, and

@@ -11,13 +11,15 @@
 //! Settings: auto-escaping off (markdown, not HTML), `trim_blocks` and
 //! `lstrip_blocks` on, strict undefined (a misspelt variable is an error).
 
-use crate::bot::view::{ErrorView, HelpView, ListItemView, ListView, PersonView, SummaryView};
+pub mod view;
+
 use crate::domain::Lang;
 use minijinja::syntax::SyntaxConfig;
 use minijinja::value::{Serde, Value};
 use minijinja::{AutoEscape, Environment, UndefinedBehavior};
 use serde::Serialize;
 use std::path::Path;
+use view::{ErrorView, HelpView, ListItemView, ListView, PersonView, SummaryView};
 
 /// Template errors.
 #[derive(Debug, thiserror::Error)]
@@ -42,23 +44,35 @@ const LANGS: [Lang; 2] = [Lang::En, Lang::Zh];
 const EMBEDDED: &[(&str, &str)] = &[
     (
         "summary.en.md.j2",
-        include_str!("../templates/summary.en.md.j2"),
+        include_str!("../../templates/summary.en.md.j2"),
     ),
     (
         "summary.zh.md.j2",
-        include_str!("../templates/summary.zh.md.j2"),
+        include_str!("../../templates/summary.zh.md.j2"),
     ),
-    ("list.en.md.j2", include_str!("../templates/list.en.md.j2")),
-    ("list.zh.md.j2", include_str!("../templates/list.zh.md.j2")),
-    ("help.en.md.j2", include_str!("../templates/help.en.md.j2")),
-    ("help.zh.md.j2", include_str!("../templates/help.zh.md.j2")),
+    (
+        "list.en.md.j2",
+        include_str!("../../templates/list.en.md.j2"),
+    ),
+    (
+        "list.zh.md.j2",
+        include_str!("../../templates/list.zh.md.j2"),
+    ),
+    (
+        "help.en.md.j2",
+        include_str!("../../templates/help.en.md.j2"),
+    ),
+    (
+        "help.zh.md.j2",
+        include_str!("../../templates/help.zh.md.j2"),
+    ),
     (
         "error.en.md.j2",
-        include_str!("../templates/error.en.md.j2"),
+        include_str!("../../templates/error.en.md.j2"),
     ),
     (
         "error.zh.md.j2",
-        include_str!("../templates/error.zh.md.j2"),
+        include_str!("../../templates/error.zh.md.j2"),
     ),
 ];
 
@@ -443,7 +457,7 @@ mod tests {
 
     #[test]
     fn templates_readme_documents_every_variable() {
-        let readme = include_str!("../templates/README.md");
+        let readme = include_str!("../../templates/README.md");
         let item = ListItemView {
             n: 1,
             title: String::new(),
