@@ -11,6 +11,7 @@
 //! Settings: auto-escaping off (markdown, not HTML), `trim_blocks` and
 //! `lstrip_blocks` on, strict undefined (a misspelt variable is an error).
 
+mod samples;
 pub mod view;
 
 use crate::domain::Lang;
@@ -19,7 +20,6 @@ use minijinja::value::{Serde, Value};
 use minijinja::{AutoEscape, Environment, UndefinedBehavior};
 use serde::Serialize;
 use std::path::Path;
-use view::{ErrorView, HelpView, ListItemView, ListView, PersonView, SummaryView};
 
 /// Template errors.
 #[derive(Debug, thiserror::Error)]
@@ -34,51 +34,88 @@ pub enum RenderError {
     },
 }
 
-/// The template names, without language and extension.
-const NAMES: &[&str] = &["summary", "list", "help", "error"];
+/// One template: its name, its embedded default per language and the sample
+/// contexts its start-up check and previews render. Adding a template is one
+/// entry in [`TEMPLATES`] (plus its view model and files in `templates/`).
+struct TemplateSpec {
+    /// The name, without language and extension.
+    name: &'static str,
+    /// The embedded default of `<name>.en.md.j2`.
+    en: &'static str,
+    /// The embedded default of `<name>.zh.md.j2`.
+    zh: &'static str,
+    /// Labelled sample contexts, exercising the main branches.
+    samples: fn() -> Vec<samples::Sample>,
+}
+
+impl TemplateSpec {
+    /// The embedded default source in `lang`.
+    fn source(&self, lang: Lang) -> &'static str {
+        match lang {
+            Lang::En => self.en,
+            Lang::Zh => self.zh,
+        }
+    }
+}
+
+/// Every template readbot renders.
+const TEMPLATES: &[TemplateSpec] = &[
+    TemplateSpec {
+        name: "summary",
+        en: include_str!("../../templates/summary.en.md.j2"),
+        zh: include_str!("../../templates/summary.zh.md.j2"),
+        samples: samples::summary,
+    },
+    TemplateSpec {
+        name: "list",
+        en: include_str!("../../templates/list.en.md.j2"),
+        zh: include_str!("../../templates/list.zh.md.j2"),
+        samples: samples::list,
+    },
+    TemplateSpec {
+        name: "help",
+        en: include_str!("../../templates/help.en.md.j2"),
+        zh: include_str!("../../templates/help.zh.md.j2"),
+        samples: samples::help,
+    },
+    TemplateSpec {
+        name: "error",
+        en: include_str!("../../templates/error.en.md.j2"),
+        zh: include_str!("../../templates/error.zh.md.j2"),
+        samples: samples::error,
+    },
+];
+
+/// The template names, in the order of [`TEMPLATES`].
+const NAMES: [&str; TEMPLATES.len()] = {
+    let mut names = [""; TEMPLATES.len()];
+    let mut i = 0;
+    while i < TEMPLATES.len() {
+        names[i] = TEMPLATES[i].name;
+        i += 1;
+    }
+    names
+};
 
 /// Both languages, for iterating.
 const LANGS: [Lang; 2] = [Lang::En, Lang::Zh];
 
-/// The embedded defaults, by file name.
-const EMBEDDED: &[(&str, &str)] = &[
-    (
-        "summary.en.md.j2",
-        include_str!("../../templates/summary.en.md.j2"),
-    ),
-    (
-        "summary.zh.md.j2",
-        include_str!("../../templates/summary.zh.md.j2"),
-    ),
-    (
-        "list.en.md.j2",
-        include_str!("../../templates/list.en.md.j2"),
-    ),
-    (
-        "list.zh.md.j2",
-        include_str!("../../templates/list.zh.md.j2"),
-    ),
-    (
-        "help.en.md.j2",
-        include_str!("../../templates/help.en.md.j2"),
-    ),
-    (
-        "help.zh.md.j2",
-        include_str!("../../templates/help.zh.md.j2"),
-    ),
-    (
-        "error.en.md.j2",
-        include_str!("../../templates/error.en.md.j2"),
-    ),
-    (
-        "error.zh.md.j2",
-        include_str!("../../templates/error.zh.md.j2"),
-    ),
-];
+/// The spec of template `name`.
+fn spec(name: &str) -> Option<&'static TemplateSpec> {
+    TEMPLATES.iter().find(|t| t.name == name)
+}
+
+/// The spec and language a file name `<name>.<lang>.md.j2` stands for.
+fn spec_of_file(file_name: &str) -> Option<(&'static TemplateSpec, Lang)> {
+    let stem = file_name.strip_suffix(".md.j2")?;
+    let (name, code) = stem.rsplit_once('.')?;
+    let lang = LANGS.into_iter().find(|l| l.code() == code)?;
+    Some((spec(name)?, lang))
+}
 
 /// The template names (`summary`, `list`, `help`, `error`).
 pub fn template_names() -> &'static [&'static str] {
-    NAMES
+    &NAMES
 }
 
 /// The file name of a template: `<name>.<lang>.md.j2`.
@@ -88,10 +125,7 @@ pub fn template_file_name(name: &str, lang: Lang) -> String {
 
 /// The embedded default source of a template file, if it exists.
 pub fn embedded_source(file_name: &str) -> Option<&'static str> {
-    EMBEDDED
-        .iter()
-        .find(|(f, _)| *f == file_name)
-        .map(|(_, src)| *src)
+    spec_of_file(file_name).map(|(spec, lang)| spec.source(lang))
 }
 
 fn environment() -> Result<Environment<'static>, RenderError> {
@@ -134,48 +168,31 @@ pub struct Preview {
     pub output: String,
 }
 
-/// Labels of the sample data sets of `name`, in the order of `samples(name)`.
-fn sample_labels(name: &str) -> &'static [&'static str] {
-    match name {
-        "summary" => &[
-            "some have read; complete member list; names cut (… and 2 more)",
-            "member list unknown; fallback to the group's last notice; recalled; cut at the page limit; no author",
-            "nobody has read yet; still being delivered; incomplete scene-group member list",
-        ],
-        "list" => &["two notices, one without author", "no notices"],
-        "help" => &["explicit help", "text that was not understood"],
-        "error" => &["an error sentence"],
-        _ => &[],
-    }
-}
-
 /// Renders `source` as template `name` (`summary`, `list`, `help` or
 /// `error`) against every built-in sample data set, with the settings
 /// readbot uses (strict undefined, `trim_blocks`, `lstrip_blocks`, no
 /// escaping). Errors name `shown` (e.g. the file path) and the line.
 pub fn preview(name: &str, shown: &str, source: &str) -> Result<Vec<Preview>, RenderError> {
-    if !NAMES.contains(&name) {
+    let Some(spec) = spec(name) else {
         return Err(RenderError::Template {
             name: shown.to_owned(),
             message: format!("unknown template name {name:?} (expected one of {NAMES:?})"),
         });
-    }
+    };
     let mut env = environment()?;
     env.add_template_owned(shown.to_owned(), source.to_owned())
         .map_err(|e| template_error(shown, &e))?;
     let template = env
         .get_template(shown)
         .map_err(|e| template_error(shown, &e))?;
-    let labels = sample_labels(name);
-    samples(name)
+    (spec.samples)()
         .into_iter()
-        .enumerate()
-        .map(|(i, ctx)| {
+        .map(|(sample, ctx)| {
             let output = template
                 .render(ctx)
                 .map_err(|e| template_error(shown, &e))?;
             Ok(Preview {
-                sample: labels.get(i).copied().unwrap_or("sample"),
+                sample,
                 output: output.trim_end().to_owned(),
             })
         })
@@ -196,19 +213,14 @@ pub fn preview_with(
         .get_template(shown)
         .map_err(|e| template_error(shown, &e))?;
     template
-        .render(v(ctx))
+        .render(samples::v(ctx))
         .map(|out| out.trim_end().to_owned())
         .map_err(|e| template_error(shown, &e))
 }
 
 /// The template name a file name stands for: `summary.zh.md.j2` → `summary`.
 pub fn name_of_file(file_name: &str) -> Option<&'static str> {
-    let stem = file_name.strip_suffix(".md.j2")?;
-    let (name, lang) = stem.rsplit_once('.')?;
-    if !LANGS.iter().any(|l| l.code() == lang) {
-        return None;
-    }
-    NAMES.iter().copied().find(|n| *n == name)
+    spec_of_file(file_name).map(|(spec, _)| spec.name)
 }
 
 /// Renders the named templates.
@@ -235,9 +247,12 @@ impl Renderer {
     /// variable).
     pub fn new(dir: Option<&Path>) -> Result<Self, RenderError> {
         let mut env = environment()?;
-        for (file, source) in EMBEDDED {
-            env.add_template(file, source)
-                .map_err(|e| template_error(*file, &e))?;
+        for spec in TEMPLATES {
+            for lang in LANGS {
+                let file = template_file_name(spec.name, lang);
+                env.add_template_owned(file.clone(), spec.source(lang))
+                    .map_err(|e| template_error(file, &e))?;
+            }
         }
         let mut overridden = Vec::new();
         if let Some(dir) = dir {
@@ -248,9 +263,9 @@ impl Renderer {
                 });
             }
             warn_unknown_files(dir);
-            for name in NAMES {
+            for spec in TEMPLATES {
                 for lang in LANGS {
-                    let file = template_file_name(name, lang);
+                    let file = template_file_name(spec.name, lang);
                     let path = dir.join(&file);
                     if !path.exists() {
                         continue;
@@ -298,11 +313,11 @@ impl Renderer {
     /// Renders every template with sample contexts so that errors surface
     /// at start-up, naming the override file when there is one.
     fn check(&self, dir: Option<&Path>) -> Result<(), RenderError> {
-        for name in NAMES {
+        for spec in TEMPLATES {
             for lang in LANGS {
-                for ctx in samples(name) {
-                    if let Err(e) = self.render(name, lang, &ctx) {
-                        let file = template_file_name(name, lang);
+                for (_, ctx) in (spec.samples)() {
+                    if let Err(e) = self.render(spec.name, lang, &ctx) {
+                        let file = template_file_name(spec.name, lang);
                         let shown = match dir {
                             Some(d) if self.overridden.contains(&file) => {
                                 d.join(&file).display().to_string()
@@ -339,112 +354,10 @@ fn warn_unknown_files(dir: &Path) {
     }
 }
 
-fn person(name: &str, user_id: &str) -> PersonView {
-    PersonView {
-        name: name.into(),
-        user_id: user_id.into(),
-    }
-}
-
-fn sample_summary() -> SummaryView {
-    SummaryView {
-        title: "Fire drill on Friday".into(),
-        author: "Li Lei".into(),
-        sent_at: "2024-05-17 09:30".into(),
-        send_status: "SUCCESS".into(),
-        read_count: 3,
-        unread_count: 4,
-        member_count: 7,
-        percent: 42,
-        unread: vec![person("Han Meimei", "u4"), person("Wang Fang", "u5")],
-        unread_more: 2,
-        read: vec![
-            person("Li Lei", "u1"),
-            person("Zhang Wei", "u2"),
-            person("u3", "u3"),
-        ],
-        read_more: 0,
-        roster_source: "inner_group".into(),
-        roster_complete: true,
-        fallback: false,
-        truncated: false,
-        asker: "Li Lei".into(),
-    }
-}
-
-fn v<T: Serialize>(ctx: &T) -> Value {
-    Value::from(Serde(ctx))
-}
-
-/// Sample contexts for `name`, exercising the main branches; used for the
-/// start-up check.
-fn samples(name: &str) -> Vec<Value> {
-    match name {
-        "summary" => {
-            let full = sample_summary();
-            let unknown_roster = SummaryView {
-                member_count: 0,
-                unread_count: 0,
-                unread: vec![],
-                percent: 0,
-                read_more: 5,
-                roster_source: "learned".into(),
-                roster_complete: false,
-                fallback: true,
-                truncated: true,
-                send_status: "RECALLED".into(),
-                author: String::new(),
-                ..sample_summary()
-            };
-            let nobody = SummaryView {
-                read_count: 0,
-                read: vec![],
-                unread_count: 7,
-                unread_more: 5,
-                percent: 0,
-                send_status: "PROCESSING".into(),
-                roster_source: "scene_group".into(),
-                roster_complete: false,
-                ..sample_summary()
-            };
-            vec![v(&full), v(&unknown_roster), v(&nobody)]
-        }
-        "list" => vec![
-            v(&ListView {
-                notices: vec![
-                    ListItemView {
-                        n: 1,
-                        title: "Fire drill on Friday".into(),
-                        author: "Li Lei".into(),
-                        sent_at: "2024-05-17 09:30".into(),
-                    },
-                    ListItemView {
-                        n: 2,
-                        title: "Lunch menu".into(),
-                        author: String::new(),
-                        sent_at: "2024-05-16 11:00".into(),
-                    },
-                ],
-            }),
-            v(&ListView { notices: vec![] }),
-        ],
-        "help" => vec![
-            v(&HelpView {
-                unknown: String::new(),
-            }),
-            v(&HelpView {
-                unknown: "what?".into(),
-            }),
-        ],
-        "error" => vec![v(&ErrorView {
-            message: "DingTalk did not answer; try again in a minute.".into(),
-        })],
-        _ => vec![],
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::samples::{person, sample_summary};
+    use super::view::{ErrorView, HelpView, ListItemView, ListView, SummaryView};
     use super::*;
 
     fn renderer() -> Renderer {
@@ -453,6 +366,14 @@ mod tests {
 
     fn summary() -> SummaryView {
         sample_summary()
+    }
+
+    /// The sample contexts of `name`, without their labels.
+    fn samples(name: &str) -> Vec<Value> {
+        (spec(name).unwrap().samples)()
+            .into_iter()
+            .map(|(_, ctx)| ctx)
+            .collect()
     }
 
     #[test]
@@ -490,7 +411,7 @@ mod tests {
 
     #[test]
     fn preview_renders_every_sample_and_names_the_file_on_error() {
-        for name in NAMES {
+        for name in template_names() {
             for lang in LANGS {
                 let file = template_file_name(name, lang);
                 assert_eq!(name_of_file(&file), Some(*name));
@@ -519,7 +440,15 @@ mod tests {
     #[test]
     fn every_embedded_template_exists_and_renders_samples() {
         let r = renderer();
-        assert_eq!(EMBEDDED.len(), NAMES.len() * LANGS.len());
+        let on_disk: Vec<_> = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/templates"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|f| f.ends_with(".j2"))
+            .collect();
+        assert_eq!(on_disk.len(), NAMES.len() * LANGS.len(), "{on_disk:?}");
+        for file in &on_disk {
+            assert!(embedded_source(file).is_some(), "{file} is not embedded");
+        }
         for name in template_names() {
             for lang in LANGS {
                 assert!(embedded_source(&template_file_name(name, lang)).is_some());
