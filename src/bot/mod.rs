@@ -7,6 +7,7 @@
 
 pub mod command;
 pub mod receipts;
+pub mod sentences;
 pub mod summary;
 
 use crate::config::BotConfig;
@@ -117,13 +118,6 @@ pub struct Bot {
 /// Messages answered at once (claim flush, summary, delivery); more wait
 /// their turn (bounds load on DingTalk).
 const MAX_CONCURRENT_SUMMARIES: usize = 16;
-
-fn say(lang: Lang, en: &str, zh: &str) -> String {
-    match lang {
-        Lang::En => en.to_owned(),
-        Lang::Zh => zh.to_owned(),
-    }
-}
 
 impl Bot {
     /// Builds a bot.
@@ -242,14 +236,7 @@ impl Bot {
                 Err(_) => {
                     crate::metrics::summary("chat", "timeout", None);
                     let lang = command::detect_lang(&msg.text);
-                    self.error_reply(
-                    lang,
-                    say(
-                        lang,
-                        "Gathering the read receipts took too long. Please ask again in a minute.",
-                        "统计已读情况耗时过长，请一分钟后再问。",
-                    ),
-                )
+                    self.error_reply(lang, sentences::too_slow(lang))
                 }
             };
         self.deliver(&msg, reply).await;
@@ -283,16 +270,9 @@ impl Bot {
                 &HelpView {
                     unknown: unknown.clone(),
                 },
-                lang_title(lang, "readbot help", "readbot 帮助"),
+                sentences::help_title(lang),
             ),
-            (_, None) => Ok(self.error_reply(
-                lang,
-                say(
-                    lang,
-                    "Ask me in the group where your notice was sent.",
-                    "请在发送通知的群里问我。",
-                ),
-            )),
+            (_, None) => Ok(self.error_reply(lang, sentences::ask_in_group(lang))),
             (Command::List, Some(group)) => self.list_reply(group, lang).await,
             (Command::WhoRead, Some(group)) => self.who_read_reply(msg, group, lang).await,
             (Command::Status(n), Some(group)) => self.status_reply(msg, group, *n, lang).await,
@@ -302,17 +282,9 @@ impl Bot {
             Err(e) => {
                 tracing::warn!(error = %e, "answering failed");
                 let sentence = match &e {
-                    BotError::DingTalk(d) => d.human(lang),
-                    BotError::NoticeNotFound => say(
-                        lang,
-                        "That notice is not recorded.",
-                        "没有这条通知的记录。",
-                    ),
-                    BotError::Store(_) | BotError::Render(_) => say(
-                        lang,
-                        "readbot hit an internal error. An admin can find the details in readbot's log.",
-                        "readbot 内部出错，管理员可在 readbot 日志中查看详情。",
-                    ),
+                    BotError::DingTalk(d) => sentences::dingtalk_error(d, lang),
+                    BotError::NoticeNotFound => sentences::notice_not_recorded(lang),
+                    BotError::Store(_) | BotError::Render(_) => sentences::internal_error(lang),
                 };
                 self.error_reply(lang, sentence)
             }
@@ -352,7 +324,7 @@ impl Bot {
             "list",
             lang,
             &summary::list_view(&notices),
-            lang_title(lang, "Recent notices", "最近的通知"),
+            sentences::list_title(lang),
         )
     }
 
@@ -396,19 +368,7 @@ impl Bot {
         match notices.get(n - 1) {
             Some(notice) => self.summary_reply(msg, notice, false, lang).await,
             None if notices.is_empty() => Ok(self.no_notices(lang)),
-            None => Ok(self.error_reply(
-                lang,
-                match lang {
-                    Lang::En => format!(
-                        "There is no notice {n} here; this group has {} recorded. Ask \"list\" to see them.",
-                        notices.len()
-                    ),
-                    Lang::Zh => format!(
-                        "没有第 {n} 条通知，本群共记录了 {} 条。发送“列表”查看。",
-                        notices.len()
-                    ),
-                },
-            )),
+            None => Ok(self.error_reply(lang, sentences::no_such_notice(n, notices.len(), lang))),
         }
     }
 
@@ -432,7 +392,7 @@ impl Bot {
             &msg.sender_nick,
         )?;
         Ok(Reply {
-            title: lang_title(lang, "Read receipts", "已读情况"),
+            title: sentences::receipts_title(lang),
             markdown,
             at_user_ids: Vec::new(),
         })
@@ -462,14 +422,7 @@ impl Bot {
     }
 
     fn no_notices(&self, lang: Lang) -> Reply {
-        self.error_reply(
-            lang,
-            say(
-                lang,
-                "No notices sent through readbot are recorded in this group yet. Send one with readbot's API (POST /api/v1/notices) and ask again.",
-                "本群还没有通过 readbot 发送的通知记录。请先用 readbot 的接口（POST /api/v1/notices）发送通知，再来问我。",
-            ),
-        )
+        self.error_reply(lang, sentences::no_notices(lang))
     }
 
     fn render_reply<T: serde::Serialize>(
@@ -500,7 +453,7 @@ impl Bot {
             )
             .unwrap_or(message);
         Reply {
-            title: lang_title(lang, "readbot", "readbot"),
+            title: sentences::error_title(lang),
             markdown,
             at_user_ids: Vec::new(),
         }
@@ -631,8 +584,4 @@ impl Bot {
     pub fn in_flight(&self) -> usize {
         self.inner.in_flight.load(Ordering::SeqCst)
     }
-}
-
-fn lang_title(lang: Lang, en: &str, zh: &str) -> String {
-    say(lang, en, zh)
 }

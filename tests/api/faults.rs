@@ -4,6 +4,7 @@
 
 use crate::helpers::*;
 use crate::reliability::{report, wait_idle};
+use readbot::bot::sentences::dingtalk_error;
 use readbot::dingtalk::{DingTalkError, ErrorCode};
 use readbot::domain::Lang;
 use readbot::fake::{Api, FakeConfig, FakeDingTalk, Fault, GroupKind, Via};
@@ -43,13 +44,15 @@ fn pass() -> (Fault, usize) {
 }
 
 fn sentence_of(code: &str) -> String {
-    DingTalkError::Api {
-        status: 400,
-        code: ErrorCode::parse(code),
-        message: String::new(),
-        request_id: None,
-    }
-    .human(Lang::En)
+    dingtalk_error(
+        &DingTalkError::Api {
+            status: 400,
+            code: ErrorCode::parse(code),
+            message: String::new(),
+            request_id: None,
+        },
+        Lang::En,
+    )
 }
 
 fn base(
@@ -83,8 +86,8 @@ fn scenarios() -> Vec<Scenario> {
             "请求被流控",
         )
     };
-    let timeout_sentence = DingTalkError::Timeout.human(Lang::En);
-    let decode_sentence = DingTalkError::Decode(String::new()).human(Lang::En);
+    let timeout_sentence = dingtalk_error(&DingTalkError::Timeout, Lang::En);
+    let decode_sentence = dingtalk_error(&DingTalkError::Decode(String::new()), Lang::En);
     vec![
         base(
             "500 system.error twice",

@@ -1,6 +1,7 @@
 //! What the group sees when someone asks: summaries, lists, errors.
 
 use crate::helpers::*;
+use readbot::bot::sentences::dingtalk_error;
 use readbot::dingtalk::{DingTalkError, ErrorCode};
 use readbot::domain::Lang;
 use readbot::fake::{Api, Fault, GroupKind};
@@ -107,13 +108,15 @@ async fn a_group_without_notices_is_told_so() {
 }
 
 fn sentence(code: &str) -> String {
-    DingTalkError::Api {
-        status: 400,
-        code: ErrorCode::parse(code),
-        message: String::new(),
-        request_id: None,
-    }
-    .human(Lang::En)
+    dingtalk_error(
+        &DingTalkError::Api {
+            status: 400,
+            code: ErrorCode::parse(code),
+            message: String::new(),
+            request_id: None,
+        },
+        Lang::En,
+    )
 }
 
 #[tokio::test]
@@ -213,7 +216,7 @@ async fn expired_read_data_is_explained() {
         .await;
     let text = app.one_reply(GROUP).await;
     assert!(
-        text.contains(&DingTalkError::Expired.human(Lang::En)),
+        text.contains(&dingtalk_error(&DingTalkError::Expired, Lang::En)),
         "{text}"
     );
 }
