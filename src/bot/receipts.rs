@@ -317,23 +317,6 @@ impl RefusedSources {
     }
 }
 
-/// A definite "no" from a member API (permission, wrong kind of group, not a
-/// member), as opposed to throttling, a refused token or a transient failure.
-fn is_refusal(e: &DingTalkError) -> bool {
-    match e {
-        DingTalkError::Api { status, code, .. } => {
-            (400..500).contains(status)
-                && *status != 429
-                && !matches!(
-                    code,
-                    crate::dingtalk::ErrorCode::Throttled(_)
-                        | crate::dingtalk::ErrorCode::InvalidAuthentication
-                )
-        }
-        _ => false,
-    }
-}
-
 struct RosterAnswer {
     members: Vec<Member>,
     source: RosterSource,
@@ -654,7 +637,7 @@ async fn roster(
             }
             Err(e) => {
                 tracing::info!(source = source.as_str(), error = %e, "roster source unavailable");
-                if is_refusal(&e) {
+                if e.is_refusal() {
                     deps.refused.refuse(key);
                 }
             }

@@ -225,6 +225,24 @@ impl DingTalkError {
         }
     }
 
+    /// A definite "no" (permission, wrong kind of group, not a member): a
+    /// 4xx answer of the new API, as opposed to throttling (429 or a
+    /// throttling code), a refused token or a transient failure. Asking the
+    /// same again soon will get the same answer.
+    pub fn is_refusal(&self) -> bool {
+        match self {
+            DingTalkError::Api { status, code, .. } => {
+                (400..500).contains(status)
+                    && *status != 429
+                    && !matches!(
+                        code,
+                        ErrorCode::Throttled(_) | ErrorCode::InvalidAuthentication
+                    )
+            }
+            _ => false,
+        }
+    }
+
     /// A code string for API clients (`502` bodies): DingTalk's own code where
     /// there is one, else a readbot code.
     pub fn code_str(&self) -> String {
@@ -262,6 +280,33 @@ mod tests {
             assert!(!matches!(code, ErrorCode::Other(_)), "{c} is untyped");
             assert_eq!(code.as_str(), *c);
         }
+    }
+
+    #[test]
+    fn only_definite_4xx_answers_are_refusals() {
+        let api = |status: u16, code: &str| DingTalkError::Api {
+            status,
+            code: ErrorCode::parse(code),
+            message: String::new(),
+            request_id: None,
+        };
+        assert!(api(403, "Forbidden.AccessDenied.AccessTokenPermissionDenied").is_refusal());
+        assert!(api(400, "invalid.openConversationId").is_refusal());
+        assert!(api(404, "resource.not.found").is_refusal());
+        assert!(api(400, "someNewCode").is_refusal());
+        assert!(!api(429, "someNewCode").is_refusal());
+        assert!(!api(403, "Forbidden.AccessDenied.QpsLimitForAppkeyAndApi").is_refusal());
+        assert!(!api(401, "InvalidAuthentication").is_refusal());
+        assert!(!api(500, "system.error").is_refusal());
+        assert!(!api(503, "someNewCode").is_refusal());
+        let old = DingTalkError::OldApi {
+            errcode: 60011,
+            errmsg: String::new(),
+        };
+        assert!(!old.is_refusal());
+        assert!(!DingTalkError::Timeout.is_refusal());
+        assert!(!DingTalkError::Transport(String::new()).is_refusal());
+        assert!(!DingTalkError::Decode(String::new()).is_refusal());
     }
 
     #[test]
