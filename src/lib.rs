@@ -6,8 +6,8 @@
 //! - [`domain`]: newtypes (`ProcessQueryKey`, `OpenConversationId`, `UserId`, ...) and plain data.
 //! - [`dingtalk`]: the only module that knows DingTalk's wire format: client, callback parsing, signatures, errors.
 //! - [`store`]: the only module that touches sled: notices, de-dup marks, name cache, learned roster.
-//! - [`bot`]: transport-agnostic logic: commands, receipts, summaries.
-//! - [`render`]: minijinja templates, embedded and overridable.
+//! - [`bot`]: transport-agnostic logic: commands, receipts, summaries, chat sentences.
+//! - [`render`]: minijinja templates, embedded and overridable, with their view models and samples.
 //! - [`http`]: axum routes: callback, notices API, health.
 //! - [`metrics`]: Prometheus metric names and the process-wide recorder behind `/metrics`.
 //! - [`cli`]: the client-side subcommands: `check`, `send`, `receipts`, `notices`, `render`, `health`.

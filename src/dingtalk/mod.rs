@@ -11,7 +11,7 @@
 //! - [`signature`]: callback signature computation and verification.
 //! - [`stream`]: Stream mode: the WebSocket gateway's frames, acks and the
 //!   connection loop.
-//! - [`error`]: typed errors and the sentences users see.
+//! - [`error`]: typed errors and the wire rules about them (transient, refusal).
 
 pub mod callback;
 pub mod client;
