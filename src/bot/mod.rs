@@ -612,6 +612,17 @@ impl Bot {
         r
     }
 
+    // Queries for readbot's HTTP API (handlers call these, never the store).
+
+    /// The notices recorded in `group`, newest first, at most `limit`.
+    pub async fn notices(
+        &self,
+        group: &OpenConversationId,
+        limit: usize,
+    ) -> Result<Vec<Notice>, BotError> {
+        Ok(self.store().notices_in_group(group, limit).await?)
+    }
+
     /// Stops accepting messages and waits (up to `grace`) for in-flight
     /// answers. Returns true when all finished.
     pub async fn shutdown(&self, grace: Duration) -> bool {
