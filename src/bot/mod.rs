@@ -151,8 +151,7 @@ impl Bot {
         &self.inner.deps
     }
 
-    /// The store (for the HTTP API's listings).
-    pub fn store(&self) -> &Arc<dyn Store> {
+    fn store(&self) -> &Arc<dyn Store> {
         &self.inner.deps.store
     }
 
