@@ -144,8 +144,7 @@ impl Bot {
         &self.inner.deps
     }
 
-    /// The store (for the HTTP API's listings).
-    pub fn store(&self) -> &Arc<dyn Store> {
+    fn store(&self) -> &Arc<dyn Store> {
         &self.inner.deps.store
     }
 
@@ -562,6 +561,17 @@ impl Bot {
         let outcome = if r.is_ok() { "ok" } else { "error" };
         crate::metrics::summary("api", outcome, Some(started.elapsed()));
         r
+    }
+
+    // Queries for readbot's HTTP API (handlers call these, never the store).
+
+    /// The notices recorded in `group`, newest first, at most `limit`.
+    pub async fn notices(
+        &self,
+        group: &OpenConversationId,
+        limit: usize,
+    ) -> Result<Vec<Notice>, BotError> {
+        Ok(self.store().notices_in_group(group, limit).await?)
     }
 
     /// Stops accepting messages and waits (up to `grace`) for in-flight

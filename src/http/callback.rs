@@ -1,16 +1,17 @@
 //! `POST /dingtalk/callback`: signed @mentions from DingTalk (HTTP mode).
 //!
-//! Order matters: the signature is checked before the body is even parsed,
-//! so a forged request causes no parse, no write and no outbound call.
+//! Order matters: the signature is checked (the `Signed` extractor) before
+//! the body is even read, so a forged request causes no parse, no write and
+//! no outbound call.
 
 use super::error::AppError;
+use super::extract::Body;
 use super::AppState;
 use crate::bot::Accepted;
 use crate::dingtalk::callback::{self, CallbackError};
 use crate::domain::now_millis;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::State;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
@@ -18,25 +19,40 @@ fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
 
+/// Proof that the request's `timestamp` and `sign` headers pass the
+/// verifier; otherwise `401 bad_signature`. An extractor of the request's
+/// head: it runs before the body is read.
+pub(super) struct Signed;
+
+impl FromRequestParts<AppState> for Signed {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        let h = &parts.headers;
+        match state
+            .verifier
+            .verify(header(h, "timestamp"), header(h, "sign"), now_millis())
+        {
+            Ok(()) => Ok(Self),
+            Err(e) => {
+                tracing::warn!(reason = %e, "callback refused");
+                crate::metrics::callback("bad_signature");
+                Err(AppError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "bad_signature",
+                    format!("callback refused: {e}"),
+                ))
+            }
+        }
+    }
+}
+
+/// Signature first (the [`Signed`] extractor), then the body.
 pub(super) async fn callback(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    _: Signed,
+    Body(body): Body,
 ) -> Result<Response, AppError> {
-    if let Err(e) = state.verifier.verify(
-        header(&headers, "timestamp"),
-        header(&headers, "sign"),
-        now_millis(),
-    ) {
-        tracing::warn!(reason = %e, "callback refused");
-        crate::metrics::callback("bad_signature");
-        return Err(AppError::new(
-            StatusCode::UNAUTHORIZED,
-            "bad_signature",
-            format!("callback refused: {e}"),
-        ));
-    }
-    let body = body.map_err(AppError::rejected)?;
     let msg = match callback::parse(&body) {
         Ok(m) => m,
         Err(CallbackError::QuotaExhausted(detail)) => {

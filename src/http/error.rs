@@ -1,8 +1,12 @@
 //! One error type for every route, rendered as `{"error":{"code","message"}}`.
 
+use crate::bot::BotError;
+use crate::domain::DomainError;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use std::borrow::Cow;
 
 /// An error answer of readbot's HTTP surface.
 #[derive(Debug)]
@@ -55,6 +59,89 @@ impl AppError {
             "bad_request"
         };
         Self::new(status, code, message)
+    }
+}
+
+impl From<BytesRejection> for AppError {
+    fn from(r: BytesRejection) -> Self {
+        Self::rejected(r)
+    }
+}
+
+impl From<PathRejection> for AppError {
+    fn from(r: PathRejection) -> Self {
+        Self::rejected(r)
+    }
+}
+
+impl From<QueryRejection> for AppError {
+    fn from(r: QueryRejection) -> Self {
+        Self::rejected(r)
+    }
+}
+
+/// DingTalk's refusals pass through as 502 with DingTalk's code and message;
+/// an unknown notice is 404; anything else is readbot's own failure (500).
+impl From<BotError> for AppError {
+    fn from(e: BotError) -> Self {
+        match e {
+            BotError::DingTalk(d) => {
+                tracing::warn!(error = %d, "DingTalk refused");
+                Self::new(StatusCode::BAD_GATEWAY, d.code_str(), d.message_str())
+            }
+            BotError::NoticeNotFound => Self::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no notice is recorded under that processQueryKey",
+            ),
+            other => Self::internal(other),
+        }
+    }
+}
+
+/// A request field readbot refuses: a 400 `invalid_field` whose message
+/// starts with the field's name as the client spells it.
+#[derive(Debug, thiserror::Error)]
+#[error("{field}: {problem}")]
+pub struct InvalidField {
+    /// The field's name in the request (`openConversationId`, `limit`, ...).
+    pub field: &'static str,
+    /// What is wrong with it.
+    pub problem: FieldProblem,
+}
+
+/// What is wrong with a refused field.
+#[derive(Debug, thiserror::Error)]
+pub enum FieldProblem {
+    /// Not a well-formed domain value (empty, too long, control characters).
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    /// Breaks one of the API's own rules.
+    #[error("{0}")]
+    Rule(Cow<'static, str>),
+}
+
+impl InvalidField {
+    /// `field` breaks the rule described by `problem`.
+    pub fn new(field: &'static str, problem: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            field,
+            problem: FieldProblem::Rule(problem.into()),
+        }
+    }
+
+    /// Maps a domain parse error of `field` (for `map_err`).
+    pub fn domain(field: &'static str) -> impl FnOnce(DomainError) -> Self {
+        move |e| Self {
+            field,
+            problem: FieldProblem::Domain(e),
+        }
+    }
+}
+
+impl From<InvalidField> for AppError {
+    fn from(e: InvalidField) -> Self {
+        Self::bad_field(e.field, e.problem)
     }
 }
 

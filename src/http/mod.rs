@@ -1,9 +1,21 @@
 //! The HTTP surface (axum): the DingTalk callback, readbot's notices API,
 //! health, readiness and metrics. Handlers translate HTTP to bot calls and
 //! back; no business logic lives here.
+//!
+//! Router:
+//! - `POST /dingtalk/callback` (HTTP mode only): signature checked by an
+//!   extractor before the body is read;
+//! - `/api/v1` (nested): the notices API, every route behind the bearer-token
+//!   layer (`auth`);
+//! - `GET /healthz`; `/metrics` and `/readyz` come from [`ops_router`];
+//! - anything else: 404 in readbot's JSON error shape.
+//!
+//! Inputs come through [`extract`], whose rejections are [`error::AppError`]s.
 
+mod auth;
 mod callback;
 pub mod error;
+pub mod extract;
 mod notices;
 pub mod ops;
 
@@ -14,6 +26,7 @@ use crate::config::Secret;
 use crate::dingtalk::signature::Verifier;
 use crate::dingtalk::stream::StatusHandle;
 use axum::extract::{DefaultBodyLimit, State};
+use axum::middleware;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use std::sync::Arc;
@@ -39,8 +52,7 @@ pub fn router(state: AppState, max_body: usize) -> Router {
         routes = routes.route("/dingtalk/callback", post(callback::callback));
     }
     routes
-        .route("/api/v1/notices", post(notices::create).get(notices::list))
-        .route("/api/v1/notices/{key}/receipts", get(notices::receipts))
+        .nest("/api/v1", api_router(state.clone()))
         .route("/healthz", get(healthz))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body))
@@ -53,6 +65,19 @@ pub fn router(state: AppState, max_body: usize) -> Router {
             ),
         )
         .with_state(state)
+}
+
+/// readbot's own API, mounted at `/api/v1`. The token check is a route
+/// layer: it runs for every route added here, before any extractor and
+/// before a wrong method's 405 (unknown paths still get the 404 fallback).
+fn api_router(state: AppState) -> Router<AppState> {
+    Router::new()
+        .route("/notices", post(notices::create).get(notices::list))
+        .route("/notices/{key}/receipts", get(notices::receipts))
+        .route_layer(middleware::from_fn_with_state(
+            state,
+            auth::require_api_token,
+        ))
 }
 
 /// Liveness (always 200 while serving), the receive mode, and in Stream mode

@@ -239,3 +239,55 @@ async fn notices_survive_a_restart() {
     assert!(text.contains("Durable") && text.contains("1/3"), "{text}");
     drop(tmp);
 }
+
+/// Every route under `/api/v1` is behind the token layer: 401 on each
+/// without the token (before the body, the query or the method is looked
+/// at); unknown paths are 404 without asking for it.
+#[tokio::test]
+async fn every_api_route_needs_the_token() {
+    let app = spawn_app().await;
+    app.fake.reset_calls();
+    let url = |p: &str| format!("{}{p}", app.addr);
+    for (method, path, body) in [
+        ("POST", "/api/v1/notices", "{not json"),
+        ("POST", "/api/v1/notices", ""),
+        ("GET", "/api/v1/notices", ""),
+        ("GET", "/api/v1/notices?limit=0", ""),
+        ("GET", "/api/v1/notices/someKey==/receipts", ""),
+        ("GET", "/api/v1/notices/%FF%FE/receipts", ""),
+    ] {
+        let r = app
+            .http
+            .request(method.parse().unwrap(), url(path))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "{method} {path}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"]["code"], "unauthorized", "{method} {path}");
+    }
+    let r = app.http.get(url("/api/v1/nothing")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "not_found");
+    let r = app
+        .http
+        .delete(url("/api/v1/notices"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = app
+        .http
+        .delete(url("/api/v1/notices"))
+        .bearer_auth(API_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    // With the token, the query is checked.
+    let r = app.get("/api/v1/notices?limit=0").await;
+    assert_eq!(r.status(), 400);
+    assert_eq!(app.fake.calls(Api::Any), 0);
+}

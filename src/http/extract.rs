@@ -1,0 +1,78 @@
+//! Extractors that refuse with readbot's JSON error ([`AppError`]) instead of
+//! axum's plain-text answers, so handlers take their inputs as plain
+//! arguments and never map a rejection themselves.
+
+use super::error::AppError;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::StatusCode;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+/// `axum::extract::Query`, refusing with readbot's JSON error.
+#[derive(Debug, FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(AppError))]
+pub struct Query<T>(pub T);
+
+/// `axum::extract::Path`, refusing with readbot's JSON error.
+#[derive(Debug, FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(AppError))]
+pub struct Path<T>(pub T);
+
+/// The raw request body; `413 body_too_large` beyond the router's limit.
+#[derive(Debug)]
+pub struct Body(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for Body {
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, AppError> {
+        Ok(Self(Bytes::from_request(req, state).await?))
+    }
+}
+
+/// A JSON object body deserialized into `T`.
+///
+/// Unlike `axum::Json` it needs no `Content-Type` (readbot's API never
+/// asked for one). A body that is not JSON, or not an object, is a
+/// `400 invalid_json` whose message starts with `body`.
+#[derive(Debug)]
+pub struct JsonObject<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonObject<T> {
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, AppError> {
+        let Body(bytes) = Body::from_request(req, state).await?;
+        parse_json_object(&bytes).map(Self)
+    }
+}
+
+/// Parses `bytes` as a JSON object, then into `T`.
+///
+/// The document is read into a [`Value`] first: serde_json's nesting limit
+/// covers every field (unknown ones included), and a key given twice keeps
+/// its last value, as it always has.
+pub(super) fn parse_json_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
+    let body: Value = serde_json::from_slice(bytes).map_err(|e| {
+        AppError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            format!("body is not valid JSON: {e}"),
+        )
+    })?;
+    if !body.is_object() {
+        return Err(AppError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            "body must be a JSON object",
+        ));
+    }
+    serde_json::from_value(body).map_err(|e| {
+        AppError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            format!("body does not fit the request: {e}"),
+        )
+    })
+}
