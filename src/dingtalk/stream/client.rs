@@ -95,7 +95,9 @@ enum Step {
     Nothing,
     Ack(Ack),
     Bot(Ack, Box<Incoming>),
-    Disconnect(String),
+    /// The gateway's `disconnect`: acknowledge it (when it has a
+    /// `messageId`), then close.
+    Disconnect(String, Option<Ack>),
 }
 
 /// The Stream-mode client. Build it, then [`run`](Self::run) it in a task.
@@ -399,7 +401,16 @@ impl StreamClient {
                                 self.status.update(|s| s.bot_messages += 1);
                                 self.handlers.bot.bot_message(*incoming).await;
                             }
-                            Step::Disconnect(reason) => break End::Disconnect(reason),
+                            Step::Disconnect(reason, ack) => {
+                                // Acknowledged before the close, so the gateway
+                                // does not resend it; a failed ack changes nothing.
+                                if let Some(ack) = ack {
+                                    if let Err(e) = self.send(&mut ws, Message::text(ack.to_json())).await {
+                                        tracing::debug!(error = %e, "stream: disconnect not acknowledged");
+                                    }
+                                }
+                                break End::Disconnect(reason);
+                            }
                         },
                         Message::Close(frame) => {
                             break End::Closed(frame.map_or_else(
@@ -449,7 +460,8 @@ impl StreamClient {
                         .ok()
                         .and_then(|v| v.get("reason")?.as_str().map(str::to_owned))
                         .unwrap_or_else(|| "no reason given".to_owned());
-                    Step::Disconnect(reason)
+                    let ack = frame.message_id().map(Ack::disconnect_ok);
+                    Step::Disconnect(reason, ack)
                 }
                 other => {
                     tracing::info!(topic = other, "stream: unknown system topic");
