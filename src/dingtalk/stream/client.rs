@@ -172,11 +172,7 @@ impl StreamClient {
 
     /// `POST /v1.0/gateway/connections/open`: a fresh one-time ticket.
     pub async fn open(&self) -> Result<Ticket, StreamError> {
-        let url = self
-            .settings
-            .api_base
-            .join(frame::OPEN_PATH)
-            .map_err(|e| StreamError::Client(e.to_string()))?;
+        let url = crate::dingtalk::api_url(&self.settings.api_base, frame::OPEN_PATH);
         let body = frame::open_request(
             &self.settings.client_id,
             self.settings.client_secret.expose(),
