@@ -623,3 +623,24 @@ async fn serve_binary_logs_json_answers_probes_and_refuses_a_locked_store() {
     let rest = drain.await.expect("drain");
     assert!(rest.iter().any(|l| l.contains("shutting down")), "{rest:?}");
 }
+
+#[tokio::test]
+async fn logs_carry_no_colour_codes_when_stderr_is_not_a_terminal() {
+    let fake = start_fake().await;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let env = with(
+        dingtalk_env(&fake, &tmp.path().join("data")),
+        "RUST_LOG",
+        "debug",
+    );
+    let r = readbot(&["check"], &env, None).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stderr.lines().count() > 1,
+        "debug logs expected on stderr: {r:?}"
+    );
+    assert!(
+        !r.stderr.contains('\u{1b}'),
+        "no ANSI escape codes in piped logs: {r:?}"
+    );
+}
