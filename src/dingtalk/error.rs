@@ -77,6 +77,9 @@ pub enum ErrorCode {
     InvalidAuthentication,
     /// `invalidClientIdOrSecret`: wrong app key or secret.
     InvalidClientIdOrSecret,
+    /// `cidEncryptError` (群ID解析错误): the member-list API could not read
+    /// the group id, i.e. it is not a valid openConversationId.
+    CidEncryptError,
     /// Any `Forbidden.AccessDenied.Qps*`/`Qpm*` throttling code, `system.busy`, `systemBusy`.
     Throttled(String),
     /// `Forbidden.AccessDenied.ApiCountLimitForOrg`: the monthly call quota is used up.
@@ -113,6 +116,7 @@ impl ErrorCode {
             "system.error" => Self::SystemError,
             "InvalidAuthentication" => Self::InvalidAuthentication,
             "invalidClientIdOrSecret" => Self::InvalidClientIdOrSecret,
+            "cidEncryptError" => Self::CidEncryptError,
             "Forbidden.AccessDenied.ApiCountLimitForOrg" => Self::MonthlyQuotaExceeded,
             "Forbidden.AccessDenied.AccessTokenPermissionDenied"
             | "Forbidden.AccessDenied.IpNotInWhiteList" => Self::PermissionDenied(code.to_owned()),
@@ -152,6 +156,7 @@ impl ErrorCode {
             Self::SystemError => "system.error",
             Self::InvalidAuthentication => "InvalidAuthentication",
             Self::InvalidClientIdOrSecret => "invalidClientIdOrSecret",
+            Self::CidEncryptError => "cidEncryptError",
             Self::MonthlyQuotaExceeded => "Forbidden.AccessDenied.ApiCountLimitForOrg",
             Self::Throttled(c) | Self::PermissionDenied(c) | Self::Other(c) => c,
         }
@@ -354,7 +359,7 @@ fn human_code(code: &ErrorCode, lang: Lang) -> String {
             "DingTalk says readbot's robot code is invalid. Check DINGTALK_ROBOT_CODE.",
             "钉钉提示 robotCode 无效，请检查 DINGTALK_ROBOT_CODE。",
         ),
-        InvalidOpenConversationId => (
+        InvalidOpenConversationId | CidEncryptError => (
             "DingTalk does not recognise this group's id.",
             "钉钉无法识别本群的 openConversationId。",
         ),
@@ -449,6 +454,18 @@ mod tests {
             assert!(seen.insert(en.clone()), "{c} shares its sentence");
             assert!(zh.chars().any(|ch| ('\u{4e00}'..='\u{9fff}').contains(&ch)));
         }
+    }
+
+    #[test]
+    fn an_unreadable_group_id_is_typed() {
+        let code = ErrorCode::parse("cidEncryptError");
+        assert_eq!(code, ErrorCode::CidEncryptError);
+        assert_eq!(code.as_str(), "cidEncryptError");
+        assert!(!code.is_transient());
+        assert_eq!(
+            human_code(&code, Lang::En),
+            human_code(&ErrorCode::InvalidOpenConversationId, Lang::En)
+        );
     }
 
     #[test]
