@@ -69,8 +69,10 @@ impl Command {
 /// queues the line, so a slow log consumer never stalls a request. If the
 /// consumer falls 128,000 lines behind, lines are dropped rather than
 /// blocking readbot. The returned guard flushes what is queued when dropped
-/// (at the end of `main`).
+/// (at the end of `main`). Human-format lines are coloured only when stderr
+/// is a terminal: a file, a pipe or journald gets no ANSI escape codes.
 fn init_logging(default_level: &str) -> tracing_appender::non_blocking::WorkerGuard {
+    use std::io::IsTerminal as _;
     use tracing_subscriber::EnvFilter;
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
@@ -78,6 +80,7 @@ fn init_logging(default_level: &str) -> tracing_appender::non_blocking::WorkerGu
     let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(writer);
     if json {
         builder.json().init();

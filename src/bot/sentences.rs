@@ -185,7 +185,7 @@ fn dingtalk_code(code: &ErrorCode, lang: Lang) -> String {
             "DingTalk says readbot's robot code is invalid. Check DINGTALK_ROBOT_CODE.",
             "钉钉提示 robotCode 无效，请检查 DINGTALK_ROBOT_CODE。",
         ),
-        InvalidOpenConversationId => (
+        InvalidOpenConversationId | CidEncryptError => (
             "DingTalk does not recognise this group's id.",
             "钉钉无法识别本群的 openConversationId。",
         ),

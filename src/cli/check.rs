@@ -7,6 +7,9 @@
 //! prints what it found, the callback URL and the permissions to grant in the
 //! DingTalk developer console.
 //!
+//! A `--group` that DingTalk refuses as a group id (`invalid.openConversationId`,
+//! or the member list's `cidEncryptError`) is a problem, reported once.
+//!
 //! Nothing is sent to any group. With `--group` it makes one read-status
 //! query with a made-up key (DingTalk refuses the key, which proves the
 //! robot code and permission are fine) and one member-list query per source;
@@ -78,6 +81,8 @@ pub const PERMISSIONS: &[(&str, &str, &str)] = &[
 struct Printer<'a> {
     out: &'a mut dyn Write,
     report: CheckReport,
+    /// DingTalk already said the `--group` id is not a valid group.
+    group_refused: bool,
 }
 
 impl Printer<'_> {
@@ -104,6 +109,32 @@ impl Printer<'_> {
         writeln!(self.out, "\n{title}")?;
         Ok(())
     }
+    /// DingTalk says `group` is not a valid group id: one problem, however
+    /// many APIs say so.
+    fn group_refused(
+        &mut self,
+        group: &OpenConversationId,
+        e: &DingTalkError,
+    ) -> Result<(), CliError> {
+        if std::mem::replace(&mut self.group_refused, true) {
+            return self.info(&format!(
+                "DingTalk refused group {group} here too ({})",
+                what(e)
+            ));
+        }
+        self.fail(&format!(
+            "DingTalk says {group} is not a valid group id ({}): pass the group's openConversationId (the conversationId of a callback from that group) to --group",
+            what(e)
+        ))
+    }
+}
+
+/// Whether DingTalk refused the group id itself (not the app's rights on it).
+fn is_invalid_group(e: &DingTalkError) -> bool {
+    matches!(
+        e.code(),
+        Some(ErrorCode::InvalidOpenConversationId | ErrorCode::CidEncryptError)
+    )
 }
 
 /// Whether DingTalk refused because the app lacks a permission.
@@ -207,6 +238,7 @@ pub async fn check(
     let mut p = Printer {
         out,
         report: CheckReport::default(),
+        group_refused: false,
     };
     writeln!(p.out, "readbot {} check", env!("CARGO_PKG_VERSION"))?;
 
@@ -379,12 +411,11 @@ async fn check_read_api(
                 "the robot is disabled ({}): enable it in the group or the console",
                 what(&e)
             ))?,
-            Some(ErrorCode::InvalidOpenConversationId | ErrorCode::ConversationOrgDismatch) => {
-                p.fail(&format!(
-                    "DingTalk does not accept group {group} for this app ({}): check the openConversationId",
-                    what(&e)
-                ))?
-            }
+            _ if is_invalid_group(&e) => p.group_refused(group, &e)?,
+            Some(ErrorCode::ConversationOrgDismatch) => p.fail(&format!(
+                "DingTalk does not accept group {group} for this app ({}): check the openConversationId",
+                what(&e)
+            ))?,
             _ => p.warn(&format!(
                 "read-status API gave an unexpected answer to the probe: {}",
                 what(&e)
@@ -444,13 +475,14 @@ async fn check_rosters(
                     what(&e)
                 ))?;
             }
+            Err(e) if is_invalid_group(&e) => p.group_refused(group, &e)?,
             Err(e) => p.warn(&format!(
                 "member list {name}: not usable for this group ({}); readbot falls back to the next source",
                 what(&e)
             ))?,
         }
     }
-    if !usable {
+    if !usable && !p.group_refused {
         p.fail("no member-list source works for this group: summaries cannot list unread members (add learned to READBOT_ROSTER_SOURCES)")?;
     }
     Ok(())

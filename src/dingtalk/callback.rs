@@ -17,7 +17,8 @@ pub enum CallbackError {
     /// A required field is missing or empty.
     #[error("callback body lacks {0}")]
     Missing(&'static str),
-    /// DingTalk signalled that the org's robot quota is exhausted (`errorCode` 20001).
+    /// DingTalk signalled that the org's robot quota is exhausted: a non-zero
+    /// `errorCode` (HTTP mode) or `errCode` (Stream mode), e.g. 20001.
     #[error("DingTalk reports the robot quota is exhausted: {0}")]
     QuotaExhausted(String),
 }
@@ -94,6 +95,62 @@ impl<'de> Deserialize<'de> for Millis {
             }
         }
         d.deserialize_any(V)
+    }
+}
+
+/// An over-quota code (`errorCode` / `errCode`): a number or a numeric
+/// string. Only a non-zero code means "exhausted": `0`, `"0"` and `""` read
+/// as no error; any other string counts as a code; other types are refused.
+struct ErrCode(Option<String>);
+
+impl<'de> Deserialize<'de> for ErrCode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = ErrCode;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an error code")
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<ErrCode, E> {
+                Ok(ErrCode((v != 0).then(|| v.to_string())))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<ErrCode, E> {
+                Ok(ErrCode((v != 0).then(|| v.to_string())))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<ErrCode, E> {
+                Ok(ErrCode((v != 0.0).then(|| v.to_string())))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<ErrCode, E> {
+                let t = v.trim();
+                let zero = t.is_empty() || t.parse::<f64>().is_ok_and(|n| n == 0.0);
+                Ok(ErrCode((!zero).then(|| truncate_chars(t, 64).to_owned())))
+            }
+            fn visit_unit<E>(self) -> Result<ErrCode, E> {
+                Ok(ErrCode(None))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A field documented as a JSON object. serde's derive also accepts an
+/// array for a struct (its fields in order); this wrapper accepts only an
+/// object, so `"text": [" hi"]` is refused instead of read as text.
+struct Obj<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Obj<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for V<T> {
+            type Value = Obj<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, m: A) -> Result<Obj<T>, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(m)).map(Obj)
+            }
+        }
+        d.deserialize_map(V(std::marker::PhantomData))
     }
 }
 
@@ -177,7 +234,7 @@ struct Wire<'a> {
     #[serde(default, borrow)]
     msg_id: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
-    text: Option<TextPart<'a>>,
+    text: Option<Obj<TextPart<'a>>>,
     /// One doc sample puts the text at top level; rich types put an object here.
     #[serde(default, borrow)]
     content: Option<TopContent<'a>>,
@@ -192,17 +249,21 @@ struct Wire<'a> {
     #[serde(default, borrow)]
     robot_code: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
-    at_users: Option<Vec<AtUser<'a>>>,
+    at_users: Option<Vec<Obj<AtUser<'a>>>>,
     #[serde(default, borrow)]
     session_webhook: Option<Cow<'a, str>>,
     #[serde(default)]
     session_webhook_expired_time: Option<Millis>,
     #[serde(default)]
     create_at: Option<Millis>,
+    /// Over-quota signal, HTTP-mode spelling (with `errorMessage`).
     #[serde(default)]
-    error_code: Option<serde_json::Value>,
+    error_code: Option<ErrCode>,
     #[serde(default)]
     error_message: Option<String>,
+    /// Over-quota signal, Stream-mode spelling (with `errMsg`).
+    #[serde(default)]
+    err_code: Option<ErrCode>,
     #[serde(default)]
     err_msg: Option<String>,
 }
@@ -227,6 +288,10 @@ fn truncate_chars(s: &str, max_bytes: usize) -> &str {
     &s[..end]
 }
 
+/// Parses one bot message (an HTTP callback body, or the `data` of a Stream
+/// bot frame) into an [`Incoming`]: refuses what is not the documented
+/// shape, and reports DingTalk's over-quota signal as
+/// [`CallbackError::QuotaExhausted`].
 pub fn parse(body: &[u8]) -> Result<Incoming, CallbackError> {
     // serde would accept a JSON array for a struct; the body must be an object.
     if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
@@ -239,13 +304,21 @@ pub fn parse(body: &[u8]) -> Result<Incoming, CallbackError> {
     }
     let wire: Wire =
         serde_json::from_slice(body).map_err(|e| CallbackError::Malformed(e.to_string()))?;
-    if let Some(code) = &wire.error_code {
-        let msg = wire
-            .error_message
-            .clone()
-            .or(wire.err_msg.clone())
-            .unwrap_or_default();
-        return Err(CallbackError::QuotaExhausted(format!("{code} {msg}")));
+    // HTTP mode spells it `errorCode`/`errorMessage`, Stream mode
+    // `errCode`/`errMsg`; only a non-zero code means the quota is exhausted.
+    let code = wire
+        .error_code
+        .and_then(|c| c.0)
+        .or(wire.err_code.and_then(|c| c.0));
+    if let Some(code) = code {
+        let msg = wire.error_message.or(wire.err_msg).unwrap_or_default();
+        let msg = truncate_chars(msg.trim(), 256);
+        let detail: String = format!("{code} {msg}")
+            .trim_end()
+            .chars()
+            .filter(|c| !c.is_control())
+            .collect();
+        return Err(CallbackError::QuotaExhausted(detail));
     }
     let msg_id = non_empty(wire.msg_id).ok_or(CallbackError::Missing("msgId"))?;
     let msg_id = MsgId::parse(msg_id).map_err(|e| CallbackError::Malformed(e.to_string()))?;
@@ -259,7 +332,7 @@ pub fn parse(body: &[u8]) -> Result<Incoming, CallbackError> {
     };
     let raw_text = wire
         .text
-        .and_then(|t| t.content)
+        .and_then(|t| t.0.content)
         .or(wire.content.and_then(|c| c.0))
         .unwrap_or_default();
     let text = truncate_chars(raw_text.trim(), MAX_TEXT).trim().to_owned();
@@ -273,7 +346,7 @@ pub fn parse(body: &[u8]) -> Result<Incoming, CallbackError> {
         .at_users
         .unwrap_or_default()
         .into_iter()
-        .filter_map(|u| non_empty(u.staff_id))
+        .filter_map(|u| non_empty(u.0.staff_id))
         .filter_map(|s| UserId::parse(s).ok())
         .take(MAX_AT_USERS)
         .collect();
@@ -363,6 +436,73 @@ mod tests {
     }
 
     #[test]
+    fn over_quota_is_read_in_both_spellings_and_only_when_non_zero() {
+        let quota = |extra: &str| {
+            let body =
+                format!(r#"{{"msgId":"m","conversationType":"2","conversationId":"cid",{extra}}}"#);
+            parse(body.as_bytes())
+        };
+        // HTTP mode (robot-message-type) and Stream mode (develop-stream-mode-push-server).
+        for extra in [
+            r#""errorCode":20001,"errorMessage":"我的消息服务已经暂停""#,
+            r#""errCode":20001,"errMsg":"我的消息服务已经暂停""#,
+            r#""errCode":"20001""#,
+            r#""errorCode":0,"errCode":20001"#,
+        ] {
+            match quota(extra) {
+                Err(CallbackError::QuotaExhausted(d)) => assert!(d.starts_with("20001"), "{d}"),
+                other => panic!("{extra}: {other:?}"),
+            }
+        }
+        let Err(CallbackError::QuotaExhausted(d)) = quota(r#""errCode":20001,"errMsg":"a\nb""#)
+        else {
+            panic!("quota expected")
+        };
+        assert_eq!(d, "20001 ab", "no control characters reach the log");
+        // A zero (or empty) code is no error: the message is read as usual.
+        for extra in [
+            r#""errorCode":0,"errorMessage":"","text":{"content":" help"}"#,
+            r#""errCode":0,"errMsg":"ok","text":{"content":" help"}"#,
+            r#""errCode":"0","errorCode":"","text":{"content":" help"}"#,
+            r#""errCode":null,"errorCode":0.0,"text":{"content":" help"}"#,
+        ] {
+            let m = quota(extra).unwrap_or_else(|e| panic!("{extra}: {e}"));
+            assert_eq!(m.text, "help", "{extra}");
+        }
+        // A code that is neither a number nor a string is not the documented shape.
+        assert!(matches!(
+            quota(r#""errCode":{"x":1}"#),
+            Err(CallbackError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn object_fields_refuse_arrays() {
+        // serde's derive reads `[" hi"]` as a struct with `content` " hi".
+        let text_array =
+            br#"{"msgId":"m","conversationType":"2","conversationId":"cid","text":[" help"]}"#;
+        assert!(matches!(
+            parse(text_array),
+            Err(CallbackError::Malformed(_))
+        ));
+        let at_array = br#"{"msgId":"m","conversationType":"2","conversationId":"cid","text":{"content":"x"},"atUsers":[["u2"]]}"#;
+        assert!(matches!(parse(at_array), Err(CallbackError::Malformed(_))));
+        let text_string =
+            br#"{"msgId":"m","conversationType":"2","conversationId":"cid","text":" help"}"#;
+        assert!(matches!(
+            parse(text_string),
+            Err(CallbackError::Malformed(_))
+        ));
+        // Objects (and null) still read as before.
+        let ok = br#"{"msgId":"m","conversationType":"2","conversationId":"cid","text":{"content":" help"},"atUsers":[{"staffId":"u2"}]}"#;
+        let m = parse(ok).unwrap();
+        assert_eq!(m.text, "help");
+        assert_eq!(m.mentioned, vec![UserId::parse("u2").unwrap()]);
+        let null = br#"{"msgId":"m","conversationType":"2","conversationId":"cid","text":null,"content":" hi"}"#;
+        assert_eq!(parse(null).unwrap().text, "hi");
+    }
+
+    #[test]
     fn refuses_deep_nesting_anywhere_but_inside_strings() {
         let deep = |d: usize| format!("{}{}", "[".repeat(d), "]".repeat(d));
         let body = format!(r#"{{"msgId":"m","zzz":{}}}"#, deep(40));
@@ -418,6 +558,8 @@ mod tests {
         "createAt",
         "errorCode",
         "errorMessage",
+        "errCode",
+        "errMsg",
         "msgtype",
         "isInAtList",
         "unknownField",

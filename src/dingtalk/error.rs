@@ -77,6 +77,9 @@ pub enum ErrorCode {
     InvalidAuthentication,
     /// `invalidClientIdOrSecret`: wrong app key or secret.
     InvalidClientIdOrSecret,
+    /// `cidEncryptError` (群ID解析错误): the member-list API could not read
+    /// the group id, i.e. it is not a valid openConversationId.
+    CidEncryptError,
     /// Any `Forbidden.AccessDenied.Qps*`/`Qpm*` throttling code, `system.busy`, `systemBusy`.
     Throttled(String),
     /// `Forbidden.AccessDenied.ApiCountLimitForOrg`: the monthly call quota is used up.
@@ -113,6 +116,7 @@ impl ErrorCode {
             "system.error" => Self::SystemError,
             "InvalidAuthentication" => Self::InvalidAuthentication,
             "invalidClientIdOrSecret" => Self::InvalidClientIdOrSecret,
+            "cidEncryptError" => Self::CidEncryptError,
             "Forbidden.AccessDenied.ApiCountLimitForOrg" => Self::MonthlyQuotaExceeded,
             "Forbidden.AccessDenied.AccessTokenPermissionDenied"
             | "Forbidden.AccessDenied.IpNotInWhiteList" => Self::PermissionDenied(code.to_owned()),
@@ -152,6 +156,7 @@ impl ErrorCode {
             Self::SystemError => "system.error",
             Self::InvalidAuthentication => "InvalidAuthentication",
             Self::InvalidClientIdOrSecret => "invalidClientIdOrSecret",
+            Self::CidEncryptError => "cidEncryptError",
             Self::MonthlyQuotaExceeded => "Forbidden.AccessDenied.ApiCountLimitForOrg",
             Self::Throttled(c) | Self::PermissionDenied(c) | Self::Other(c) => c,
         }

@@ -25,6 +25,21 @@ use crate::domain::{
     EpochMillis, Member, OpenConversationId, ProcessQueryKey, RobotCode, SendStatus, UserId,
 };
 use async_trait::async_trait;
+use url::Url;
+
+/// The URL of a DingTalk API: `base` (`DINGTALK_API_BASE` or
+/// `DINGTALK_OAPI_BASE`) with `path` appended to its own path, so that a
+/// base with a path prefix keeps it: `http://proxy/dingtalk` +
+/// `/v1.0/robot/groupMessages/send` is
+/// `http://proxy/dingtalk/v1.0/robot/groupMessages/send` (`Url::join` would
+/// drop `dingtalk`). The base's query is kept, its fragment dropped.
+pub fn api_url(base: &Url, path: &str) -> Url {
+    let mut url = base.clone();
+    let prefix = base.path().trim_end_matches('/');
+    url.set_path(&format!("{prefix}/{}", path.trim_start_matches('/')));
+    url.set_fragment(None);
+    url
+}
 
 /// A robot group message: DingTalk `msgKey` plus `msgParam` (a JSON object
 /// that the client encodes as a string on the wire).
@@ -155,4 +170,40 @@ pub trait DingTalkApi: Send + Sync + 'static {
     /// POSTs a reply to a `sessionWebhook`. Refuses ([`DingTalkError::UntrustedWebhook`])
     /// any URL whose scheme and host are not those of the configured old-API base.
     async fn reply_in_session(&self, webhook: &str, reply: &Reply) -> Result<(), DingTalkError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::api_url;
+    use url::Url;
+
+    #[test]
+    fn api_url_keeps_the_base_path_prefix() {
+        let url = |base: &str, path: &str| {
+            api_url(&Url::parse(base).unwrap(), path)
+                .as_str()
+                .to_owned()
+        };
+        let send = "/v1.0/robot/groupMessages/send";
+        for base in ["http://host/prefix", "http://host/prefix/"] {
+            assert_eq!(
+                url(base, send),
+                "http://host/prefix/v1.0/robot/groupMessages/send"
+            );
+        }
+        assert_eq!(
+            url("http://host/a/b/", "/topapi/v2/user/get"),
+            "http://host/a/b/topapi/v2/user/get"
+        );
+        for base in ["https://api.dingtalk.com", "https://api.dingtalk.com/"] {
+            assert_eq!(
+                url(base, "/v1.0/gateway/connections/open"),
+                "https://api.dingtalk.com/v1.0/gateway/connections/open"
+            );
+        }
+        assert_eq!(
+            url("http://127.0.0.1:8080/p?k=v#frag", send),
+            "http://127.0.0.1:8080/p/v1.0/robot/groupMessages/send?k=v"
+        );
+    }
 }

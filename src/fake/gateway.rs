@@ -721,28 +721,50 @@ impl FakeDingTalk {
 
     /// Sends a SYSTEM `disconnect` to every routable connection (no more
     /// pushes go there) and closes each after the grace period. Returns how
-    /// many connections were told.
+    /// many connections were told. The frame has a `messageId`; its ack is
+    /// recorded like any other (see [`acks_for`](Self::acks_for)).
     pub fn disconnect_streams(&self, reason: &str) -> usize {
-        let grace = self
-            .gateway()
-            .lock()
-            .disconnect_grace
-            .unwrap_or(DISCONNECT_GRACE);
+        self.disconnect_all(reason, true)
+    }
+
+    /// Like [`disconnect_streams`](Self::disconnect_streams), but the frame
+    /// has no `messageId`, as in the protocol page's own example.
+    pub fn disconnect_streams_without_message_id(&self, reason: &str) -> usize {
+        self.disconnect_all(reason, false)
+    }
+
+    fn disconnect_all(&self, reason: &str, with_message_id: bool) -> usize {
+        let gw = self.gateway();
+        let mut st = gw.lock();
+        let grace = st.disconnect_grace.unwrap_or(DISCONNECT_GRACE);
         let data = json!({ "reason": reason }).to_string();
-        self.end_streams(|_| {
+        let mut told = Vec::new();
+        for c in st.conns.iter_mut().filter(|c| c.routable) {
+            c.routable = false;
+            let mut headers = json!({
+                "contentType": "application/json",
+                "time": now_ms().to_string(),
+                "topic": "disconnect",
+            });
+            let id = with_message_id.then(message_id);
+            if let Some(id) = &id {
+                headers["messageId"] = Value::String(id.clone());
+            }
             let frame = json!({
                 "specVersion": "1.0",
                 "type": "SYSTEM",
-                "headers": {
-                    "contentType": "application/json",
-                    "messageId": message_id(),
-                    "time": now_ms().to_string(),
-                    "topic": "disconnect",
-                },
+                "headers": headers,
                 "data": data,
             });
-            Cmd::Disconnect(frame.to_string(), grace)
-        })
+            if c.tx.send(Cmd::Disconnect(frame.to_string(), grace)).is_ok() {
+                told.push(id);
+            }
+        }
+        for id in told.iter().flatten() {
+            st.pushed
+                .insert(id.clone(), ("SYSTEM".to_owned(), "disconnect".to_owned()));
+        }
+        told.len()
     }
 
     /// Closes every connection's TCP socket without a close frame.

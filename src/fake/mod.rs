@@ -31,7 +31,9 @@
 //! them):
 //! - inner-group member list on a group that is not [`GroupKind::Inner`]:
 //!   HTTP 400 `groupPermissionDenied`; operator `userId` not in the group:
-//!   HTTP 400 `invalidParameter.userId.notMember`;
+//!   HTTP 400 `invalidParameter.userId.notMember`; an unknown group: HTTP 400
+//!   `invalid.openConversationId` (the send page's code; the scene-group
+//!   member list answers its own documented `cidEncryptError` 群ID解析错误);
 //! - read query naming a different (existing) group than the send:
 //!   HTTP 400 `invalid.openConversationId`; a different robot:
 //!   HTTP 400 `invalidParameter.robotCode.invalid`;

@@ -560,10 +560,11 @@ fn scene_member_list(
         Some(Value::String(s)) => s.parse::<usize>().map_err(|_| cursor_err())?,
         Some(_) => return Err(cursor_err()),
     };
+    // The page's own code for a group id it cannot read.
     let group = st
         .groups
         .get(group_id)
-        .ok_or_else(|| bad("invalid.openConversationId", "Invalid openConversationId"))?;
+        .ok_or_else(|| bad("cidEncryptError", "群ID解析错误"))?;
     match &group.kind {
         GroupKind::Scene { cool_app_code } => {
             if let Some(code) = cool_app_code {

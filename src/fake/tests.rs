@@ -607,6 +607,22 @@ async fn scene_group_member_list() {
 }
 
 #[tokio::test]
+async fn scene_group_member_list_refuses_an_unknown_group_as_documented() {
+    let (fake, c) = start().await;
+    let t = token(&c, &fake).await;
+    let a = post(
+        &c,
+        &fake,
+        "/v1.0/im/sceneGroups/members/batchQuery",
+        Some(&t),
+        json!({ "openConversationId": "cidUnknown==", "maxResults": 20 }),
+    )
+    .await;
+    assert_api_err(&a, 400, "cidEncryptError");
+    assert_eq!(a.body["message"], "群ID解析错误");
+}
+
+#[tokio::test]
 async fn user_get_old_api() {
     let (fake, c) = start().await;
     fake.add_user("manager4220", "张三");

@@ -5,7 +5,7 @@
 use super::error::AppError;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -33,9 +33,9 @@ impl<S: Send + Sync> FromRequest<S> for Body {
 
 /// A JSON object body deserialized into `T`.
 ///
-/// Unlike `axum::Json` it needs no `Content-Type` (readbot's API never
-/// asked for one). A body that is not JSON, or not an object, is a
-/// `400 invalid_json` whose message starts with `body`.
+/// Like `axum::Json` it needs `Content-Type: application/json` (or a
+/// `+json` type), else `415 unsupported_media_type`. A body that is not JSON,
+/// or not an object, is a `400 invalid_json` whose message starts with `body`.
 #[derive(Debug)]
 pub struct JsonObject<T>(pub T);
 
@@ -43,9 +43,30 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonObject<T> {
     type Rejection = AppError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, AppError> {
+        if !is_json_content_type(req.headers().get(header::CONTENT_TYPE)) {
+            return Err(AppError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the body as JSON with the header Content-Type: application/json",
+            ));
+        }
         let Body(bytes) = Body::from_request(req, state).await?;
         parse_json_object(&bytes).map(Self)
     }
+}
+
+/// `application/json`, `application/json; charset=utf-8` or any
+/// `application/<something>+json`, as axum's `Json` accepts.
+fn is_json_content_type(value: Option<&HeaderValue>) -> bool {
+    let Some(essence) = value
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+    else {
+        return false;
+    };
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 /// Parses `bytes` as a JSON object, then into `T`.
@@ -75,4 +96,31 @@ pub(super) fn parse_json_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, 
             format!("body does not fit the request: {e}"),
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_json_content_type;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn json_content_types_are_recognised() {
+        for ok in [
+            "application/json",
+            "Application/JSON; charset=utf-8",
+            "application/problem+json",
+        ] {
+            assert!(
+                is_json_content_type(Some(&HeaderValue::from_static(ok))),
+                "{ok}"
+            );
+        }
+        for bad in ["text/plain", "application/jsonx", "json", ""] {
+            assert!(
+                !is_json_content_type(Some(&HeaderValue::from_static(bad))),
+                "{bad}"
+            );
+        }
+        assert!(!is_json_content_type(None));
+    }
 }

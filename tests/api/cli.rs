@@ -623,3 +623,51 @@ async fn serve_binary_logs_json_answers_probes_and_refuses_a_locked_store() {
     let rest = drain.await.expect("drain");
     assert!(rest.iter().any(|l| l.contains("shutting down")), "{rest:?}");
 }
+
+#[tokio::test]
+async fn check_fails_when_dingtalk_refuses_the_group_id() {
+    let fake = start_fake().await;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let env = dingtalk_env(&fake, &tmp.path().join("data"));
+    for args in [
+        &["check", "--group", "cidNoSuchGroup=="][..],
+        &["check", "--group", "cidNoSuchGroup==", "--user", "user0001"][..],
+    ] {
+        let r = readbot(args, &env, None).await;
+        assert_eq!(r.code, 1, "{args:?}: {r:?}");
+        let line = one_line(&r.stderr);
+        assert!(
+            line.starts_with("readbot: check found a problem:"),
+            "one problem, however many APIs refuse the group: {line}"
+        );
+        assert!(
+            line.contains("cidNoSuchGroup== is not a valid group id"),
+            "{line}"
+        );
+        assert!(line.contains("--group"), "{line}");
+        assert!(r.stdout.contains("FAIL"), "{r:?}");
+        assert!(r.stdout.contains("1 problem found."), "{r:?}");
+    }
+    assert_eq!(fake.calls(Api::Send), 0, "check must not send anything");
+}
+
+#[tokio::test]
+async fn logs_carry_no_colour_codes_when_stderr_is_not_a_terminal() {
+    let fake = start_fake().await;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let env = with(
+        dingtalk_env(&fake, &tmp.path().join("data")),
+        "RUST_LOG",
+        "debug",
+    );
+    let r = readbot(&["check"], &env, None).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stderr.lines().count() > 1,
+        "debug logs expected on stderr: {r:?}"
+    );
+    assert!(
+        !r.stderr.contains('\u{1b}'),
+        "no ANSI escape codes in piped logs: {r:?}"
+    );
+}

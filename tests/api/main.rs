@@ -17,3 +17,4 @@ mod secrets;
 mod shutdown;
 mod stream;
 mod summary;
+mod wire;

@@ -291,3 +291,39 @@ async fn every_api_route_needs_the_token() {
     assert_eq!(r.status(), 400);
     assert_eq!(app.fake.calls(Api::Any), 0);
 }
+
+/// The send API takes JSON only: a body without `Content-Type:
+/// application/json` is refused with 415 in readbot's error shape, before
+/// anything reaches DingTalk (as axum's `Json` extractor does).
+#[tokio::test]
+async fn send_without_a_json_content_type_is_a_415() {
+    let app = spawn_app().await;
+    add_group(&app.fake, GROUP, GroupKind::Inner, &members(3));
+    app.fake.reset_calls();
+    let body = json!({"openConversationId": GROUP, "msgtype": "text", "text": "plain words"});
+    for content_type in [Some("text/plain"), None] {
+        let mut req = app
+            .http
+            .post(format!("{}/api/v1/notices", app.addr))
+            .bearer_auth(API_TOKEN)
+            .body(body.to_string());
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), 415, "{content_type:?}");
+        let v: Value = r.json().await.unwrap();
+        assert!(
+            v["error"]["code"].as_str().is_some_and(|c| !c.is_empty()),
+            "{v}"
+        );
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{v}"
+        );
+    }
+    assert_eq!(app.fake.calls(Api::Send), 0, "nothing reached DingTalk");
+    assert!(app.fake.group_view(GROUP).is_empty());
+}

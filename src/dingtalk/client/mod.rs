@@ -210,7 +210,7 @@ impl DingTalkClient {
             self.inner
                 .call(Call {
                     api,
-                    url: url?,
+                    url,
                     body: &body,
                     auth: Auth::Header,
                     family: Family::New,
@@ -439,7 +439,7 @@ impl Inner {
     /// `topapi/v2/user/get` for one user: `Ok(None)` when DingTalk does not
     /// know the user (60121, 33012) or has no name for them.
     async fn user_name(&self, user: &UserId) -> Result<Option<String>, DingTalkError> {
-        let url = self.url(&self.cfg.oapi_base, "/topapi/v2/user/get")?;
+        let url = self.url(&self.cfg.oapi_base, "/topapi/v2/user/get");
         let body = json!({ "userid": user.as_str(), "language": "zh_CN" });
         let res = self
             .call(Call {

@@ -161,10 +161,9 @@ impl Inner {
         &self.counters[api.idx()]
     }
 
-    /// `base` + `path`, keeping any path prefix of the base.
-    pub(crate) fn url(&self, base: &Url, path: &str) -> Result<Url, DingTalkError> {
-        let s = format!("{}{}", base.as_str().trim_end_matches('/'), path);
-        Url::parse(&s).map_err(|e| DingTalkError::Decode(format!("bad URL for {path}: {e}")))
+    /// `base` + `path`, keeping any path prefix of the base (see [`crate::dingtalk::api_url`]).
+    pub(crate) fn url(&self, base: &Url, path: &str) -> Url {
+        crate::dingtalk::api_url(base, path)
     }
 
     /// A valid access token: cached, or fetched by exactly one task.
@@ -210,7 +209,7 @@ impl Inner {
     ) -> Pin<Box<dyn Future<Output = Result<Cached, DingTalkError>> + Send + '_>> {
         Box::pin(async move {
             self.token_refreshes.fetch_add(1, Ordering::Relaxed);
-            let url = self.url(&self.cfg.api_base, "/v1.0/oauth2/accessToken")?;
+            let url = self.url(&self.cfg.api_base, "/v1.0/oauth2/accessToken");
             let body = json!({
                 "appKey": self.cfg.app_key,
                 "appSecret": self.cfg.app_secret.expose(),

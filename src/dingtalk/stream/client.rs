@@ -95,7 +95,9 @@ enum Step {
     Nothing,
     Ack(Ack),
     Bot(Ack, Box<Incoming>),
-    Disconnect(String),
+    /// The gateway's `disconnect`: acknowledge it (when it has a
+    /// `messageId`), then close.
+    Disconnect(String, Option<Ack>),
 }
 
 /// The Stream-mode client. Build it, then [`run`](Self::run) it in a task.
@@ -170,11 +172,7 @@ impl StreamClient {
 
     /// `POST /v1.0/gateway/connections/open`: a fresh one-time ticket.
     pub async fn open(&self) -> Result<Ticket, StreamError> {
-        let url = self
-            .settings
-            .api_base
-            .join(frame::OPEN_PATH)
-            .map_err(|e| StreamError::Client(e.to_string()))?;
+        let url = crate::dingtalk::api_url(&self.settings.api_base, frame::OPEN_PATH);
         let body = frame::open_request(
             &self.settings.client_id,
             self.settings.client_secret.expose(),
@@ -399,7 +397,16 @@ impl StreamClient {
                                 self.status.update(|s| s.bot_messages += 1);
                                 self.handlers.bot.bot_message(*incoming).await;
                             }
-                            Step::Disconnect(reason) => break End::Disconnect(reason),
+                            Step::Disconnect(reason, ack) => {
+                                // Acknowledged before the close, so the gateway
+                                // does not resend it; a failed ack changes nothing.
+                                if let Some(ack) = ack {
+                                    if let Err(e) = self.send(&mut ws, Message::text(ack.to_json())).await {
+                                        tracing::debug!(error = %e, "stream: disconnect not acknowledged");
+                                    }
+                                }
+                                break End::Disconnect(reason);
+                            }
                         },
                         Message::Close(frame) => {
                             break End::Closed(frame.map_or_else(
@@ -449,7 +456,8 @@ impl StreamClient {
                         .ok()
                         .and_then(|v| v.get("reason")?.as_str().map(str::to_owned))
                         .unwrap_or_else(|| "no reason given".to_owned());
-                    Step::Disconnect(reason)
+                    let ack = frame.message_id().map(Ack::disconnect_ok);
+                    Step::Disconnect(reason, ack)
                 }
                 other => {
                     tracing::info!(topic = other, "stream: unknown system topic");

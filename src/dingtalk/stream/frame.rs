@@ -121,7 +121,8 @@ pub enum FrameError {
     /// No `type`.
     #[error("frame has no type")]
     NoType,
-    /// No `headers.messageId`, so it cannot be acknowledged.
+    /// No `headers.messageId`, so it cannot be acknowledged (only a SYSTEM
+    /// `disconnect` may come without one).
     #[error("frame has no messageId")]
     NoMessageId,
     /// `data` is neither a string nor an object.
@@ -185,10 +186,17 @@ impl Frame {
             headers,
             data,
         };
-        if frame.message_id().is_none() {
+        // A `disconnect` is acted on whether or not it can be acknowledged:
+        // the protocol's own example of it has no `messageId`.
+        if frame.message_id().is_none() && !frame.is_disconnect() {
             return Err(FrameError::NoMessageId);
         }
         Ok(frame)
+    }
+
+    /// A SYSTEM `disconnect`: the gateway will close this connection soon.
+    pub fn is_disconnect(&self) -> bool {
+        self.kind == FrameType::System && self.topic() == TOPIC_DISCONNECT
     }
 
     /// A header value.
@@ -201,7 +209,7 @@ impl Frame {
         self.header("topic").unwrap_or_default()
     }
 
-    /// `headers.messageId` (always present on a parsed frame).
+    /// `headers.messageId` (present on every parsed frame but a `disconnect`).
     pub fn message_id(&self) -> Option<&str> {
         self.header("messageId").filter(|s| !s.is_empty())
     }
@@ -302,6 +310,18 @@ impl Ack {
         }
     }
 
+    /// 200 for a SYSTEM `disconnect`, sent before readbot closes the
+    /// connection: the newest official Go SDK does so, because the gateway
+    /// may resend an unacknowledged `disconnect`.
+    pub fn disconnect_ok(message_id: &str) -> Self {
+        Self {
+            code: 200,
+            message: "OK".into(),
+            message_id: message_id.to_owned(),
+            data: "{}".into(),
+        }
+    }
+
     /// 200 for an EVENT with `{"status":"SUCCESS"|"LATER","message":…}`.
     pub fn event(message_id: &str, status: EventStatus) -> Self {
         let (s, m) = match status {
@@ -391,6 +411,32 @@ mod tests {
             Frame::parse(r#"{"type":"SYSTEM","headers":{"messageId":"m"},"data":5}"#),
             Err(FrameError::BadData)
         );
+    }
+
+    #[test]
+    fn a_disconnect_needs_no_message_id() {
+        // The protocol page's own example of the frame.
+        let f = Frame::parse(
+            r#"{"type":"SYSTEM","headers":{"topic":"disconnect","contentType":"application/json"},
+                "data":"{\"reason\":\"connection is expired\"}"}"#,
+        )
+        .unwrap();
+        assert!(f.is_disconnect());
+        assert_eq!(f.message_id(), None);
+        let f =
+            Frame::parse(r#"{"type":"SYSTEM","headers":{"topic":"disconnect","messageId":"d1"}}"#)
+                .unwrap();
+        assert!(f.is_disconnect());
+        assert_eq!(f.message_id(), Some("d1"));
+        // Only a SYSTEM disconnect: anything else still needs an id to be acked.
+        assert_eq!(
+            Frame::parse(r#"{"type":"EVENT","headers":{"topic":"disconnect"}}"#),
+            Err(FrameError::NoMessageId)
+        );
+        let ack: Value = serde_json::from_str(&Ack::disconnect_ok("d1").to_json()).unwrap();
+        assert_eq!(ack["code"], 200);
+        assert_eq!(ack["headers"]["messageId"], "d1");
+        assert!(ack["data"].is_string());
     }
 
     #[test]
