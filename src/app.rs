@@ -57,7 +57,7 @@ impl BotMessageHandler for BotSink {
             Ok(Accepted::Busy) => {
                 tracing::warn!("too many messages waiting for an answer; this one is not answered")
             }
-            Err(e) => tracing::error!(error = %e, "could not claim the bot message"),
+            Err(e) => tracing::error!(error = %e.with_causes(), "could not claim the bot message"),
         }
     }
 }
@@ -198,7 +198,7 @@ impl Application {
         }
         pruner.abort();
         if let Err(e) = self.store.flush().await {
-            tracing::error!(error = %e, "final flush failed");
+            tracing::error!(error = %e.with_causes(), "final flush failed");
         }
         served
     }
@@ -214,7 +214,7 @@ fn spawn_pruner(store: Arc<dyn Store>, retention: Duration) -> tokio::task::Join
             match store.prune_marks(now_millis().saturating_sub(keep)).await {
                 Ok(n) if n > 0 => tracing::info!(removed = n, "pruned old message marks"),
                 Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "pruning failed"),
+                Err(e) => tracing::warn!(error = %e.with_causes(), "pruning failed"),
             }
         }
     })

@@ -67,7 +67,7 @@ impl OpsState {
         let probe = ProcessQueryKey::parse("readbot-readiness-probe").map_err(|e| e.to_string())?;
         match tokio::time::timeout(STORE_TIMEOUT, self.store.notice(&probe)).await {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(e.to_string()),
+            Ok(Err(e)) => Err(e.with_causes()),
             Err(_) => Err(format!(
                 "the store did not answer within {} s",
                 STORE_TIMEOUT.as_secs()

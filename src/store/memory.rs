@@ -41,7 +41,7 @@ impl MemoryStore {
     fn lock(&self) -> Result<MutexGuard<'_, Inner>, StoreError> {
         self.inner
             .lock()
-            .map_err(|_| StoreError::Backend("memory store mutex poisoned".into()))
+            .map_err(|_| StoreError::message("memory store mutex poisoned"))
     }
 }
 

@@ -106,7 +106,7 @@ impl PendingClaims {
     fn lock_shard(&self, index: usize) -> Result<Shard<'_>, StoreError> {
         self.shards[index]
             .lock()
-            .map_err(|_| StoreError::Backend("pending-claims lock poisoned".into()))
+            .map_err(|_| StoreError::message("pending-claims lock poisoned"))
     }
 
     /// The locked shard that holds `key`.
@@ -123,7 +123,7 @@ impl PendingClaims {
         if let Some(&at) = shard.get(key) {
             dedup
                 .insert(key, &encode_mark(MARK_IN_FLIGHT, at)[..])
-                .map_err(backend)?;
+                .map_err(sled_failed("cannot write a de-dup mark"))?;
             shard.remove(key);
         }
         Ok(())
@@ -168,8 +168,14 @@ struct CachedName {
     fetched_at: EpochMillis,
 }
 
-fn backend(e: sled::Error) -> StoreError {
-    StoreError::Backend(e.to_string())
+/// Maps a sled error to [`StoreError::Backend`], saying what was being done.
+fn sled_failed(context: &'static str) -> impl FnOnce(sled::Error) -> StoreError {
+    move |e| StoreError::backend(context, e)
+}
+
+/// Maps a failed blocking task (panicked or cancelled) to [`StoreError::Backend`].
+fn task_failed(context: &'static str) -> impl FnOnce(tokio::task::JoinError) -> StoreError {
+    move |e| StoreError::backend(context, e)
 }
 
 /// Order-preserving map of `i64` to `u64`, inverted so ascending bytes mean
@@ -214,11 +220,9 @@ fn roster_key(group: &OpenConversationId, user: &UserId) -> Vec<u8> {
 }
 
 fn decode_notice(key: &[u8], bytes: &[u8]) -> Result<Notice, StoreError> {
-    serde_json::from_slice(bytes).map_err(|e| {
-        StoreError::Corrupt(format!(
-            "notice {:?}: {e}",
-            String::from_utf8_lossy(key).as_ref()
-        ))
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        record: format!("notice {:?}", String::from_utf8_lossy(key).as_ref()),
+        source: Some(e.into()),
     })
 }
 
@@ -231,12 +235,13 @@ fn encode_mark(state: u8, at: EpochMillis) -> [u8; 9] {
 
 /// A decoded de-duplication mark: (state, time).
 fn decode_mark(key: &[u8], bytes: &[u8]) -> Result<(u8, EpochMillis), StoreError> {
-    let corrupt = || {
-        StoreError::Corrupt(format!(
+    let corrupt = || StoreError::Corrupt {
+        record: format!(
             "dedup mark {:?}: bad value of {} bytes",
             String::from_utf8_lossy(key).as_ref(),
             bytes.len()
-        ))
+        ),
+        source: None,
     };
     let (&state, rest) = bytes.split_first().ok_or_else(corrupt)?;
     let time: [u8; 8] = rest.try_into().map_err(|_| corrupt())?;
@@ -252,11 +257,9 @@ impl SledStore {
     /// Fails with a message naming the folder when it cannot be opened, e.g.
     /// because another process holds it or it is not writable.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        let fail = |e: sled::Error| {
-            StoreError::Backend(format!(
-                "cannot open the store in folder {} (is another readbot using it, or is it not writable?): {e}",
-                dir.display()
-            ))
+        let fail = |e: sled::Error| StoreError::OpenFolder {
+            dir: dir.to_path_buf(),
+            source: e.into(),
         };
         let db = Self::open_db(dir).map_err(fail)?;
         let tree = |name: &str| db.open_tree(name).map_err(fail);
@@ -328,8 +331,8 @@ impl SledStore {
         let db = self.db.clone();
         tokio::task::spawn_blocking(move || db.flush())
             .await
-            .map_err(|e| StoreError::Backend(format!("flush task failed: {e}")))?
-            .map_err(backend)?;
+            .map_err(task_failed("flush task failed"))?
+            .map_err(sled_failed("cannot flush to disk"))?;
         c.durable.fetch_max(covered, SeqCst);
         Ok(())
     }
@@ -342,7 +345,11 @@ impl SledStore {
         notice_key: &[u8],
         index_of: impl Fn(&Notice) -> Option<Vec<u8>>,
     ) -> Result<Option<Notice>, StoreError> {
-        let Some(bytes) = self.notices.get(notice_key).map_err(backend)? else {
+        let Some(bytes) = self
+            .notices
+            .get(notice_key)
+            .map_err(sled_failed("cannot read a notice"))?
+        else {
             tracing::warn!("skipping index entry pointing to a missing notice");
             return Ok(None);
         };
@@ -360,7 +367,7 @@ impl SledStore {
 impl Store for SledStore {
     async fn record_notice(&self, notice: &Notice) -> Result<(), StoreError> {
         let value = serde_json::to_vec(notice)
-            .map_err(|e| StoreError::Backend(format!("cannot encode notice: {e}")))?;
+            .map_err(|e| StoreError::backend("cannot encode the notice", e))?;
         let key = notice.key.as_str().as_bytes();
         let new_group = group_index_key(notice);
         let new_author = author_index_key(notice);
@@ -385,14 +392,18 @@ impl Store for SledStore {
             });
         result.map_err(|e| match e {
             TransactionError::Abort(e) => e,
-            TransactionError::Storage(e) => backend(e),
+            TransactionError::Storage(e) => StoreError::backend("cannot record the notice", e),
         })?;
         self.durable().await
     }
 
     async fn notice(&self, key: &ProcessQueryKey) -> Result<Option<Notice>, StoreError> {
         let k = key.as_str().as_bytes();
-        match self.notices.get(k).map_err(backend)? {
+        match self
+            .notices
+            .get(k)
+            .map_err(sled_failed("cannot read a notice"))?
+        {
             Some(bytes) => decode_notice(k, &bytes).map(Some),
             None => Ok(None),
         }
@@ -408,7 +419,8 @@ impl Store for SledStore {
             return Ok(out);
         }
         for entry in self.by_group.scan_prefix(group_prefix(group)) {
-            let (index_key, notice_key) = entry.map_err(backend)?;
+            let (index_key, notice_key) =
+                entry.map_err(sled_failed("cannot read the group index"))?;
             if let Some(n) = self.resolve(&index_key, &notice_key, |n| Some(group_index_key(n)))? {
                 out.push(n);
                 if out.len() >= limit {
@@ -425,7 +437,8 @@ impl Store for SledStore {
         author: &UserId,
     ) -> Result<Option<Notice>, StoreError> {
         for entry in self.by_author.scan_prefix(author_prefix(group, author)) {
-            let (index_key, notice_key) = entry.map_err(backend)?;
+            let (index_key, notice_key) =
+                entry.map_err(sled_failed("cannot read the author index"))?;
             if let Some(n) = self.resolve(&index_key, &notice_key, author_index_key)? {
                 return Ok(Some(n));
             }
@@ -437,7 +450,7 @@ impl Store for SledStore {
         let notices = self.notices.clone();
         tokio::task::spawn_blocking(move || notices.len() as u64)
             .await
-            .map_err(|e| StoreError::Backend(format!("count task failed: {e}")))
+            .map_err(task_failed("count task failed"))
     }
 
     async fn claim_message(&self, id: &MsgId, now: EpochMillis) -> Result<Claim, StoreError> {
@@ -447,7 +460,11 @@ impl Store for SledStore {
         if shard.contains_key(key) {
             return Ok(Claim::InFlight);
         }
-        if let Some(current) = self.dedup.get(key).map_err(backend)? {
+        if let Some(current) = self
+            .dedup
+            .get(key)
+            .map_err(sled_failed("cannot read a de-dup mark"))?
+        {
             let (state, _) = decode_mark(key, &current)?;
             return Ok(if state == MARK_DONE {
                 Claim::Done
@@ -473,7 +490,7 @@ impl Store for SledStore {
         let mut shard = self.pending.lock(key)?;
         self.dedup
             .insert(key, &encode_mark(MARK_DONE, now)[..])
-            .map_err(backend)?;
+            .map_err(sled_failed("cannot write a de-dup mark"))?;
         shard.remove(key);
         Ok(())
     }
@@ -485,13 +502,13 @@ impl Store for SledStore {
         let removed = tokio::task::spawn_blocking(move || -> Result<usize, StoreError> {
             let mut removed = 0;
             for entry in dedup.iter() {
-                let (key, value) = entry.map_err(backend)?;
+                let (key, value) = entry.map_err(sled_failed("cannot read the de-dup marks"))?;
                 let (_, at) = decode_mark(&key, &value)?;
                 if at < before {
                     // Only remove the exact value we saw: never a fresh claim.
                     let cas = dedup
                         .compare_and_swap(&key, Some(&value), None::<&[u8]>)
-                        .map_err(backend)?;
+                        .map_err(sled_failed("cannot remove a de-dup mark"))?;
                     if cas.is_ok() {
                         removed += 1;
                     }
@@ -500,7 +517,7 @@ impl Store for SledStore {
             Ok(removed)
         })
         .await
-        .map_err(|e| StoreError::Backend(format!("prune task failed: {e}")))??;
+        .map_err(task_failed("prune task failed"))??;
         if removed > 0 {
             self.durable().await?;
         }
@@ -519,11 +536,18 @@ impl Store for SledStore {
                 continue;
             }
             let key = user.as_str().as_bytes();
-            let Some(bytes) = self.names.get(key).map_err(backend)? else {
+            let Some(bytes) = self
+                .names
+                .get(key)
+                .map_err(sled_failed("cannot read the name cache"))?
+            else {
                 continue;
             };
-            let cached: CachedName = serde_json::from_slice(&bytes)
-                .map_err(|e| StoreError::Corrupt(format!("cached name of {user}: {e}")))?;
+            let cached: CachedName =
+                serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+                    record: format!("cached name of {user}"),
+                    source: Some(e.into()),
+                })?;
             if cached.fetched_at >= fresh_since {
                 out.push((user.clone(), cached.name));
             }
@@ -544,10 +568,10 @@ impl Store for SledStore {
                 name: name.clone(),
                 fetched_at: now,
             })
-            .map_err(|e| StoreError::Backend(format!("cannot encode name: {e}")))?;
+            .map_err(|e| StoreError::backend("cannot encode a name", e))?;
             self.names
                 .insert(user.as_str().as_bytes(), value)
-                .map_err(backend)?;
+                .map_err(sled_failed("cannot write the name cache"))?;
         }
         Ok(())
     }
@@ -565,13 +589,13 @@ impl Store for SledStore {
             let fresh = self
                 .roster
                 .get(&key)
-                .map_err(backend)?
+                .map_err(sled_failed("cannot read the learned roster"))?
                 .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
                 .is_some_and(|b| i64::from_be_bytes(b) > now.saturating_sub(ROSTER_REFRESH_MS));
             if !fresh {
                 self.roster
                     .insert(key, &now.to_be_bytes()[..])
-                    .map_err(backend)?;
+                    .map_err(sled_failed("cannot write the learned roster"))?;
             }
         }
         Ok(())
@@ -581,15 +605,13 @@ impl Store for SledStore {
         let prefix = group_prefix(group);
         let mut out = Vec::new();
         for key in self.roster.scan_prefix(&prefix).keys() {
-            let key = key.map_err(backend)?;
+            let key = key.map_err(sled_failed("cannot read the learned roster"))?;
             let user = std::str::from_utf8(&key[prefix.len()..])
                 .ok()
                 .and_then(|s| UserId::parse(s).ok())
-                .ok_or_else(|| {
-                    StoreError::Corrupt(format!(
-                        "roster entry {:?}",
-                        String::from_utf8_lossy(&key).as_ref()
-                    ))
+                .ok_or_else(|| StoreError::Corrupt {
+                    record: format!("roster entry {:?}", String::from_utf8_lossy(&key).as_ref()),
+                    source: None,
                 })?;
             out.push(user);
         }
@@ -601,7 +623,7 @@ impl Store for SledStore {
         let (dedup, pending) = (self.dedup.clone(), self.pending.clone());
         tokio::task::spawn_blocking(move || pending.write_to(&dedup))
             .await
-            .map_err(|e| StoreError::Backend(format!("flush task failed: {e}")))??;
+            .map_err(task_failed("flush task failed"))??;
         self.durable().await
     }
 }
@@ -725,6 +747,25 @@ mod tests {
     }
 
     #[test]
+    fn open_failure_keeps_sleds_error_as_its_cause() {
+        let dir = tempfile::tempdir().unwrap();
+        let _held = SledStore::open(dir.path()).unwrap();
+        let err = SledStore::open(dir.path()).unwrap_err();
+        assert!(matches!(err, StoreError::OpenFolder { .. }), "{err:?}");
+        let cause = std::error::Error::source(&err)
+            .expect("a cause")
+            .to_string();
+        assert!(
+            !err.to_string().contains(&cause),
+            "the cause is not repeated"
+        );
+        assert!(err.with_causes().ends_with(&cause), "{}", err.with_causes());
+        let chain = format!("{:#}", anyhow::Error::new(err));
+        assert!(chain.contains("is another readbot using it"), "{chain}");
+        assert!(chain.ends_with(&cause), "{chain}");
+    }
+
+    #[test]
     fn open_names_the_folder_when_not_a_directory() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("plain-file");
@@ -744,23 +785,23 @@ mod tests {
         s.names.insert("alice", &b"[]"[..]).unwrap();
         assert!(matches!(
             s.notice(&n.key).await,
-            Err(StoreError::Corrupt(_))
+            Err(StoreError::Corrupt { .. })
         ));
         assert!(matches!(
             s.notices_in_group(&gid("cid1"), 5).await,
-            Err(StoreError::Corrupt(_))
+            Err(StoreError::Corrupt { .. })
         ));
         assert!(matches!(
             s.claim_message(&mid("m1"), 1).await,
-            Err(StoreError::Corrupt(_))
+            Err(StoreError::Corrupt { .. })
         ));
         assert!(matches!(
             s.prune_marks(10).await,
-            Err(StoreError::Corrupt(_))
+            Err(StoreError::Corrupt { .. })
         ));
         assert!(matches!(
             s.cached_names(&[uid("alice")], 0).await,
-            Err(StoreError::Corrupt(_))
+            Err(StoreError::Corrupt { .. })
         ));
         // Re-recording repairs a corrupt notice.
         s.record_notice(&n).await.unwrap();
