@@ -77,11 +77,12 @@ pub struct Application {
 }
 
 impl Application {
-    /// Builds readbot from config: sled store in `data_dir`, HTTP DingTalk client.
+    /// Builds readbot from config: the configured store
+    /// ([`Config::store_config`]), HTTP DingTalk client.
     pub async fn build(config: Config) -> Result<Self, StartError> {
-        let store = crate::store::sled_store::SledStore::open(&config.data_dir)?;
+        let store = crate::store::open(&config.store_config())?;
         let api = crate::dingtalk::client::DingTalkClient::new(config.dingtalk.clone())?;
-        let app = Self::build_with(config, Arc::new(api.clone()), Arc::new(store)).await?;
+        let app = Self::build_with(config, Arc::new(api.clone()), store).await?;
         Ok(app.with_token_check(api))
     }
 

@@ -177,12 +177,49 @@ impl Default for BotConfig {
     }
 }
 
+/// Where and how readbot keeps its state; [`crate::store::open`] opens it.
+///
+/// One variant per backend. Another backend (e.g. a database selected by a
+/// URL key) is another variant, chosen in [`Config::store_config`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StoreConfig {
+    /// sled in a local folder.
+    Sled(SledConfig),
+}
+
+impl StoreConfig {
+    /// sled in `dir`, with the default settings.
+    pub fn sled(dir: impl Into<PathBuf>) -> Self {
+        Self::Sled(SledConfig::new(dir))
+    }
+}
+
+/// Settings of the sled backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SledConfig {
+    /// The folder (created if missing; sled locks it while open).
+    pub dir: PathBuf,
+    /// sled's page cache, in bytes.
+    pub cache_bytes: u64,
+}
+
+impl SledConfig {
+    /// sled in `dir` with the default page cache ([`defaults::SLED_CACHE_BYTES`]).
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            dir: dir.into(),
+            cache_bytes: defaults::SLED_CACHE_BYTES,
+        }
+    }
+}
+
 /// The whole, validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// HTTP listen address.
     pub listen: SocketAddr,
-    /// sled folder.
+    /// sled folder (see [`Config::store_config`]).
     pub data_dir: PathBuf,
     /// Bearer token of readbot's own HTTP API; `None` disables that API (503).
     pub api_token: Option<Secret>,
@@ -228,6 +265,11 @@ impl Config {
                 message,
             })?
             .into_config(env)
+    }
+
+    /// The store this configuration names: sled in `data_dir`.
+    pub fn store_config(&self) -> StoreConfig {
+        StoreConfig::sled(self.data_dir.clone())
     }
 
     /// What the client subcommands (`send`, `receipts`, ...) need: the

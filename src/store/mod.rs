@@ -14,10 +14,12 @@ mod conformance;
 pub mod memory;
 pub mod sled_store;
 
+pub use crate::config::{SledConfig, StoreConfig};
 use crate::domain::{EpochMillis, MsgId, Notice, OpenConversationId, ProcessQueryKey, UserId};
 use async_trait::async_trait;
 use std::borrow::Cow;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// The cause of a [`StoreError`], whatever the backend.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -91,6 +93,14 @@ impl StoreError {
             cause = c.source();
         }
         out
+    }
+}
+
+/// Opens the store `config` names: the one place readbot (and its tests,
+/// benchmarks and sandbox) turns configuration into a backend.
+pub fn open(config: &StoreConfig) -> Result<Arc<dyn Store>, StoreError> {
+    match config {
+        StoreConfig::Sled(sled) => Ok(Arc::new(sled_store::SledStore::open_with(sled)?)),
     }
 }
 
@@ -181,4 +191,25 @@ pub trait Store: Send + Sync + 'static {
 
     /// Flushes everything written so far to disk (claims included).
     async fn flush(&self) -> Result<(), StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::conformance::notice;
+
+    #[tokio::test]
+    async fn open_gives_the_configured_sled_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = StoreConfig::sled(dir.path());
+        let n = notice("k1", "cid1", Some("alice"), 1_000);
+        {
+            let store = open(&config).unwrap();
+            store.record_notice(&n).await.unwrap();
+            let err = open(&config).err().expect("the folder is locked");
+            assert!(matches!(err, StoreError::OpenFolder { .. }), "{err:?}");
+        }
+        let store = open(&config).unwrap();
+        assert_eq!(store.notice(&n.key).await.unwrap(), Some(n));
+    }
 }

@@ -35,7 +35,7 @@
 //! Readers still verify that an index entry matches the notice it points to
 //! and skip entries that do not (defence in depth).
 
-use super::{Claim, Store, StoreError};
+use super::{Claim, SledConfig, Store, StoreError};
 use crate::domain::{EpochMillis, MsgId, Notice, OpenConversationId, ProcessQueryKey, UserId};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -52,13 +52,6 @@ const MARK_DONE: u8 = 2;
 /// nothing reads the exact last-seen time, and rewriting 10,000 unchanged
 /// entries on every summary dominated its CPU time.
 const ROSTER_REFRESH_MS: EpochMillis = 60 * 60 * 1000;
-
-/// sled's page cache. With its default (1 GiB), writing 100,000 notices took
-/// the process to 107 MiB of RSS; with 8 MiB it stays near 62 MiB, and
-/// serving with 100,000 notices stored stays under 30 MiB. readbot's working
-/// set (recent notices, de-dup marks, names of the groups being asked about)
-/// is small.
-const CACHE_CAPACITY_BYTES: u64 = 8 * 1024 * 1024;
 
 /// Group commit: at most one flush runs at a time, and a caller whose write
 /// an earlier flush already covered returns without flushing again.
@@ -252,16 +245,24 @@ fn decode_mark(key: &[u8], bytes: &[u8]) -> Result<(u8, EpochMillis), StoreError
 }
 
 impl SledStore {
-    /// Opens (or creates) the store in `dir`.
-    ///
-    /// Fails with a message naming the folder when it cannot be opened, e.g.
-    /// because another process holds it or it is not writable.
+    /// Opens (or creates) the store in `dir` with the default settings
+    /// (readbot itself opens it through [`crate::store::open`]).
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        Self::open_with(&SledConfig::new(dir))
+    }
+
+    /// Opens (or creates) the store `config` describes.
+    ///
+    /// Fails with [`StoreError::OpenFolder`], naming the folder, when it
+    /// cannot be opened, e.g. because another process holds it or it is not
+    /// writable.
+    pub fn open_with(config: &SledConfig) -> Result<Self, StoreError> {
+        let dir = config.dir.as_path();
         let fail = |e: sled::Error| StoreError::OpenFolder {
             dir: dir.to_path_buf(),
             source: e.into(),
         };
-        let db = Self::open_db(dir).map_err(fail)?;
+        let db = Self::open_db(dir, config.cache_bytes).map_err(fail)?;
         let tree = |name: &str| db.open_tree(name).map_err(fail);
         Ok(Self {
             notices: tree("notices")?,
@@ -281,13 +282,13 @@ impl SledStore {
     /// from sled's background threads a moment later. Another live readbot
     /// still gets the error, after the wait. Start-up only, so the short
     /// blocking sleep is fine.
-    fn open_db(dir: &Path) -> Result<sled::Db, sled::Error> {
+    fn open_db(dir: &Path, cache_bytes: u64) -> Result<sled::Db, sled::Error> {
         const ATTEMPTS: u32 = 20;
         let mut attempt = 0;
         loop {
             let result = sled::Config::new()
                 .path(dir)
-                .cache_capacity(CACHE_CAPACITY_BYTES)
+                .cache_capacity(cache_bytes)
                 .open();
             match result {
                 Err(sled::Error::Io(e))
