@@ -134,7 +134,7 @@ impl Application {
             addr: config.listen,
             source,
         })?;
-        let ops = OpsState::new(store.clone(), state.bot.clone(), config.data_dir.clone());
+        let ops = OpsState::new(store.clone(), state.bot.clone());
         Ok(Self {
             listener,
             addr,

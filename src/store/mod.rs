@@ -191,6 +191,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Flushes everything written so far to disk (claims included).
     async fn flush(&self) -> Result<(), StoreError>;
+
+    /// Bytes the store takes up, measured now (sled: every file of its
+    /// folder on disk; memory: an estimate of the data held). `/metrics`
+    /// exposes it as `readbot_store_size_bytes`.
+    async fn size_bytes(&self) -> Result<u64, StoreError>;
 }
 
 #[cfg(test)]

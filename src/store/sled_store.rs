@@ -140,6 +140,8 @@ impl PendingClaims {
 pub struct SledStore {
     commit: std::sync::Arc<GroupCommit>,
     pending: std::sync::Arc<PendingClaims>,
+    /// The folder sled keeps its files in (measured by `size_bytes`).
+    dir: std::sync::Arc<Path>,
     db: sled::Db,
     notices: Tree,
     by_group: Tree,
@@ -219,6 +221,27 @@ fn decode_notice(key: &[u8], bytes: &[u8]) -> Result<Notice, StoreError> {
     })
 }
 
+/// Bytes of every file under `dir`, nested folders included (0 when it does
+/// not exist). Entries that vanish or cannot be read while walking (sled
+/// removes files in the background) are skipped.
+fn folder_size(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            match entry.metadata() {
+                Ok(m) if m.is_dir() => stack.push(entry.path()),
+                Ok(m) => total += m.len(),
+                Err(_) => {}
+            }
+        }
+    }
+    total
+}
+
 fn encode_mark(state: u8, at: EpochMillis) -> [u8; 9] {
     let mut v = [0u8; 9];
     v[0] = state;
@@ -273,6 +296,7 @@ impl SledStore {
             roster: tree("roster")?,
             commit: Default::default(),
             pending: Default::default(),
+            dir: dir.into(),
             db,
         })
     }
@@ -302,7 +326,9 @@ impl SledStore {
         }
     }
 
-    /// Bytes used on disk (0 if it cannot be determined).
+    /// Bytes of sled's own files as sled counts them (its log and blobs; 0
+    /// if it cannot be determined). [`Store::size_bytes`] measures the whole
+    /// folder instead.
     pub fn size_on_disk(&self) -> u64 {
         self.db.size_on_disk().unwrap_or(0)
     }
@@ -627,6 +653,15 @@ impl Store for SledStore {
             .map_err(task_failed("flush task failed"))??;
         self.durable().await
     }
+
+    async fn size_bytes(&self) -> Result<u64, StoreError> {
+        // The whole folder, as `du` would count it (sled's own
+        // `size_on_disk` leaves out its snapshots and config file).
+        let dir = self.dir.clone();
+        tokio::task::spawn_blocking(move || folder_size(&dir))
+            .await
+            .map_err(task_failed("size task failed"))
+    }
 }
 
 #[cfg(test)]
@@ -657,6 +692,7 @@ mod tests {
                 .await
                 .unwrap();
             assert!(s.size_on_disk() > 0);
+            assert!(s.size_bytes().await.unwrap() >= s.size_on_disk());
         }
         let s = SledStore::open(dir.path()).unwrap();
         assert_eq!(s.notice_count().await.unwrap(), 2);
@@ -878,6 +914,16 @@ mod tests {
             .recv_timeout(std::time::Duration::from_secs(120))
             .expect("64 concurrent durable writers finished (no flush deadlock)");
         assert_eq!(learned, 64 * 40);
+    }
+
+    #[test]
+    fn folder_size_sums_nested_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("a"), [0u8; 10]).unwrap();
+        std::fs::create_dir(tmp.path().join("sub")).unwrap();
+        std::fs::write(tmp.path().join("sub/b"), [0u8; 5]).unwrap();
+        assert_eq!(folder_size(tmp.path()), 15);
+        assert_eq!(folder_size(&tmp.path().join("missing")), 0);
     }
 
     #[test]

@@ -334,6 +334,10 @@ impl Store for FlakyStore {
         }
         self.inner.flush().await
     }
+    async fn size_bytes(&self) -> Result<u64, StoreError> {
+        self.check()?;
+        self.inner.size_bytes().await
+    }
 }
 
 #[tokio::test]
