@@ -96,8 +96,9 @@ impl StoreError {
     }
 }
 
-/// Opens the store `config` names: the one place readbot (and its tests,
-/// benchmarks and sandbox) turns configuration into a backend.
+/// Opens the store `config` names: the one place a configuration becomes a
+/// backend (`Application::build`, the benchmarks, and the tests that reopen
+/// readbot's store; tests of sled itself use `SledStore::open`).
 pub fn open(config: &StoreConfig) -> Result<Arc<dyn Store>, StoreError> {
     match config {
         StoreConfig::Sled(sled) => Ok(Arc::new(sled_store::SledStore::open_with(sled)?)),
