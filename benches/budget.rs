@@ -39,7 +39,7 @@ use readbot::domain::{
 };
 use readbot::fake::{Api, FakeConfig, FakeDingTalk, GroupKind, Mention};
 use readbot::store::sled_store::SledStore;
-use readbot::store::Store;
+use readbot::store::{Store, StoreConfig};
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 use tokio::task::JoinSet;
@@ -312,7 +312,7 @@ const API_TOKEN: &str = "bench-api-token-0123456789";
 /// readbot serving on 127.0.0.1:0 with its own sled folder.
 struct Stack {
     fake: FakeDingTalk,
-    store: Arc<SledStore>,
+    store: Arc<dyn Store>,
     bot: Bot,
     addr: SocketAddr,
     http: reqwest::Client,
@@ -339,7 +339,7 @@ impl Stack {
         api: Option<Arc<dyn DingTalkApi>>,
     ) -> Stack {
         let cfg = config_for(fake, dir, extra);
-        let store = Arc::new(SledStore::open(&cfg.data_dir).expect("sled opens"));
+        let store = readbot::store::open(&cfg.store_config()).expect("store opens");
         let api = match api {
             Some(a) => a,
             None => Arc::new(DingTalkClient::new(cfg.dingtalk.clone()).expect("client")),
@@ -1083,7 +1083,7 @@ async fn ladder_server(
     struct L {
         rung: Rung,
         verifier: readbot::dingtalk::signature::Verifier,
-        store: SledStore,
+        store: Arc<dyn Store>,
     }
     async fn handler(
         axum::extract::State(l): axum::extract::State<Arc<L>>,
@@ -1119,7 +1119,7 @@ async fn ladder_server(
     let l = Arc::new(L {
         rung,
         verifier: readbot::dingtalk::signature::Verifier::new(&secret, 3_600_000),
-        store: SledStore::open(dir).expect("sled"),
+        store: readbot::store::open(&StoreConfig::sled(dir)).expect("store opens"),
     });
     let app = axum::Router::new()
         .route("/dingtalk/callback", axum::routing::post(handler))
@@ -1394,7 +1394,7 @@ async fn section_send(o: &Opts) {
 
     // The durability step alone, on a fresh store.
     let tmp = tempfile::tempdir().expect("tempdir");
-    let store = Arc::new(SledStore::open(tmp.path()).expect("sled"));
+    let store = readbot::store::open(&StoreConfig::sled(tmp.path())).expect("store opens");
     let notice = |i: usize| Notice {
         key: ProcessQueryKey::parse(format!("pqk{i:08}+/=")).expect("key"),
         group: OpenConversationId::parse(format!("cidDur{}", i % 50)).expect("group"),

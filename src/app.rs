@@ -57,7 +57,7 @@ impl BotMessageHandler for BotSink {
             Ok(Accepted::Busy) => {
                 tracing::warn!("too many messages waiting for an answer; this one is not answered")
             }
-            Err(e) => tracing::error!(error = %e, "could not claim the bot message"),
+            Err(e) => tracing::error!(error = %e.with_causes(), "could not claim the bot message"),
         }
     }
 }
@@ -77,11 +77,12 @@ pub struct Application {
 }
 
 impl Application {
-    /// Builds readbot from config: sled store in `data_dir`, HTTP DingTalk client.
+    /// Builds readbot from config: the configured store
+    /// ([`Config::store_config`]), HTTP DingTalk client.
     pub async fn build(config: Config) -> Result<Self, StartError> {
-        let store = crate::store::sled_store::SledStore::open(&config.data_dir)?;
+        let store = crate::store::open(&config.store_config())?;
         let api = crate::dingtalk::client::DingTalkClient::new(config.dingtalk.clone())?;
-        let app = Self::build_with(config, Arc::new(api.clone()), Arc::new(store)).await?;
+        let app = Self::build_with(config, Arc::new(api.clone()), store).await?;
         Ok(app.with_token_check(api))
     }
 
@@ -133,7 +134,7 @@ impl Application {
             addr: config.listen,
             source,
         })?;
-        let ops = OpsState::new(store.clone(), state.bot.clone(), config.data_dir.clone());
+        let ops = OpsState::new(store.clone(), state.bot.clone());
         Ok(Self {
             listener,
             addr,
@@ -198,7 +199,7 @@ impl Application {
         }
         pruner.abort();
         if let Err(e) = self.store.flush().await {
-            tracing::error!(error = %e, "final flush failed");
+            tracing::error!(error = %e.with_causes(), "final flush failed");
         }
         served
     }
@@ -214,7 +215,7 @@ fn spawn_pruner(store: Arc<dyn Store>, retention: Duration) -> tokio::task::Join
             match store.prune_marks(now_millis().saturating_sub(keep)).await {
                 Ok(n) if n > 0 => tracing::info!(removed = n, "pruned old message marks"),
                 Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "pruning failed"),
+                Err(e) => tracing::warn!(error = %e.with_causes(), "pruning failed"),
             }
         }
     })

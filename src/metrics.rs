@@ -22,7 +22,7 @@
 //! | `readbot_dingtalk_retries_total` | counter | `api`; `reason`: `backoff`, `token` |
 //! | `readbot_dingtalk_token_refreshes_total` | counter | `outcome`: `ok`, `error` |
 //! | `readbot_dingtalk_in_flight` | gauge | `api` (requests on the wire now, measured at scrape) |
-//! | `readbot_store_size_bytes` | gauge | – (bytes of the data folder, measured at scrape) |
+//! | `readbot_store_size_bytes` | gauge | – (`Store::size_bytes`: for sled, the bytes of its data folder; measured at scrape) |
 //! | `readbot_store_notices` | gauge | – (notices recorded, measured at scrape) |
 
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};

@@ -226,7 +226,7 @@ impl Bot {
     pub async fn process(&self, msg: Incoming) {
         if let Err(e) = self.store().make_claim_durable(&msg.msg_id).await {
             crate::metrics::reply("dropped");
-            tracing::error!(error = %e, "could not make the claim durable; not answering");
+            tracing::error!(error = %e.with_causes(), "could not make the claim durable; not answering");
             return;
         }
         let reply =
@@ -240,7 +240,7 @@ impl Bot {
             };
         self.deliver(&msg, reply).await;
         if let Err(e) = self.store().finish_message(&msg.msg_id, now_millis()).await {
-            tracing::error!(error = %e, "could not mark message as answered");
+            tracing::error!(error = %e.with_causes(), "could not mark message as answered");
         }
     }
 
@@ -257,7 +257,7 @@ impl Bot {
                     .remember_members(group, &seen, now_millis())
                     .await
                 {
-                    tracing::warn!(error = %e, "could not update learned roster");
+                    tracing::warn!(error = %e.with_causes(), "could not update learned roster");
                 }
             }
         }
@@ -303,11 +303,11 @@ impl Bot {
             Ok(found) if found.is_empty() => {
                 let pair = [(sender.clone(), nick.to_owned())];
                 if let Err(e) = store.cache_names(&pair, now_millis()).await {
-                    tracing::warn!(error = %e, "could not cache the asker's name");
+                    tracing::warn!(error = %e.with_causes(), "could not cache the asker's name");
                 }
             }
             Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "name cache unavailable"),
+            Err(e) => tracing::warn!(error = %e.with_causes(), "name cache unavailable"),
         }
     }
 
@@ -532,7 +532,7 @@ impl Bot {
             sent_at: now_millis(),
         };
         if let Err(e) = d.store.record_notice(&notice).await {
-            tracing::error!(error = %e, key = %notice.key, "notice sent but not recorded");
+            tracing::error!(error = %e.with_causes(), key = %notice.key, "notice sent but not recorded");
             crate::metrics::notice_sent("store_error");
             return Err(e.into());
         }
@@ -543,7 +543,7 @@ impl Bot {
                 .remember_members(&notice.group, std::slice::from_ref(author), now_millis())
                 .await
             {
-                tracing::warn!(error = %e, "could not update learned roster");
+                tracing::warn!(error = %e.with_causes(), "could not update learned roster");
             }
         }
         Ok(notice)

@@ -42,6 +42,8 @@ impl SharedError {
     fn of(e: &BotError) -> Self {
         match e {
             BotError::DingTalk(d) => Self::DingTalk(d.clone()),
+            // Keep the store's cause in the text the waiting asks receive.
+            BotError::Store(s) => Self::Other(s.with_causes()),
             other => Self::Other(other.to_string()),
         }
     }
@@ -50,7 +52,7 @@ impl SharedError {
         match self {
             Self::DingTalk(d) => BotError::DingTalk(d),
             // `collect` fails only with DingTalk or store errors.
-            Self::Other(m) => BotError::Store(StoreError::Backend(m)),
+            Self::Other(m) => BotError::Store(StoreError::message(m)),
         }
     }
 }
@@ -502,7 +504,7 @@ fn spawn_bookkeeping(
         let mut ok = true;
         if !seen.is_empty() {
             if let Err(e) = store.remember_members(&group, &seen, now_millis()).await {
-                tracing::warn!(error = %e, "could not update the learned roster");
+                tracing::warn!(error = %e.with_causes(), "could not update the learned roster");
                 ok = false;
             }
         }
@@ -519,7 +521,7 @@ fn spawn_bookkeeping(
         {
             Ok(c) => c.into_iter().collect(),
             Err(e) => {
-                tracing::warn!(error = %e, "name cache unavailable");
+                tracing::warn!(error = %e.with_causes(), "name cache unavailable");
                 return;
             }
         };
@@ -529,7 +531,7 @@ fn spawn_bookkeeping(
             .collect();
         if !changed.is_empty() {
             if let Err(e) = store.cache_names(&changed, now_millis()).await {
-                tracing::warn!(error = %e, "could not cache names");
+                tracing::warn!(error = %e.with_causes(), "could not cache names");
                 ok = false;
             }
         }

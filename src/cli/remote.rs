@@ -132,7 +132,7 @@ pub fn base_url(conn: &Connection, settings: &ClientSettings) -> Result<Url, Cli
     let raw = match (&conn.url, &settings.listen) {
         (Some(u), _) => u.trim().to_owned(),
         (None, Some(listen)) => format!("http://{}", dial_addr(listen)?),
-        (None, None) => "http://127.0.0.1:8080".to_owned(),
+        (None, None) => format!("http://{}", crate::config::defaults::LISTEN),
     };
     let url = Url::parse(&raw)
         .map_err(|e| CliError::Usage(format!("--url {raw:?} is not a URL: {e}")))?;

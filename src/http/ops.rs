@@ -22,7 +22,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -38,20 +37,18 @@ pub const TOKEN_FAILURE_TTL: Duration = Duration::from_secs(10);
 pub struct OpsState {
     store: Arc<dyn Store>,
     bot: Bot,
-    data_dir: PathBuf,
     token: Option<DingTalkClient>,
     token_failure: Arc<Mutex<Option<(Instant, String)>>>,
 }
 
 impl OpsState {
-    /// Readiness and metrics over `store`, measuring `data_dir` for the
-    /// store-size gauge. Without [`OpsState::with_token_check`] the DingTalk
-    /// check is skipped.
-    pub fn new(store: Arc<dyn Store>, bot: Bot, data_dir: PathBuf) -> Self {
+    /// Readiness and metrics over `store` (its [`Store::size_bytes`] is the
+    /// store-size gauge). Without [`OpsState::with_token_check`] the
+    /// DingTalk check is skipped.
+    pub fn new(store: Arc<dyn Store>, bot: Bot) -> Self {
         Self {
             store,
             bot,
-            data_dir,
             token: None,
             token_failure: Arc::new(Mutex::new(None)),
         }
@@ -67,7 +64,7 @@ impl OpsState {
         let probe = ProcessQueryKey::parse("readbot-readiness-probe").map_err(|e| e.to_string())?;
         match tokio::time::timeout(STORE_TIMEOUT, self.store.notice(&probe)).await {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(e.to_string()),
+            Ok(Err(e)) => Err(e.with_causes()),
             Err(_) => Err(format!(
                 "the store did not answer within {} s",
                 STORE_TIMEOUT.as_secs()
@@ -151,30 +148,12 @@ async fn readyz(State(state): State<OpsState>) -> (StatusCode, Json<Value>) {
     (status, Json(body))
 }
 
-/// Bytes of every file under `dir` (0 when it does not exist).
-fn folder_size(dir: &Path) -> u64 {
-    let mut total = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            match entry.metadata() {
-                Ok(m) if m.is_dir() => stack.push(entry.path()),
-                Ok(m) => total += m.len(),
-                Err(_) => {}
-            }
-        }
-    }
-    total
-}
-
 async fn metrics(State(state): State<OpsState>) -> Response {
-    let dir = state.data_dir.clone();
-    let size = tokio::task::spawn_blocking(move || folder_size(&dir))
-        .await
-        .unwrap_or(0);
+    // 0 when the store cannot tell (readiness reports a failing store).
+    let size = match tokio::time::timeout(STORE_TIMEOUT, state.store.size_bytes()).await {
+        Ok(Ok(n)) => n,
+        _ => 0,
+    };
     let notices = match tokio::time::timeout(STORE_TIMEOUT, state.store.notice_count()).await {
         Ok(Ok(n)) => Some(n),
         _ => None,
@@ -200,20 +179,5 @@ async fn metrics(State(state): State<OpsState>) -> Response {
             "metrics are disabled: another metrics recorder was installed in this process\n",
         )
             .into_response(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn folder_size_sums_nested_files() {
-        let tmp = tempfile::tempdir().unwrap();
-        std::fs::write(tmp.path().join("a"), [0u8; 10]).unwrap();
-        std::fs::create_dir(tmp.path().join("sub")).unwrap();
-        std::fs::write(tmp.path().join("sub/b"), [0u8; 5]).unwrap();
-        assert_eq!(folder_size(tmp.path()), 15);
-        assert_eq!(folder_size(&tmp.path().join("missing")), 0);
     }
 }

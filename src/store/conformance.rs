@@ -300,6 +300,36 @@ pub(crate) async fn learned_roster<S: Store>(s: &S) {
     s.flush().await.unwrap();
 }
 
+/// `size_bytes` answers for an empty store and does not shrink while
+/// notices, marks, names and roster entries are added and flushed (what a
+/// backend's size can be checked for generically; sled's is also checked to
+/// be non-zero in its own tests).
+pub(crate) async fn size_does_not_shrink_as_data_is_added<S: Store>(s: &S) {
+    let mut last = s.size_bytes().await.unwrap();
+    for i in 0..20 {
+        let who = format!("user{i}");
+        s.record_notice(&notice(&format!("size{i}"), "cid1", Some(&who), i))
+            .await
+            .unwrap();
+        let id = mid(&format!("m{i}"));
+        assert_eq!(s.claim_message(&id, i).await.unwrap(), Claim::New);
+        s.finish_message(&id, i).await.unwrap();
+        s.cache_names(&[(uid(&who), format!("Name {i}"))], i)
+            .await
+            .unwrap();
+        s.remember_members(&gid("cid1"), &[uid(&who)], i)
+            .await
+            .unwrap();
+        s.flush().await.unwrap();
+        let now = s.size_bytes().await.unwrap();
+        assert!(
+            now >= last,
+            "size went from {last} to {now} after write {i}"
+        );
+        last = now;
+    }
+}
+
 /// Instantiates every conformance case for one backend. `$make` is an
 /// expression returning `(guard, store)`; the guard (e.g. a temporary
 /// folder) outlives the store.
@@ -353,6 +383,11 @@ macro_rules! conformance {
             async fn names_freshness() {
                 let (_guard, s) = $make;
                 super::names_freshness(&s).await;
+            }
+            #[tokio::test]
+            async fn size_does_not_shrink_as_data_is_added() {
+                let (_guard, s) = $make;
+                super::size_does_not_shrink_as_data_is_added(&s).await;
             }
             #[tokio::test]
             async fn learned_roster() {

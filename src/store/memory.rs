@@ -26,6 +26,46 @@ struct Inner {
     roster: HashMap<OpenConversationId, BTreeMap<UserId, EpochMillis>>,
 }
 
+impl Inner {
+    /// Bytes of the ids, texts and times held: an estimate that grows with
+    /// what is stored (no allocator or map overhead counted).
+    fn estimated_bytes(&self) -> u64 {
+        const TIME: usize = std::mem::size_of::<EpochMillis>();
+        let notices: usize = self
+            .notices
+            .values()
+            .map(|n| {
+                n.key.as_str().len()
+                    + n.group.as_str().len()
+                    + n.robot_code.as_str().len()
+                    + n.title.len()
+                    + n.author.as_ref().map_or(0, |a| a.as_str().len())
+                    + n.author_name.as_ref().map_or(0, String::len)
+                    + n.msg_key.len()
+                    + TIME
+            })
+            .sum();
+        let marks: usize = self
+            .dedup
+            .keys()
+            .map(|id| id.as_str().len() + 1 + TIME)
+            .sum();
+        let names: usize = self
+            .names
+            .iter()
+            .map(|(user, (name, _))| user.as_str().len() + name.len() + TIME)
+            .sum();
+        let roster: usize = self
+            .roster
+            .iter()
+            .map(|(group, users)| {
+                group.as_str().len() + users.keys().map(|u| u.as_str().len() + TIME).sum::<usize>()
+            })
+            .sum();
+        (notices + marks + names + roster) as u64
+    }
+}
+
 /// A [`Store`] kept in memory behind a mutex.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
@@ -41,7 +81,7 @@ impl MemoryStore {
     fn lock(&self) -> Result<MutexGuard<'_, Inner>, StoreError> {
         self.inner
             .lock()
-            .map_err(|_| StoreError::Backend("memory store mutex poisoned".into()))
+            .map_err(|_| StoreError::message("memory store mutex poisoned"))
     }
 }
 
@@ -187,5 +227,9 @@ impl Store for MemoryStore {
 
     async fn flush(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    async fn size_bytes(&self) -> Result<u64, StoreError> {
+        Ok(self.lock()?.estimated_bytes())
     }
 }

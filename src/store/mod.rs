@@ -2,27 +2,107 @@
 //! the learned roster.
 //!
 //! Invariant: this module is the only one that touches sled. The rest of
-//! readbot sees the [`Store`] trait. Two backends implement it:
+//! readbot sees the [`Store`] trait and opens a backend with [`open`] from a
+//! [`StoreConfig`] (built by [`crate::config`]). Two backends implement it:
 //! [`sled_store::SledStore`] (production) and [`memory::MemoryStore`]
-//! (unit tests); one conformance suite runs against both.
+//! (unit tests); one conformance suite runs against both. A further backend
+//! (e.g. a database named by a URL) is a new [`StoreConfig`] variant, an arm
+//! in [`open`] and one more `conformance!` line.
 
 #[cfg(test)]
 mod conformance;
 pub mod memory;
 pub mod sled_store;
 
+pub use crate::config::{SledConfig, StoreConfig};
 use crate::domain::{EpochMillis, MsgId, Notice, OpenConversationId, ProcessQueryKey, UserId};
 use async_trait::async_trait;
+use std::borrow::Cow;
+use std::path::PathBuf;
+use std::sync::Arc;
 
-/// Storage failures.
+/// The cause of a [`StoreError`], whatever the backend.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Storage failures. The backend's own error is kept as the
+/// [`source`](std::error::Error::source), so `{:#}` of an `anyhow` chain (or
+/// [`StoreError::with_causes`]) shows it.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The backend failed (I/O, corruption, ...).
-    #[error("storage backend error: {0}")]
-    Backend(String),
+    /// The store's folder could not be opened (another process holds it,
+    /// it is not writable, it is not a folder, ...).
+    #[error(
+        "cannot open the store in folder {} (is another readbot using it, or is it not writable?)",
+        dir.display()
+    )]
+    OpenFolder {
+        /// The folder.
+        dir: PathBuf,
+        /// Why it could not be opened.
+        #[source]
+        source: BoxError,
+    },
+    /// The backend failed (I/O, a lost background task, ...).
+    #[error("storage backend error: {context}")]
+    Backend {
+        /// What was being done.
+        context: Cow<'static, str>,
+        /// The backend's error, when there is one.
+        #[source]
+        source: Option<BoxError>,
+    },
     /// A stored record could not be decoded.
-    #[error("stored record is corrupt: {0}")]
-    Corrupt(String),
+    #[error("stored record is corrupt: {record}")]
+    Corrupt {
+        /// Which record.
+        record: String,
+        /// The decoder's error, when there is one.
+        #[source]
+        source: Option<BoxError>,
+    },
+}
+
+impl StoreError {
+    /// The backend failed while doing `context`, because of `source`.
+    pub fn backend(context: impl Into<Cow<'static, str>>, source: impl Into<BoxError>) -> Self {
+        Self::Backend {
+            context: context.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// The backend failed; `message` says how (no underlying error to keep).
+    pub fn message(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::Backend {
+            context: message.into(),
+            source: None,
+        }
+    }
+
+    /// This error and its causes on one line (`a: b: c`), for logs and
+    /// probes that show a single string.
+    pub fn with_causes(&self) -> String {
+        let mut out = self.to_string();
+        let mut cause = std::error::Error::source(self);
+        while let Some(c) = cause {
+            let text = c.to_string();
+            if !out.contains(&text) {
+                out.push_str(": ");
+                out.push_str(&text);
+            }
+            cause = c.source();
+        }
+        out
+    }
+}
+
+/// Opens the store `config` names: the one place a configuration becomes a
+/// backend (`Application::build`, the benchmarks, and the tests that reopen
+/// readbot's store; tests of sled itself use `SledStore::open`).
+pub fn open(config: &StoreConfig) -> Result<Arc<dyn Store>, StoreError> {
+    match config {
+        StoreConfig::Sled(sled) => Ok(Arc::new(sled_store::SledStore::open_with(sled)?)),
+    }
 }
 
 /// Result of trying to claim an incoming message for processing.
@@ -112,4 +192,30 @@ pub trait Store: Send + Sync + 'static {
 
     /// Flushes everything written so far to disk (claims included).
     async fn flush(&self) -> Result<(), StoreError>;
+
+    /// Bytes the store takes up, measured now (sled: every file of its
+    /// folder on disk; memory: an estimate of the data held). `/metrics`
+    /// exposes it as `readbot_store_size_bytes`.
+    async fn size_bytes(&self) -> Result<u64, StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::conformance::notice;
+
+    #[tokio::test]
+    async fn open_gives_the_configured_sled_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = StoreConfig::sled(dir.path());
+        let n = notice("k1", "cid1", Some("alice"), 1_000);
+        {
+            let store = open(&config).unwrap();
+            store.record_notice(&n).await.unwrap();
+            let err = open(&config).err().expect("the folder is locked");
+            assert!(matches!(err, StoreError::OpenFolder { .. }), "{err:?}");
+        }
+        let store = open(&config).unwrap();
+        assert_eq!(store.notice(&n.key).await.unwrap(), Some(n));
+    }
 }

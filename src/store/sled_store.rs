@@ -35,7 +35,7 @@
 //! Readers still verify that an index entry matches the notice it points to
 //! and skip entries that do not (defence in depth).
 
-use super::{Claim, Store, StoreError};
+use super::{Claim, SledConfig, Store, StoreError};
 use crate::domain::{EpochMillis, MsgId, Notice, OpenConversationId, ProcessQueryKey, UserId};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -52,13 +52,6 @@ const MARK_DONE: u8 = 2;
 /// nothing reads the exact last-seen time, and rewriting 10,000 unchanged
 /// entries on every summary dominated its CPU time.
 const ROSTER_REFRESH_MS: EpochMillis = 60 * 60 * 1000;
-
-/// sled's page cache. With its default (1 GiB), writing 100,000 notices took
-/// the process to 107 MiB of RSS; with 8 MiB it stays near 62 MiB, and
-/// serving with 100,000 notices stored stays under 30 MiB. readbot's working
-/// set (recent notices, de-dup marks, names of the groups being asked about)
-/// is small.
-const CACHE_CAPACITY_BYTES: u64 = 8 * 1024 * 1024;
 
 /// Group commit: at most one flush runs at a time, and a caller whose write
 /// an earlier flush already covered returns without flushing again.
@@ -106,7 +99,7 @@ impl PendingClaims {
     fn lock_shard(&self, index: usize) -> Result<Shard<'_>, StoreError> {
         self.shards[index]
             .lock()
-            .map_err(|_| StoreError::Backend("pending-claims lock poisoned".into()))
+            .map_err(|_| StoreError::message("pending-claims lock poisoned"))
     }
 
     /// The locked shard that holds `key`.
@@ -123,7 +116,7 @@ impl PendingClaims {
         if let Some(&at) = shard.get(key) {
             dedup
                 .insert(key, &encode_mark(MARK_IN_FLIGHT, at)[..])
-                .map_err(backend)?;
+                .map_err(sled_failed("cannot write a de-dup mark"))?;
             shard.remove(key);
         }
         Ok(())
@@ -147,6 +140,8 @@ impl PendingClaims {
 pub struct SledStore {
     commit: std::sync::Arc<GroupCommit>,
     pending: std::sync::Arc<PendingClaims>,
+    /// The folder sled keeps its files in (measured by `size_bytes`).
+    dir: std::sync::Arc<Path>,
     db: sled::Db,
     notices: Tree,
     by_group: Tree,
@@ -168,8 +163,14 @@ struct CachedName {
     fetched_at: EpochMillis,
 }
 
-fn backend(e: sled::Error) -> StoreError {
-    StoreError::Backend(e.to_string())
+/// Maps a sled error to [`StoreError::Backend`], saying what was being done.
+fn sled_failed(context: &'static str) -> impl FnOnce(sled::Error) -> StoreError {
+    move |e| StoreError::backend(context, e)
+}
+
+/// Maps a failed blocking task (panicked or cancelled) to [`StoreError::Backend`].
+fn task_failed(context: &'static str) -> impl FnOnce(tokio::task::JoinError) -> StoreError {
+    move |e| StoreError::backend(context, e)
 }
 
 /// Order-preserving map of `i64` to `u64`, inverted so ascending bytes mean
@@ -214,12 +215,31 @@ fn roster_key(group: &OpenConversationId, user: &UserId) -> Vec<u8> {
 }
 
 fn decode_notice(key: &[u8], bytes: &[u8]) -> Result<Notice, StoreError> {
-    serde_json::from_slice(bytes).map_err(|e| {
-        StoreError::Corrupt(format!(
-            "notice {:?}: {e}",
-            String::from_utf8_lossy(key).as_ref()
-        ))
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        record: format!("notice {:?}", String::from_utf8_lossy(key).as_ref()),
+        source: Some(e.into()),
     })
+}
+
+/// Bytes of every file under `dir`, nested folders included (0 when it does
+/// not exist). Entries that vanish or cannot be read while walking (sled
+/// removes files in the background) are skipped.
+fn folder_size(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            match entry.metadata() {
+                Ok(m) if m.is_dir() => stack.push(entry.path()),
+                Ok(m) => total += m.len(),
+                Err(_) => {}
+            }
+        }
+    }
+    total
 }
 
 fn encode_mark(state: u8, at: EpochMillis) -> [u8; 9] {
@@ -231,12 +251,13 @@ fn encode_mark(state: u8, at: EpochMillis) -> [u8; 9] {
 
 /// A decoded de-duplication mark: (state, time).
 fn decode_mark(key: &[u8], bytes: &[u8]) -> Result<(u8, EpochMillis), StoreError> {
-    let corrupt = || {
-        StoreError::Corrupt(format!(
+    let corrupt = || StoreError::Corrupt {
+        record: format!(
             "dedup mark {:?}: bad value of {} bytes",
             String::from_utf8_lossy(key).as_ref(),
             bytes.len()
-        ))
+        ),
+        source: None,
     };
     let (&state, rest) = bytes.split_first().ok_or_else(corrupt)?;
     let time: [u8; 8] = rest.try_into().map_err(|_| corrupt())?;
@@ -247,18 +268,24 @@ fn decode_mark(key: &[u8], bytes: &[u8]) -> Result<(u8, EpochMillis), StoreError
 }
 
 impl SledStore {
-    /// Opens (or creates) the store in `dir`.
-    ///
-    /// Fails with a message naming the folder when it cannot be opened, e.g.
-    /// because another process holds it or it is not writable.
+    /// Opens (or creates) the store in `dir` with the default settings
+    /// (readbot itself opens it through [`crate::store::open`]).
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        let fail = |e: sled::Error| {
-            StoreError::Backend(format!(
-                "cannot open the store in folder {} (is another readbot using it, or is it not writable?): {e}",
-                dir.display()
-            ))
+        Self::open_with(&SledConfig::new(dir))
+    }
+
+    /// Opens (or creates) the store `config` describes.
+    ///
+    /// Fails with [`StoreError::OpenFolder`], naming the folder, when it
+    /// cannot be opened, e.g. because another process holds it or it is not
+    /// writable.
+    pub fn open_with(config: &SledConfig) -> Result<Self, StoreError> {
+        let dir = config.dir.as_path();
+        let fail = |e: sled::Error| StoreError::OpenFolder {
+            dir: dir.to_path_buf(),
+            source: e.into(),
         };
-        let db = Self::open_db(dir).map_err(fail)?;
+        let db = Self::open_db(dir, config.cache_bytes).map_err(fail)?;
         let tree = |name: &str| db.open_tree(name).map_err(fail);
         Ok(Self {
             notices: tree("notices")?,
@@ -269,6 +296,7 @@ impl SledStore {
             roster: tree("roster")?,
             commit: Default::default(),
             pending: Default::default(),
+            dir: dir.into(),
             db,
         })
     }
@@ -278,13 +306,13 @@ impl SledStore {
     /// from sled's background threads a moment later. Another live readbot
     /// still gets the error, after the wait. Start-up only, so the short
     /// blocking sleep is fine.
-    fn open_db(dir: &Path) -> Result<sled::Db, sled::Error> {
+    fn open_db(dir: &Path, cache_bytes: u64) -> Result<sled::Db, sled::Error> {
         const ATTEMPTS: u32 = 20;
         let mut attempt = 0;
         loop {
             let result = sled::Config::new()
                 .path(dir)
-                .cache_capacity(CACHE_CAPACITY_BYTES)
+                .cache_capacity(cache_bytes)
                 .open();
             match result {
                 Err(sled::Error::Io(e))
@@ -298,7 +326,9 @@ impl SledStore {
         }
     }
 
-    /// Bytes used on disk (0 if it cannot be determined).
+    /// Bytes of sled's own files as sled counts them (its log and blobs; 0
+    /// if it cannot be determined). [`Store::size_bytes`] measures the whole
+    /// folder instead.
     pub fn size_on_disk(&self) -> u64 {
         self.db.size_on_disk().unwrap_or(0)
     }
@@ -328,8 +358,8 @@ impl SledStore {
         let db = self.db.clone();
         tokio::task::spawn_blocking(move || db.flush())
             .await
-            .map_err(|e| StoreError::Backend(format!("flush task failed: {e}")))?
-            .map_err(backend)?;
+            .map_err(task_failed("flush task failed"))?
+            .map_err(sled_failed("cannot flush to disk"))?;
         c.durable.fetch_max(covered, SeqCst);
         Ok(())
     }
@@ -342,7 +372,11 @@ impl SledStore {
         notice_key: &[u8],
         index_of: impl Fn(&Notice) -> Option<Vec<u8>>,
     ) -> Result<Option<Notice>, StoreError> {
-        let Some(bytes) = self.notices.get(notice_key).map_err(backend)? else {
+        let Some(bytes) = self
+            .notices
+            .get(notice_key)
+            .map_err(sled_failed("cannot read a notice"))?
+        else {
             tracing::warn!("skipping index entry pointing to a missing notice");
             return Ok(None);
         };
@@ -360,7 +394,7 @@ impl SledStore {
 impl Store for SledStore {
     async fn record_notice(&self, notice: &Notice) -> Result<(), StoreError> {
         let value = serde_json::to_vec(notice)
-            .map_err(|e| StoreError::Backend(format!("cannot encode notice: {e}")))?;
+            .map_err(|e| StoreError::backend("cannot encode the notice", e))?;
         let key = notice.key.as_str().as_bytes();
         let new_group = group_index_key(notice);
         let new_author = author_index_key(notice);
@@ -385,14 +419,18 @@ impl Store for SledStore {
             });
         result.map_err(|e| match e {
             TransactionError::Abort(e) => e,
-            TransactionError::Storage(e) => backend(e),
+            TransactionError::Storage(e) => StoreError::backend("cannot record the notice", e),
         })?;
         self.durable().await
     }
 
     async fn notice(&self, key: &ProcessQueryKey) -> Result<Option<Notice>, StoreError> {
         let k = key.as_str().as_bytes();
-        match self.notices.get(k).map_err(backend)? {
+        match self
+            .notices
+            .get(k)
+            .map_err(sled_failed("cannot read a notice"))?
+        {
             Some(bytes) => decode_notice(k, &bytes).map(Some),
             None => Ok(None),
         }
@@ -408,7 +446,8 @@ impl Store for SledStore {
             return Ok(out);
         }
         for entry in self.by_group.scan_prefix(group_prefix(group)) {
-            let (index_key, notice_key) = entry.map_err(backend)?;
+            let (index_key, notice_key) =
+                entry.map_err(sled_failed("cannot read the group index"))?;
             if let Some(n) = self.resolve(&index_key, &notice_key, |n| Some(group_index_key(n)))? {
                 out.push(n);
                 if out.len() >= limit {
@@ -425,7 +464,8 @@ impl Store for SledStore {
         author: &UserId,
     ) -> Result<Option<Notice>, StoreError> {
         for entry in self.by_author.scan_prefix(author_prefix(group, author)) {
-            let (index_key, notice_key) = entry.map_err(backend)?;
+            let (index_key, notice_key) =
+                entry.map_err(sled_failed("cannot read the author index"))?;
             if let Some(n) = self.resolve(&index_key, &notice_key, author_index_key)? {
                 return Ok(Some(n));
             }
@@ -437,7 +477,7 @@ impl Store for SledStore {
         let notices = self.notices.clone();
         tokio::task::spawn_blocking(move || notices.len() as u64)
             .await
-            .map_err(|e| StoreError::Backend(format!("count task failed: {e}")))
+            .map_err(task_failed("count task failed"))
     }
 
     async fn claim_message(&self, id: &MsgId, now: EpochMillis) -> Result<Claim, StoreError> {
@@ -447,7 +487,11 @@ impl Store for SledStore {
         if shard.contains_key(key) {
             return Ok(Claim::InFlight);
         }
-        if let Some(current) = self.dedup.get(key).map_err(backend)? {
+        if let Some(current) = self
+            .dedup
+            .get(key)
+            .map_err(sled_failed("cannot read a de-dup mark"))?
+        {
             let (state, _) = decode_mark(key, &current)?;
             return Ok(if state == MARK_DONE {
                 Claim::Done
@@ -473,7 +517,7 @@ impl Store for SledStore {
         let mut shard = self.pending.lock(key)?;
         self.dedup
             .insert(key, &encode_mark(MARK_DONE, now)[..])
-            .map_err(backend)?;
+            .map_err(sled_failed("cannot write a de-dup mark"))?;
         shard.remove(key);
         Ok(())
     }
@@ -485,13 +529,13 @@ impl Store for SledStore {
         let removed = tokio::task::spawn_blocking(move || -> Result<usize, StoreError> {
             let mut removed = 0;
             for entry in dedup.iter() {
-                let (key, value) = entry.map_err(backend)?;
+                let (key, value) = entry.map_err(sled_failed("cannot read the de-dup marks"))?;
                 let (_, at) = decode_mark(&key, &value)?;
                 if at < before {
                     // Only remove the exact value we saw: never a fresh claim.
                     let cas = dedup
                         .compare_and_swap(&key, Some(&value), None::<&[u8]>)
-                        .map_err(backend)?;
+                        .map_err(sled_failed("cannot remove a de-dup mark"))?;
                     if cas.is_ok() {
                         removed += 1;
                     }
@@ -500,7 +544,7 @@ impl Store for SledStore {
             Ok(removed)
         })
         .await
-        .map_err(|e| StoreError::Backend(format!("prune task failed: {e}")))??;
+        .map_err(task_failed("prune task failed"))??;
         if removed > 0 {
             self.durable().await?;
         }
@@ -519,11 +563,18 @@ impl Store for SledStore {
                 continue;
             }
             let key = user.as_str().as_bytes();
-            let Some(bytes) = self.names.get(key).map_err(backend)? else {
+            let Some(bytes) = self
+                .names
+                .get(key)
+                .map_err(sled_failed("cannot read the name cache"))?
+            else {
                 continue;
             };
-            let cached: CachedName = serde_json::from_slice(&bytes)
-                .map_err(|e| StoreError::Corrupt(format!("cached name of {user}: {e}")))?;
+            let cached: CachedName =
+                serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+                    record: format!("cached name of {user}"),
+                    source: Some(e.into()),
+                })?;
             if cached.fetched_at >= fresh_since {
                 out.push((user.clone(), cached.name));
             }
@@ -544,10 +595,10 @@ impl Store for SledStore {
                 name: name.clone(),
                 fetched_at: now,
             })
-            .map_err(|e| StoreError::Backend(format!("cannot encode name: {e}")))?;
+            .map_err(|e| StoreError::backend("cannot encode a name", e))?;
             self.names
                 .insert(user.as_str().as_bytes(), value)
-                .map_err(backend)?;
+                .map_err(sled_failed("cannot write the name cache"))?;
         }
         Ok(())
     }
@@ -565,13 +616,13 @@ impl Store for SledStore {
             let fresh = self
                 .roster
                 .get(&key)
-                .map_err(backend)?
+                .map_err(sled_failed("cannot read the learned roster"))?
                 .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
                 .is_some_and(|b| i64::from_be_bytes(b) > now.saturating_sub(ROSTER_REFRESH_MS));
             if !fresh {
                 self.roster
                     .insert(key, &now.to_be_bytes()[..])
-                    .map_err(backend)?;
+                    .map_err(sled_failed("cannot write the learned roster"))?;
             }
         }
         Ok(())
@@ -581,15 +632,13 @@ impl Store for SledStore {
         let prefix = group_prefix(group);
         let mut out = Vec::new();
         for key in self.roster.scan_prefix(&prefix).keys() {
-            let key = key.map_err(backend)?;
+            let key = key.map_err(sled_failed("cannot read the learned roster"))?;
             let user = std::str::from_utf8(&key[prefix.len()..])
                 .ok()
                 .and_then(|s| UserId::parse(s).ok())
-                .ok_or_else(|| {
-                    StoreError::Corrupt(format!(
-                        "roster entry {:?}",
-                        String::from_utf8_lossy(&key).as_ref()
-                    ))
+                .ok_or_else(|| StoreError::Corrupt {
+                    record: format!("roster entry {:?}", String::from_utf8_lossy(&key).as_ref()),
+                    source: None,
                 })?;
             out.push(user);
         }
@@ -601,8 +650,17 @@ impl Store for SledStore {
         let (dedup, pending) = (self.dedup.clone(), self.pending.clone());
         tokio::task::spawn_blocking(move || pending.write_to(&dedup))
             .await
-            .map_err(|e| StoreError::Backend(format!("flush task failed: {e}")))??;
+            .map_err(task_failed("flush task failed"))??;
         self.durable().await
+    }
+
+    async fn size_bytes(&self) -> Result<u64, StoreError> {
+        // The whole folder, as `du` would count it (sled's own
+        // `size_on_disk` leaves out its snapshots and config file).
+        let dir = self.dir.clone();
+        tokio::task::spawn_blocking(move || folder_size(&dir))
+            .await
+            .map_err(task_failed("size task failed"))
     }
 }
 
@@ -634,6 +692,7 @@ mod tests {
                 .await
                 .unwrap();
             assert!(s.size_on_disk() > 0);
+            assert!(s.size_bytes().await.unwrap() >= s.size_on_disk());
         }
         let s = SledStore::open(dir.path()).unwrap();
         assert_eq!(s.notice_count().await.unwrap(), 2);
@@ -725,6 +784,25 @@ mod tests {
     }
 
     #[test]
+    fn open_failure_keeps_sleds_error_as_its_cause() {
+        let dir = tempfile::tempdir().unwrap();
+        let _held = SledStore::open(dir.path()).unwrap();
+        let err = SledStore::open(dir.path()).unwrap_err();
+        assert!(matches!(err, StoreError::OpenFolder { .. }), "{err:?}");
+        let cause = std::error::Error::source(&err)
+            .expect("a cause")
+            .to_string();
+        assert!(
+            !err.to_string().contains(&cause),
+            "the cause is not repeated"
+        );
+        assert!(err.with_causes().ends_with(&cause), "{}", err.with_causes());
+        let chain = format!("{:#}", anyhow::Error::new(err));
+        assert!(chain.contains("is another readbot using it"), "{chain}");
+        assert!(chain.ends_with(&cause), "{chain}");
+    }
+
+    #[test]
     fn open_names_the_folder_when_not_a_directory() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("plain-file");
@@ -744,23 +822,23 @@ mod tests {
         s.names.insert("alice", &b"[]"[..]).unwrap();
         assert!(matches!(
             s.notice(&n.key).await,
-            Err(StoreError::Corrupt(_))
+            Err(StoreError::Corrupt { .. })
         ));
         assert!(matches!(
             s.notices_in_group(&gid("cid1"), 5).await,
-            Err(StoreError::Corrupt(_))
+            Err(StoreError::Corrupt { .. })
         ));
         assert!(matches!(
             s.claim_message(&mid("m1"), 1).await,
-            Err(StoreError::Corrupt(_))
+            Err(StoreError::Corrupt { .. })
         ));
         assert!(matches!(
             s.prune_marks(10).await,
-            Err(StoreError::Corrupt(_))
+            Err(StoreError::Corrupt { .. })
         ));
         assert!(matches!(
             s.cached_names(&[uid("alice")], 0).await,
-            Err(StoreError::Corrupt(_))
+            Err(StoreError::Corrupt { .. })
         ));
         // Re-recording repairs a corrupt notice.
         s.record_notice(&n).await.unwrap();
@@ -836,6 +914,16 @@ mod tests {
             .recv_timeout(std::time::Duration::from_secs(120))
             .expect("64 concurrent durable writers finished (no flush deadlock)");
         assert_eq!(learned, 64 * 40);
+    }
+
+    #[test]
+    fn folder_size_sums_nested_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("a"), [0u8; 10]).unwrap();
+        std::fs::create_dir(tmp.path().join("sub")).unwrap();
+        std::fs::write(tmp.path().join("sub/b"), [0u8; 5]).unwrap();
+        assert_eq!(folder_size(tmp.path()), 15);
+        assert_eq!(folder_size(&tmp.path().join("missing")), 0);
     }
 
     #[test]

@@ -9,8 +9,8 @@ use rand::rngs::StdRng;
 use rand::Rng;
 use readbot::domain::MsgId;
 use readbot::fake::{Api, FakeDingTalk, GroupKind, Via};
-use readbot::store::sled_store::SledStore;
-use readbot::store::{Claim, Store};
+use readbot::store::Claim;
+use readbot::store::StoreConfig;
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -539,7 +539,7 @@ async fn hostile_inputs_are_refused_without_side_effects() {
     // No write: nothing recorded, no refused msgId consumed.
     let dir = app.data_dir.clone();
     let (_fake, tmp) = app.stop().await;
-    let store = SledStore::open(&dir).expect("store reopens");
+    let store = readbot::store::open(&StoreConfig::sled(&dir)).expect("store reopens");
     assert_eq!(store.notice_count().await.unwrap(), 0);
     unclaimed.sort();
     unclaimed.dedup();

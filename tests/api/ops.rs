@@ -242,9 +242,7 @@ struct FlakyStore {
 impl FlakyStore {
     fn check(&self) -> Result<(), StoreError> {
         if self.broken.load(Ordering::SeqCst) {
-            Err(StoreError::Backend(
-                "I/O error: the data folder is gone".into(),
-            ))
+            Err(StoreError::message("I/O error: the data folder is gone"))
         } else {
             Ok(())
         }
@@ -288,7 +286,7 @@ impl Store for FlakyStore {
     async fn make_claim_durable(&self, id: &MsgId) -> Result<(), StoreError> {
         self.check()?;
         if self.flush_broken.load(Ordering::SeqCst) {
-            return Err(StoreError::Backend("I/O error: fsync failed".into()));
+            return Err(StoreError::message("I/O error: fsync failed"));
         }
         self.inner.make_claim_durable(id).await
     }
@@ -332,9 +330,13 @@ impl Store for FlakyStore {
     async fn flush(&self) -> Result<(), StoreError> {
         self.check()?;
         if self.flush_broken.load(Ordering::SeqCst) {
-            return Err(StoreError::Backend("I/O error: fsync failed".into()));
+            return Err(StoreError::message("I/O error: fsync failed"));
         }
         self.inner.flush().await
+    }
+    async fn size_bytes(&self) -> Result<u64, StoreError> {
+        self.check()?;
+        self.inner.size_bytes().await
     }
 }
 

@@ -6,8 +6,8 @@ use crate::helpers::*;
 use crate::reliability::report;
 use readbot::domain::{MsgId, ProcessQueryKey};
 use readbot::fake::{Api, FakeDingTalk, Fault, GroupKind};
-use readbot::store::sled_store::SledStore;
-use readbot::store::{Claim, Store};
+use readbot::store::Claim;
+use readbot::store::StoreConfig;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -27,7 +27,8 @@ async fn wait_calls(fake: &FakeDingTalk, api: Api, n: usize) {
 }
 
 async fn assert_durable(dir: &std::path::Path, msg_id: &str, key: &str) {
-    let store = SledStore::open(dir).expect("store reopens after shutdown");
+    let store =
+        readbot::store::open(&StoreConfig::sled(dir)).expect("store reopens after shutdown");
     let id = MsgId::parse(msg_id).expect("id");
     assert_eq!(
         store.claim_message(&id, now_ms()).await.unwrap(),

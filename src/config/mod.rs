@@ -1,0 +1,281 @@
+//! Configuration: a TOML file (`--config PATH` or `READBOT_CONFIG`) overlaid
+//! with environment variables, parsed once into typed structs.
+//!
+//! Every key can be set either way; the environment wins. Secrets are held in
+//! [`Secret`], whose `Debug` and `Display` never show the value.
+//!
+//! - [`defaults`]: every default value, once;
+//! - [`env`](Env): the environment source and the list of keys ([`ENV_KEYS`]);
+//! - `raw`: the file's all-optional view and its validation into [`Config`];
+//! - [`secret`](Secret): the redacting string.
+
+pub mod defaults;
+mod env;
+mod raw;
+mod secret;
+#[cfg(test)]
+mod tests;
+
+pub use env::{Env, ProcessEnv, ENV_KEYS};
+pub use secret::Secret;
+
+use crate::domain::{RobotCode, RosterSource};
+use raw::RawFile;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use url::Url;
+
+/// Configuration problems, each naming the key at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The path given.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has wrong types.
+    #[error("config file {path} is invalid: {message}")]
+    Parse {
+        /// The path given.
+        path: PathBuf,
+        /// What the TOML parser said.
+        message: String,
+    },
+    /// One key has a bad value.
+    #[error("invalid value for {key}: {message}")]
+    Invalid {
+        /// The key (env name / TOML key).
+        key: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// A required key is missing.
+    #[error("{0} is required (set it in the config file or the environment)")]
+    Missing(&'static str),
+}
+
+/// How readbot receives @mentions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// DingTalk POSTs signed callbacks to `/dingtalk/callback`.
+    Http,
+    /// readbot dials out to DingTalk's Stream gateway (WebSocket); no public
+    /// URL is needed and the callback route is off.
+    Stream,
+}
+
+impl Mode {
+    /// `"http"` or `"stream"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Http => "http",
+            Mode::Stream => "stream",
+        }
+    }
+}
+
+/// Stream-mode connection settings (see `dingtalk::stream`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamConfig {
+    /// First reconnect delay after a failure (doubles per failure, with jitter).
+    pub backoff_base: Duration,
+    /// Largest reconnect delay.
+    pub backoff_max: Duration,
+    /// A connection that stayed up this long resets the backoff.
+    pub healthy_after: Duration,
+    /// Interval of WebSocket keep-alive pings.
+    pub ping_interval: Duration,
+    /// No frame, ping or pong for this long: the connection is a zombie and is replaced.
+    pub idle_timeout: Duration,
+}
+
+impl Default for StreamConfig {
+    fn default() -> Self {
+        Self {
+            backoff_base: defaults::STREAM_BACKOFF_BASE,
+            backoff_max: defaults::STREAM_BACKOFF_MAX,
+            healthy_after: defaults::STREAM_HEALTHY_AFTER,
+            ping_interval: defaults::STREAM_PING_INTERVAL,
+            idle_timeout: defaults::STREAM_IDLE_TIMEOUT,
+        }
+    }
+}
+
+/// DingTalk connection settings.
+#[derive(Debug, Clone)]
+pub struct DingTalkConfig {
+    /// App key (Client ID).
+    pub app_key: String,
+    /// App secret (Client Secret); also verifies callback signatures.
+    pub app_secret: Secret,
+    /// Robot code used for send and query.
+    pub robot_code: RobotCode,
+    /// New API base, e.g. `https://api.dingtalk.com`.
+    pub api_base: Url,
+    /// Old API base, e.g. `https://oapi.dingtalk.com`; also the only host
+    /// a `sessionWebhook` may point at.
+    pub oapi_base: Url,
+    /// `coolAppCode` for scene-group member queries and sends.
+    pub cool_app_code: Option<String>,
+    /// Timeout of one outbound HTTP call.
+    pub timeout: Duration,
+    /// Deadline for one logical call including its retries.
+    pub deadline: Duration,
+    /// Client-side limit of calls per second, per API.
+    pub rate_limit_per_sec: u32,
+    /// Hard cap of read-query pages for one notice.
+    pub max_pages: usize,
+    /// `processQueryKey.expireTime` within this time after sending means
+    /// "not ready yet" and is retried; later it means "expired".
+    pub not_ready_window: Duration,
+    /// Concurrent name look-ups.
+    pub name_concurrency: usize,
+}
+
+/// Bot behaviour settings.
+#[derive(Debug, Clone)]
+pub struct BotConfig {
+    /// Roster sources, tried in order.
+    pub roster_sources: Vec<RosterSource>,
+    /// How long a cached name stays fresh.
+    pub name_ttl: Duration,
+    /// How many notices "list" shows.
+    pub list_limit: usize,
+    /// Largest accepted callback / API body.
+    pub max_body_bytes: usize,
+    /// How long answered message ids are remembered.
+    pub dedup_retention: Duration,
+    /// Accepted clock difference for callback timestamps.
+    pub signature_window: Duration,
+    /// Upper bound for producing one summary.
+    pub summary_timeout: Duration,
+    /// How long a finished set of receipts is reused for further asks about
+    /// the same notice (zero: not reused; concurrent asks still share one pass).
+    pub receipts_cache: Duration,
+    /// Accepted @mentions waiting for their answer; a callback beyond this
+    /// gets `503` (nothing claimed) instead of waiting without bound.
+    pub max_queued_answers: usize,
+}
+
+impl Default for BotConfig {
+    fn default() -> Self {
+        Self {
+            roster_sources: defaults::ROSTER_SOURCES.to_vec(),
+            name_ttl: defaults::NAME_TTL,
+            list_limit: defaults::LIST_LIMIT,
+            max_body_bytes: defaults::MAX_BODY_BYTES,
+            dedup_retention: defaults::DEDUP_RETENTION,
+            signature_window: defaults::SIGNATURE_WINDOW,
+            summary_timeout: defaults::SUMMARY_TIMEOUT,
+            receipts_cache: defaults::RECEIPTS_CACHE,
+            max_queued_answers: defaults::MAX_QUEUED_ANSWERS,
+        }
+    }
+}
+
+/// Where and how readbot keeps its state; [`crate::store::open`] opens it.
+///
+/// One variant per backend. Another backend (e.g. a database selected by a
+/// URL key) is another variant, chosen in [`Config::store_config`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StoreConfig {
+    /// sled in a local folder.
+    Sled(SledConfig),
+}
+
+impl StoreConfig {
+    /// sled in `dir`, with the default settings.
+    pub fn sled(dir: impl Into<PathBuf>) -> Self {
+        Self::Sled(SledConfig::new(dir))
+    }
+}
+
+/// Settings of the sled backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SledConfig {
+    /// The folder (created if missing; sled locks it while open).
+    pub dir: PathBuf,
+    /// sled's page cache, in bytes.
+    pub cache_bytes: u64,
+}
+
+impl SledConfig {
+    /// sled in `dir` with the default page cache ([`defaults::SLED_CACHE_BYTES`]).
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            dir: dir.into(),
+            cache_bytes: defaults::SLED_CACHE_BYTES,
+        }
+    }
+}
+
+/// The whole, validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// HTTP listen address.
+    pub listen: SocketAddr,
+    /// sled folder (see [`Config::store_config`]).
+    pub data_dir: PathBuf,
+    /// Bearer token of readbot's own HTTP API; `None` disables that API (503).
+    pub api_token: Option<Secret>,
+    /// Folder whose templates override the embedded ones.
+    pub templates_dir: Option<PathBuf>,
+    /// Public base URL, used to print the callback URL.
+    pub public_url: Option<String>,
+    /// Receive mode.
+    pub mode: Mode,
+    /// DingTalk settings.
+    pub dingtalk: DingTalkConfig,
+    /// Bot settings.
+    pub bot: BotConfig,
+    /// Stream-mode settings (used when `mode` is [`Mode::Stream`]).
+    pub stream: StreamConfig,
+}
+
+/// The settings the client subcommands read (see [`Config::load_client`]).
+#[derive(Debug, Clone, Default)]
+pub struct ClientSettings {
+    /// readbot's listen address (`READBOT_LISTEN` / `listen`), if set.
+    pub listen: Option<String>,
+    /// readbot's API token (`READBOT_API_TOKEN` / `api_token`), if set.
+    pub api_token: Option<Secret>,
+}
+
+impl Config {
+    /// Loads the file at `path` (if any) and overlays the process environment.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_with(path, &ProcessEnv)
+    }
+
+    /// Loads with an explicit environment (for tests).
+    pub fn load_with(path: Option<&Path>, env: &dyn Env) -> Result<Self, ConfigError> {
+        RawFile::read(path, env)?.into_config(env)
+    }
+
+    /// Parses TOML text (for tests and `check`).
+    pub fn from_toml_str(text: &str, env: &dyn Env) -> Result<Self, ConfigError> {
+        RawFile::parse(text)
+            .map_err(|message| ConfigError::Parse {
+                path: PathBuf::from("<string>"),
+                message,
+            })?
+            .into_config(env)
+    }
+
+    /// The store this configuration names: sled in `data_dir`.
+    pub fn store_config(&self) -> StoreConfig {
+        StoreConfig::sled(self.data_dir.clone())
+    }
+
+    /// What the client subcommands (`send`, `receipts`, ...) need: the
+    /// listen address and the API token, from the file (if any) and the
+    /// environment. Unlike [`Config::load_with`], DingTalk keys are not required.
+    pub fn load_client(path: Option<&Path>, env: &dyn Env) -> Result<ClientSettings, ConfigError> {
+        Ok(RawFile::read(path, env)?.into_client(env))
+    }
+}

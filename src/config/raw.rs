@@ -1,0 +1,364 @@
+//! The TOML file's all-optional view ([`RawFile`]) and its conversion into
+//! a validated [`Config`]: environment over file over [`defaults`].
+
+use super::env::{parse_base, pick, pick_str, Env};
+use super::{
+    defaults, BotConfig, ClientSettings, Config, ConfigError, DingTalkConfig, Mode, RosterSource,
+    Secret, StreamConfig,
+};
+use crate::domain::RobotCode;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// "list" never shows more notices than this, whatever `bot.list_limit` says.
+const LIST_LIMIT_MAX: usize = 50;
+
+/// Raw, all-optional view of the TOML file. Field names are the TOML keys.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFile {
+    listen: Option<String>,
+    data_dir: Option<PathBuf>,
+    api_token: Option<String>,
+    templates_dir: Option<PathBuf>,
+    public_url: Option<String>,
+    mode: Option<String>,
+    #[serde(default)]
+    dingtalk: RawDingTalk,
+    #[serde(default)]
+    bot: RawBot,
+    #[serde(default)]
+    stream: RawStream,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStream {
+    backoff_base_ms: Option<u64>,
+    backoff_max_ms: Option<u64>,
+    healthy_after_ms: Option<u64>,
+    ping_interval_ms: Option<u64>,
+    idle_timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDingTalk {
+    app_key: Option<String>,
+    app_secret: Option<String>,
+    robot_code: Option<String>,
+    api_base: Option<String>,
+    oapi_base: Option<String>,
+    cool_app_code: Option<String>,
+    timeout_secs: Option<u64>,
+    deadline_secs: Option<u64>,
+    rate_limit_per_sec: Option<u32>,
+    max_pages: Option<usize>,
+    not_ready_window_secs: Option<u64>,
+    name_concurrency: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBot {
+    roster_sources: Option<Vec<String>>,
+    name_ttl_secs: Option<u64>,
+    list_limit: Option<usize>,
+    max_body_bytes: Option<usize>,
+    dedup_retention_secs: Option<u64>,
+    signature_window_secs: Option<u64>,
+    summary_timeout_secs: Option<u64>,
+    receipts_cache_secs: Option<u64>,
+    max_queued_answers: Option<usize>,
+}
+
+impl RawFile {
+    /// Reads the file named by `path` or `READBOT_CONFIG`; no file → all defaults.
+    pub(super) fn read(path: Option<&Path>, env: &dyn Env) -> Result<Self, ConfigError> {
+        let path = path
+            .map(Path::to_path_buf)
+            .or_else(|| env.get("READBOT_CONFIG").map(PathBuf::from));
+        let Some(p) = path else {
+            return Ok(Self::default());
+        };
+        let text = std::fs::read_to_string(&p).map_err(|source| ConfigError::Read {
+            path: p.clone(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|message| ConfigError::Parse { path: p, message })
+    }
+
+    /// Parses TOML text; the message is the TOML parser's.
+    pub(super) fn parse(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// What the client subcommands need: `listen` and `api_token`.
+    pub(super) fn into_client(self, env: &dyn Env) -> ClientSettings {
+        ClientSettings {
+            listen: pick_str(env, "READBOT_LISTEN", self.listen),
+            api_token: pick_str(env, "READBOT_API_TOKEN", self.api_token).map(Secret::new),
+        }
+    }
+
+    /// Overlays the environment on this file view, fills in the
+    /// [`defaults`] and validates every key.
+    pub(super) fn into_config(self, env: &dyn Env) -> Result<Config, ConfigError> {
+        let raw = self;
+        let listen_s =
+            pick_str(env, "READBOT_LISTEN", raw.listen).unwrap_or_else(|| defaults::LISTEN.into());
+        let listen: SocketAddr = listen_s.trim().parse().map_err(|_| ConfigError::Invalid {
+            key: "READBOT_LISTEN",
+            message: format!("{listen_s:?} is not an address like 127.0.0.1:8080"),
+        })?;
+        let data_dir = env
+            .get("READBOT_DATA_DIR")
+            .map(PathBuf::from)
+            .or(raw.data_dir)
+            .unwrap_or_else(|| PathBuf::from(defaults::DATA_DIR));
+        let api_token = pick_str(env, "READBOT_API_TOKEN", raw.api_token).map(Secret::new);
+        if let Some(t) = &api_token {
+            if t.expose().len() < 16 {
+                return Err(ConfigError::Invalid {
+                    key: "READBOT_API_TOKEN",
+                    message: "must be at least 16 characters".into(),
+                });
+            }
+        }
+        let templates_dir = env
+            .get("READBOT_TEMPLATES_DIR")
+            .map(PathBuf::from)
+            .or(raw.templates_dir);
+        let public_url = pick_str(env, "READBOT_PUBLIC_URL", raw.public_url);
+
+        let d = raw.dingtalk;
+        let app_key = pick_str(env, "DINGTALK_APP_KEY", d.app_key)
+            .ok_or(ConfigError::Missing("DINGTALK_APP_KEY"))?;
+        let app_secret = pick_str(env, "DINGTALK_APP_SECRET", d.app_secret)
+            .map(Secret::new)
+            .ok_or(ConfigError::Missing("DINGTALK_APP_SECRET"))?;
+        let robot_code_s =
+            pick_str(env, "DINGTALK_ROBOT_CODE", d.robot_code).unwrap_or_else(|| app_key.clone());
+        let robot_code = RobotCode::parse(robot_code_s).map_err(|e| ConfigError::Invalid {
+            key: "DINGTALK_ROBOT_CODE",
+            message: e.to_string(),
+        })?;
+        let api_base = parse_base(
+            "DINGTALK_API_BASE",
+            &pick_str(env, "DINGTALK_API_BASE", d.api_base)
+                .unwrap_or_else(|| defaults::DINGTALK_API_BASE.into()),
+        )?;
+        let oapi_base = parse_base(
+            "DINGTALK_OAPI_BASE",
+            &pick_str(env, "DINGTALK_OAPI_BASE", d.oapi_base)
+                .unwrap_or_else(|| defaults::DINGTALK_OAPI_BASE.into()),
+        )?;
+        let secs = |key, file, default: Duration| -> Result<Duration, ConfigError> {
+            match pick::<u64>(env, key, file)? {
+                None => Ok(default),
+                Some(0) => Err(ConfigError::Invalid {
+                    key,
+                    message: "must be greater than 0".into(),
+                }),
+                Some(v) => Ok(Duration::from_secs(v)),
+            }
+        };
+        let positive = |key, v: usize| -> Result<usize, ConfigError> {
+            if v == 0 {
+                Err(ConfigError::Invalid {
+                    key,
+                    message: "must be greater than 0".into(),
+                })
+            } else {
+                Ok(v)
+            }
+        };
+        let dingtalk = DingTalkConfig {
+            app_key,
+            app_secret,
+            robot_code,
+            api_base,
+            oapi_base,
+            cool_app_code: pick_str(env, "DINGTALK_COOL_APP_CODE", d.cool_app_code),
+            timeout: secs(
+                "DINGTALK_TIMEOUT_SECS",
+                d.timeout_secs,
+                defaults::DINGTALK_TIMEOUT,
+            )?,
+            deadline: secs(
+                "DINGTALK_DEADLINE_SECS",
+                d.deadline_secs,
+                defaults::DINGTALK_DEADLINE,
+            )?,
+            rate_limit_per_sec: pick(env, "DINGTALK_RATE_LIMIT_PER_SEC", d.rate_limit_per_sec)?
+                .unwrap_or(defaults::DINGTALK_RATE_LIMIT_PER_SEC)
+                .max(1),
+            max_pages: positive(
+                "DINGTALK_MAX_PAGES",
+                pick(env, "DINGTALK_MAX_PAGES", d.max_pages)?
+                    .unwrap_or(defaults::DINGTALK_MAX_PAGES),
+            )?,
+            not_ready_window: secs(
+                "DINGTALK_NOT_READY_WINDOW_SECS",
+                d.not_ready_window_secs,
+                defaults::DINGTALK_NOT_READY_WINDOW,
+            )?,
+            name_concurrency: positive(
+                "DINGTALK_NAME_CONCURRENCY",
+                pick(env, "DINGTALK_NAME_CONCURRENCY", d.name_concurrency)?
+                    .unwrap_or(defaults::DINGTALK_NAME_CONCURRENCY),
+            )?,
+        };
+
+        let b = raw.bot;
+        let roster_sources = match env.get("READBOT_ROSTER_SOURCES") {
+            Some(v) => Some(v.split(',').map(|s| s.trim().to_owned()).collect()),
+            None => b.roster_sources,
+        };
+        let roster_sources = match roster_sources {
+            None => defaults::ROSTER_SOURCES.to_vec(),
+            Some(list) => {
+                let mut out = Vec::new();
+                for s in list.iter().filter(|s| !s.is_empty()) {
+                    let src = RosterSource::parse(s).ok_or_else(|| ConfigError::Invalid {
+                        key: "READBOT_ROSTER_SOURCES",
+                        message: format!("{s:?} is not one of inner_group, scene_group, learned"),
+                    })?;
+                    if !out.contains(&src) {
+                        out.push(src);
+                    }
+                }
+                if out.is_empty() {
+                    return Err(ConfigError::Invalid {
+                        key: "READBOT_ROSTER_SOURCES",
+                        message: "name at least one source".into(),
+                    });
+                }
+                out
+            }
+        };
+        let bot = BotConfig {
+            roster_sources,
+            name_ttl: secs("READBOT_NAME_TTL_SECS", b.name_ttl_secs, defaults::NAME_TTL)?,
+            list_limit: positive(
+                "READBOT_LIST_LIMIT",
+                pick(env, "READBOT_LIST_LIMIT", b.list_limit)?.unwrap_or(defaults::LIST_LIMIT),
+            )?
+            .min(LIST_LIMIT_MAX),
+            max_body_bytes: positive(
+                "READBOT_MAX_BODY_BYTES",
+                pick(env, "READBOT_MAX_BODY_BYTES", b.max_body_bytes)?
+                    .unwrap_or(defaults::MAX_BODY_BYTES),
+            )?,
+            dedup_retention: secs(
+                "READBOT_DEDUP_RETENTION_SECS",
+                b.dedup_retention_secs,
+                defaults::DEDUP_RETENTION,
+            )?,
+            signature_window: secs(
+                "READBOT_SIGNATURE_WINDOW_SECS",
+                b.signature_window_secs,
+                defaults::SIGNATURE_WINDOW,
+            )?,
+            summary_timeout: secs(
+                "READBOT_SUMMARY_TIMEOUT_SECS",
+                b.summary_timeout_secs,
+                defaults::SUMMARY_TIMEOUT,
+            )?,
+            // Zero is allowed: it turns the result cache off.
+            receipts_cache: Duration::from_secs(
+                pick(env, "READBOT_RECEIPTS_CACHE_SECS", b.receipts_cache_secs)?
+                    .unwrap_or(defaults::RECEIPTS_CACHE.as_secs()),
+            ),
+            max_queued_answers: positive(
+                "READBOT_MAX_QUEUED_ANSWERS",
+                pick(env, "READBOT_MAX_QUEUED_ANSWERS", b.max_queued_answers)?
+                    .unwrap_or(defaults::MAX_QUEUED_ANSWERS),
+            )?,
+        };
+        let mode = match pick_str(env, "READBOT_MODE", raw.mode) {
+            None => defaults::MODE,
+            Some(m) => match m.trim().to_ascii_lowercase().as_str() {
+                "http" => Mode::Http,
+                "stream" => Mode::Stream,
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        key: "READBOT_MODE",
+                        message: format!("{m:?} is not one of http, stream"),
+                    })
+                }
+            },
+        };
+        let stream = raw.stream.into_config(env)?;
+        Ok(Config {
+            listen,
+            data_dir,
+            api_token,
+            templates_dir,
+            public_url,
+            mode,
+            dingtalk,
+            bot,
+            stream,
+        })
+    }
+}
+
+impl RawStream {
+    /// The stream settings: environment over file over [`StreamConfig::default`].
+    fn into_config(self, env: &dyn Env) -> Result<StreamConfig, ConfigError> {
+        let (s, d) = (self, StreamConfig::default());
+        let ms = |key, file, default: Duration| -> Result<Duration, ConfigError> {
+            match pick::<u64>(env, key, file)? {
+                None => Ok(default),
+                Some(0) => Err(ConfigError::Invalid {
+                    key,
+                    message: "must be greater than 0".into(),
+                }),
+                Some(v) => Ok(Duration::from_millis(v)),
+            }
+        };
+        let c = StreamConfig {
+            backoff_base: ms(
+                "READBOT_STREAM_BACKOFF_BASE_MS",
+                s.backoff_base_ms,
+                d.backoff_base,
+            )?,
+            backoff_max: ms(
+                "READBOT_STREAM_BACKOFF_MAX_MS",
+                s.backoff_max_ms,
+                d.backoff_max,
+            )?,
+            healthy_after: ms(
+                "READBOT_STREAM_HEALTHY_AFTER_MS",
+                s.healthy_after_ms,
+                d.healthy_after,
+            )?,
+            ping_interval: ms(
+                "READBOT_STREAM_PING_INTERVAL_MS",
+                s.ping_interval_ms,
+                d.ping_interval,
+            )?,
+            idle_timeout: ms(
+                "READBOT_STREAM_IDLE_TIMEOUT_MS",
+                s.idle_timeout_ms,
+                d.idle_timeout,
+            )?,
+        };
+        if c.backoff_max < c.backoff_base {
+            return Err(ConfigError::Invalid {
+                key: "READBOT_STREAM_BACKOFF_MAX_MS",
+                message: "must not be smaller than READBOT_STREAM_BACKOFF_BASE_MS".into(),
+            });
+        }
+        if c.idle_timeout <= c.ping_interval {
+            return Err(ConfigError::Invalid {
+                key: "READBOT_STREAM_IDLE_TIMEOUT_MS",
+                message: "must be longer than READBOT_STREAM_PING_INTERVAL_MS".into(),
+            });
+        }
+        Ok(c)
+    }
+}

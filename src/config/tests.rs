@@ -1,0 +1,166 @@
+//! Loading, defaults and validation of the whole configuration.
+
+use super::*;
+use std::collections::HashMap;
+
+fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+    let m: HashMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    move |k: &str| m.get(k).cloned()
+}
+
+#[test]
+fn defaults_and_required_keys() {
+    let e = env(&[]);
+    let err = Config::from_toml_str("", &e).unwrap_err();
+    assert!(err.to_string().contains("DINGTALK_APP_KEY"));
+    let e = env(&[
+        ("DINGTALK_APP_KEY", "dingkey"),
+        ("DINGTALK_APP_SECRET", "s3cr3t"),
+    ]);
+    let c = Config::from_toml_str("", &e).unwrap();
+    assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(c.data_dir, PathBuf::from("./readbot-data"));
+    assert_eq!(c.dingtalk.robot_code.as_str(), "dingkey");
+    assert_eq!(c.dingtalk.api_base.as_str(), "https://api.dingtalk.com/");
+    assert_eq!(c.dingtalk.oapi_base.as_str(), "https://oapi.dingtalk.com/");
+    assert!(c.api_token.is_none());
+    assert_eq!(c.dingtalk.rate_limit_per_sec, 20);
+}
+
+#[test]
+fn env_overrides_file_and_secrets_do_not_leak() {
+    let toml = r#"
+        listen = "0.0.0.0:9000"
+        api_token = "file-token-0123456789"
+        [dingtalk]
+        app_key = "filekey"
+        app_secret = "very-secret-value"
+        robot_code = "robot1"
+        [bot]
+        roster_sources = ["learned"]
+    "#;
+    let e = env(&[
+        ("READBOT_LISTEN", "127.0.0.1:1"),
+        ("DINGTALK_ROBOT_CODE", "robot2"),
+    ]);
+    let c = Config::from_toml_str(toml, &e).unwrap();
+    assert_eq!(c.listen.port(), 1);
+    assert_eq!(c.dingtalk.robot_code.as_str(), "robot2");
+    assert_eq!(c.bot.roster_sources, vec![RosterSource::Learned]);
+    let dbg = format!("{c:?}");
+    assert!(!dbg.contains("very-secret-value"));
+    assert!(!dbg.contains("file-token-0123456789"));
+}
+
+#[test]
+fn bad_values_name_their_key() {
+    let base = [("DINGTALK_APP_KEY", "k"), ("DINGTALK_APP_SECRET", "s")];
+    for (k, v) in [
+        ("READBOT_LISTEN", "nope"),
+        ("DINGTALK_API_BASE", "ftp://x"),
+        ("DINGTALK_TIMEOUT_SECS", "abc"),
+        ("READBOT_ROSTER_SOURCES", "everyone"),
+        ("READBOT_API_TOKEN", "short"),
+    ] {
+        let mut pairs = base.to_vec();
+        pairs.push((k, v));
+        let err = Config::from_toml_str("", &env(&pairs)).unwrap_err();
+        assert!(err.to_string().contains(k), "{err} should name {k}");
+    }
+    let err = Config::from_toml_str("unknown_key = 1", &env(&base)).unwrap_err();
+    assert!(err.to_string().contains("unknown_key"));
+}
+
+#[test]
+fn client_settings_need_no_dingtalk_keys() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("readbot.toml");
+    std::fs::write(
+        &file,
+        "listen = \"0.0.0.0:9000\"\napi_token = \"file-token-0123456789\"\n",
+    )
+    .unwrap();
+    let c = Config::load_client(Some(&file), &env(&[])).unwrap();
+    assert_eq!(c.listen.as_deref(), Some("0.0.0.0:9000"));
+    assert_eq!(c.api_token.unwrap().expose(), "file-token-0123456789");
+    let c = Config::load_client(Some(&file), &env(&[("READBOT_LISTEN", "127.0.0.1:1")])).unwrap();
+    assert_eq!(c.listen.as_deref(), Some("127.0.0.1:1"));
+    let c = Config::load_client(None, &env(&[])).unwrap();
+    assert!(c.listen.is_none() && c.api_token.is_none());
+}
+
+#[test]
+fn mode_and_stream_settings() {
+    let base = [("DINGTALK_APP_KEY", "k"), ("DINGTALK_APP_SECRET", "s")];
+    let c = Config::from_toml_str("", &env(&base)).unwrap();
+    assert_eq!(c.mode, Mode::Http);
+    assert_eq!(c.stream, StreamConfig::default());
+    assert_eq!(c.stream.backoff_base, Duration::from_secs(1));
+    assert_eq!(c.stream.backoff_max, Duration::from_secs(60));
+    let toml = r#"
+        mode = "stream"
+        [stream]
+        backoff_base_ms = 20
+        backoff_max_ms = 400
+        ping_interval_ms = 100
+        idle_timeout_ms = 300
+    "#;
+    let c = Config::from_toml_str(toml, &env(&base)).unwrap();
+    assert_eq!(c.mode, Mode::Stream);
+    assert_eq!(c.stream.backoff_base, Duration::from_millis(20));
+    assert_eq!(c.stream.backoff_max, Duration::from_millis(400));
+    assert_eq!(c.stream.idle_timeout, Duration::from_millis(300));
+    let mut pairs = base.to_vec();
+    pairs.push(("READBOT_MODE", "HTTP"));
+    let c = Config::from_toml_str(toml, &env(&pairs)).unwrap();
+    assert_eq!(c.mode, Mode::Http, "the environment wins");
+    for (k, v) in [
+        ("READBOT_MODE", "websocket"),
+        ("READBOT_STREAM_BACKOFF_BASE_MS", "0"),
+        ("READBOT_STREAM_BACKOFF_MAX_MS", "10"),
+        ("READBOT_STREAM_IDLE_TIMEOUT_MS", "100"),
+    ] {
+        let mut pairs = base.to_vec();
+        pairs.push((k, v));
+        let err = Config::from_toml_str(toml, &env(&pairs)).unwrap_err();
+        assert!(err.to_string().contains(k), "{err} should name {k}");
+    }
+}
+
+#[test]
+fn example_config_parses_and_lists_every_key() {
+    let text = include_str!("../../deploy/readbot.example.toml");
+    let c = Config::from_toml_str(text, &env(&[])).unwrap();
+    assert_eq!(c.dingtalk.app_key, "dingxxxxxxxxxxxxxxxx");
+    for (_, key, _) in ENV_KEYS.iter().filter(|(_, k, _)| *k != "(none)") {
+        let leaf = key.rsplit('.').next().unwrap();
+        assert!(
+            text.contains(&format!("{leaf} =")),
+            "example config lacks {key}"
+        );
+    }
+}
+
+#[test]
+fn the_loader_and_the_default_impls_share_one_set_of_defaults() {
+    let base = [("DINGTALK_APP_KEY", "k"), ("DINGTALK_APP_SECRET", "s")];
+    let c = Config::from_toml_str("", &env(&base)).unwrap();
+    assert_eq!(
+        format!("{:?}", c.bot),
+        format!("{:?}", BotConfig::default())
+    );
+    assert_eq!(c.stream, StreamConfig::default());
+    assert_eq!(c.mode, defaults::MODE);
+    assert_eq!(c.listen.to_string(), defaults::LISTEN);
+    assert_eq!(c.data_dir, PathBuf::from(defaults::DATA_DIR));
+    let d = &c.dingtalk;
+    assert_eq!(d.timeout, defaults::DINGTALK_TIMEOUT);
+    assert_eq!(d.deadline, defaults::DINGTALK_DEADLINE);
+    assert_eq!(d.rate_limit_per_sec, defaults::DINGTALK_RATE_LIMIT_PER_SEC);
+    assert_eq!(d.max_pages, defaults::DINGTALK_MAX_PAGES);
+    assert_eq!(d.not_ready_window, defaults::DINGTALK_NOT_READY_WINDOW);
+    assert_eq!(d.name_concurrency, defaults::DINGTALK_NAME_CONCURRENCY);
+}
