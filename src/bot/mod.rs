@@ -8,6 +8,8 @@
 pub mod command;
 pub mod receipts;
 pub mod summary;
+#[cfg(test)]
+mod tests;
 pub mod view;
 
 use crate::config::BotConfig;
