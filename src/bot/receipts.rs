@@ -398,17 +398,20 @@ pub async fn collect(
 
     let reader_set: HashSet<&UserId> = readers.iter().collect();
     let member_set: HashSet<&UserId> = members.iter().map(|m| &m.user_id).collect();
-    let mut known: HashMap<UserId, String> = members
+    // In roster order, not a map's: the bookkeeping memo fingerprints
+    // this list, and a map's iteration order differs from map to map.
+    let roster_names: Vec<(UserId, String)> = members
         .iter()
         .filter_map(|m| m.name.clone().map(|n| (m.user_id.clone(), n)))
         .collect();
+    let mut known: HashMap<UserId, String> = roster_names.iter().cloned().collect();
     let ttl_ms = i64::try_from(deps.cfg.name_ttl.as_millis()).unwrap_or(i64::MAX);
     spawn_bookkeeping(
         deps.store.clone(),
         deps.bookkept.clone(),
         notice.group.clone(),
         seen,
-        known.iter().map(|(u, n)| (u.clone(), n.clone())).collect(),
+        roster_names,
         ttl_ms,
     );
 
@@ -897,5 +900,63 @@ mod tests {
             b.record(gi, 1);
         }
         assert!(b.lock().len() <= Bookkept::MAX_GROUPS);
+    }
+
+    /// When the bookkeeping of `group` was last recorded, waiting (up to
+    /// 2 s) for the spawned task to record something newer than `after`.
+    async fn bookkept_at(
+        b: &Bookkept,
+        group: &OpenConversationId,
+        after: Option<Instant>,
+    ) -> Option<(Instant, u64)> {
+        for _ in 0..200 {
+            let now = b.lock().get(group).copied();
+            if now.is_some() && now.map(|(at, _)| at) != after {
+                return now;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        b.lock().get(group).copied()
+    }
+
+    #[tokio::test]
+    async fn a_second_summary_of_the_same_roster_skips_its_bookkeeping() {
+        use crate::dingtalk::scripted::ScriptedApi;
+        use crate::dingtalk::Roster;
+        let scripted = Arc::new(ScriptedApi::new());
+        let names: Vec<Member> = (0..20)
+            .map(|i| Member {
+                user_id: UserId::parse(format!("u{i}")).unwrap(),
+                name: Some(format!("Name {i}")),
+            })
+            .collect();
+        scripted.on_roster(move |_| {
+            Ok(Roster {
+                members: names.clone(),
+                complete: true,
+            })
+        });
+        let api: Arc<dyn DingTalkApi> = scripted;
+        let store: Arc<dyn Store> = Arc::new(crate::store::memory::MemoryStore::new());
+        let cfg = BotConfig::default();
+        let robot = RobotCode::parse("robot").unwrap();
+        let (refused, bookkept) = (RefusedSources::default(), Arc::new(Bookkept::default()));
+        let deps = ReceiptsDeps {
+            api: &api,
+            store: &store,
+            cfg: &cfg,
+            cool_app_code: None,
+            robot_code: &robot,
+            refused: &refused,
+            bookkept: &bookkept,
+        };
+        let mut notice = receipts("k", 0).notice;
+        notice.author = Some(UserId::parse("u0").unwrap());
+        collect(&deps, &notice, None).await.unwrap();
+        let first = bookkept_at(&bookkept, &notice.group, None).await;
+        assert!(first.is_some(), "the first summary bookkept");
+        collect(&deps, &notice, None).await.unwrap();
+        let second = bookkept_at(&bookkept, &notice.group, first.map(|f| f.0)).await;
+        assert_eq!(second, first, "same roster, same names: nothing rewritten");
     }
 }
