@@ -12,9 +12,10 @@
 
 use super::BotError;
 use crate::config::BotConfig;
-use crate::dingtalk::{DingTalkApi, DingTalkError, ReadQuery, RosterQuery};
+use crate::dingtalk::{DingTalkApi, DingTalkError, ReadQuery, ReadState, RosterQuery};
 use crate::domain::{
-    now_millis, Member, Notice, ProcessQueryKey, Receipts, RobotCode, RosterSource, UserId,
+    now_millis, Member, Notice, ProcessQueryKey, Receipts, RobotCode, RosterSource, SendStatus,
+    UserId,
 };
 use crate::store::{Store, StoreError};
 use std::collections::{HashMap, HashSet};
@@ -334,10 +335,175 @@ fn is_refusal(e: &DingTalkError) -> bool {
     }
 }
 
-struct RosterAnswer {
+/// A group's member list as one roster source answered it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RosterAnswer {
+    /// Members, with names where the source carries them (no duplicates).
+    pub members: Vec<Member>,
+    /// The source that answered.
+    pub source: RosterSource,
+    /// Whether the source claims to have returned the whole group.
+    pub complete: bool,
+}
+
+/// Who should have read a notice and who did, ready to be counted: the
+/// robot left out of both, and a learned roster completed with the readers
+/// and the author (evidently in the group). Built from DingTalk's answers
+/// without any I/O; [`tally`] turns it into [`Receipts`] once the names are
+/// known.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Roll {
+    readers: Vec<UserId>,
     members: Vec<Member>,
     source: RosterSource,
     complete: bool,
+    send_status: SendStatus,
+    pages: usize,
+    truncated: bool,
+}
+
+impl Roll {
+    /// Combines the read state and the roster of a notice by `author`,
+    /// sent by the robot `robot`.
+    pub fn new(
+        state: ReadState,
+        roster: RosterAnswer,
+        robot: &RobotCode,
+        author: Option<&UserId>,
+    ) -> Self {
+        let robot = robot.as_str();
+        let readers: Vec<UserId> = state
+            .readers
+            .into_iter()
+            .filter(|u| u.as_str() != robot)
+            .collect();
+        let mut members: Vec<Member> = roster
+            .members
+            .into_iter()
+            .filter(|m| m.user_id.as_str() != robot)
+            .collect();
+        if roster.source == RosterSource::Learned {
+            // Whoever read it is evidently in the group, and so is the author.
+            let mut have: HashSet<UserId> = members.iter().map(|m| m.user_id.clone()).collect();
+            for u in readers.iter().chain(author) {
+                if have.insert(u.clone()) {
+                    members.push(Member {
+                        user_id: u.clone(),
+                        name: None,
+                    });
+                }
+            }
+            members.sort_by(|a, b| a.user_id.cmp(&b.user_id));
+        }
+        Self {
+            readers,
+            members,
+            source: roster.source,
+            complete: roster.complete,
+            send_status: state.send_status,
+            pages: state.pages,
+            truncated: state.truncated,
+        }
+    }
+
+    /// Everyone seen in the group, for the learned roster: the readers and,
+    /// unless the roster is the learned one itself, its members (once each:
+    /// readers are mostly members too).
+    fn seen(&self) -> Vec<UserId> {
+        let mut seen: Vec<UserId> = self.readers.clone();
+        if self.source != RosterSource::Learned {
+            let reader_ids: HashSet<&UserId> = self.readers.iter().collect();
+            seen.extend(
+                self.members
+                    .iter()
+                    .filter(|m| !reader_ids.contains(&m.user_id))
+                    .map(|m| m.user_id.clone()),
+            );
+        }
+        seen
+    }
+
+    /// The names the roster carried, in roster order (not a map's: the
+    /// bookkeeping memo fingerprints this list).
+    fn roster_names(&self) -> Vec<(UserId, String)> {
+        self.members
+            .iter()
+            .filter_map(|m| m.name.clone().map(|n| (m.user_id.clone(), n)))
+            .collect()
+    }
+
+    /// The ids whose names a summary of `notice` shows and `known` lacks,
+    /// sorted, once each.
+    fn wanted_names(&self, notice: &Notice, known: &HashMap<UserId, String>) -> Vec<UserId> {
+        let mut wanted: Vec<UserId> = self
+            .members
+            .iter()
+            .map(|m| m.user_id.clone())
+            .chain(self.readers.iter().cloned())
+            .chain(
+                notice
+                    .author
+                    .iter()
+                    .filter(|_| notice.author_name.is_none())
+                    .cloned(),
+            )
+            .filter(|u| !known.contains_key(u))
+            .collect();
+        wanted.sort();
+        wanted.dedup();
+        wanted
+    }
+}
+
+/// Counts a [`Roll`] into the receipts of `notice`, naming people from
+/// `names` (ids without a name stay unnamed):
+/// - `read`: every reader, in DingTalk's order (members or not);
+/// - `unread`: the members who did not read, in roster order;
+/// - with a roster, `read_count` counts the readers who are members and
+///   `member_count` the members; without one (no member known at all),
+///   `read_count` counts every reader, `member_count` is 0 and the roster is
+///   never called complete;
+/// - the notice's author name is filled from `names` when it had none.
+pub fn tally(roll: Roll, notice: &Notice, names: &HashMap<UserId, String>) -> Receipts {
+    let person = |u: &UserId| Member {
+        user_id: u.clone(),
+        name: names.get(u).cloned(),
+    };
+    let reader_set: HashSet<&UserId> = roll.readers.iter().collect();
+    let member_set: HashSet<&UserId> = roll.members.iter().map(|m| &m.user_id).collect();
+    let has_roster = !roll.members.is_empty();
+    let read: Vec<Member> = roll.readers.iter().map(person).collect();
+    let unread: Vec<Member> = roll
+        .members
+        .iter()
+        .filter(|m| !reader_set.contains(&m.user_id))
+        .map(|m| person(&m.user_id))
+        .collect();
+    let member_count = if has_roster { roll.members.len() } else { 0 };
+    let read_count = if has_roster {
+        roll.readers
+            .iter()
+            .filter(|u| member_set.contains(u))
+            .count()
+    } else {
+        roll.readers.len()
+    };
+    let mut notice = notice.clone();
+    if notice.author_name.is_none() {
+        notice.author_name = notice.author.as_ref().and_then(|a| names.get(a).cloned());
+    }
+    Receipts {
+        notice,
+        send_status: roll.send_status,
+        read,
+        unread,
+        read_count,
+        member_count,
+        roster_source: roll.source,
+        roster_complete: roll.complete && has_roster,
+        pages: roll.pages,
+        truncated: roll.truncated,
+    }
 }
 
 /// Collects the receipts of `notice`; `asker` (when known) is used as the
@@ -354,83 +520,22 @@ pub async fn collect(
         sent_at: notice.sent_at,
     };
     let (state, roster) = tokio::join!(deps.api.read_state(&query), roster(deps, notice, asker));
-    let state = state?;
-    let roster = roster?;
+    let roll = Roll::new(state?, roster?, deps.robot_code, notice.author.as_ref());
 
-    let robot = deps.robot_code.as_str();
-    let readers: Vec<UserId> = state
-        .readers
-        .iter()
-        .filter(|u| u.as_str() != robot)
-        .cloned()
-        .collect();
-    let mut members: Vec<Member> = roster
-        .members
-        .into_iter()
-        .filter(|m| m.user_id.as_str() != robot)
-        .collect();
-    if roster.source == RosterSource::Learned {
-        // Whoever read it is evidently in the group, and so is the author.
-        let mut have: HashSet<UserId> = members.iter().map(|m| m.user_id.clone()).collect();
-        for u in readers.iter().chain(notice.author.iter()) {
-            if have.insert(u.clone()) {
-                members.push(Member {
-                    user_id: u.clone(),
-                    name: None,
-                });
-            }
-        }
-        members.sort_by(|a, b| a.user_id.cmp(&b.user_id));
-    }
-
-    // Learned roster: everyone seen reading or listed (once each: readers
-    // are mostly members too).
-    let mut seen: Vec<UserId> = readers.clone();
-    if roster.source != RosterSource::Learned {
-        let reader_ids: HashSet<&UserId> = readers.iter().collect();
-        seen.extend(
-            members
-                .iter()
-                .filter(|m| !reader_ids.contains(&m.user_id))
-                .map(|m| m.user_id.clone()),
-        );
-    }
-
-    let reader_set: HashSet<&UserId> = readers.iter().collect();
-    let member_set: HashSet<&UserId> = members.iter().map(|m| &m.user_id).collect();
-    // In roster order, not a map's: the bookkeeping memo fingerprints
-    // this list, and a map's iteration order differs from map to map.
-    let roster_names: Vec<(UserId, String)> = members
-        .iter()
-        .filter_map(|m| m.name.clone().map(|n| (m.user_id.clone(), n)))
-        .collect();
+    let roster_names = roll.roster_names();
     let mut known: HashMap<UserId, String> = roster_names.iter().cloned().collect();
     let ttl_ms = i64::try_from(deps.cfg.name_ttl.as_millis()).unwrap_or(i64::MAX);
     spawn_bookkeeping(
         deps.store.clone(),
         deps.bookkept.clone(),
         notice.group.clone(),
-        seen,
+        roll.seen(),
         roster_names,
         ttl_ms,
     );
 
     // Names: cache first, then DingTalk for the rest.
-    let mut wanted: Vec<UserId> = members
-        .iter()
-        .map(|m| m.user_id.clone())
-        .chain(readers.iter().cloned())
-        .chain(
-            notice
-                .author
-                .iter()
-                .filter(|_| notice.author_name.is_none())
-                .cloned(),
-        )
-        .filter(|u| !known.contains_key(u))
-        .collect();
-    wanted.sort();
-    wanted.dedup();
+    let wanted = roll.wanted_names(notice, &known);
     if !wanted.is_empty() {
         let cached = deps
             .store
@@ -456,40 +561,7 @@ pub async fn collect(
             }
         }
     }
-    let person = |u: &UserId| Member {
-        user_id: u.clone(),
-        name: known.get(u).cloned(),
-    };
-
-    let has_roster = !members.is_empty();
-    let read: Vec<Member> = readers.iter().map(person).collect();
-    let unread: Vec<Member> = members
-        .iter()
-        .filter(|m| !reader_set.contains(&m.user_id))
-        .map(|m| person(&m.user_id))
-        .collect();
-    let member_count = if has_roster { members.len() } else { 0 };
-    let read_count = if has_roster {
-        readers.iter().filter(|u| member_set.contains(u)).count()
-    } else {
-        readers.len()
-    };
-    let mut notice = notice.clone();
-    if notice.author_name.is_none() {
-        notice.author_name = notice.author.as_ref().and_then(|a| known.get(a).cloned());
-    }
-    Ok(Receipts {
-        notice,
-        send_status: state.send_status,
-        read,
-        unread,
-        read_count,
-        member_count,
-        roster_source: roster.source,
-        roster_complete: roster.complete && has_roster,
-        pages: state.pages,
-        truncated: state.truncated,
-    })
+    Ok(tally(roll, notice, &known))
 }
 
 /// What a summary learns that its own reply does not need: who was seen in
