@@ -385,6 +385,8 @@ impl Roll {
         if roster.source == RosterSource::Learned {
             // Whoever read it is evidently in the group, and so is the author.
             let mut have: HashSet<UserId> = members.iter().map(|m| m.user_id.clone()).collect();
+            // (Not the robot, even when a notice names it as its author.)
+            let author = author.filter(|a| a.as_str() != robot);
             for u in readers.iter().chain(author) {
                 if have.insert(u.clone()) {
                     members.push(Member {
@@ -972,6 +974,27 @@ mod tests {
             b.record(gi, 1);
         }
         assert!(b.lock().len() <= Bookkept::MAX_GROUPS);
+    }
+
+    #[test]
+    fn a_notice_authored_by_the_robot_does_not_make_it_a_member() {
+        let robot = RobotCode::parse("robot").unwrap();
+        let state = ReadState {
+            send_status: SendStatus::Success,
+            readers: vec![UserId::parse("u1").unwrap()],
+            pages: 1,
+            truncated: false,
+        };
+        let learned = RosterAnswer {
+            members: Vec::new(),
+            source: RosterSource::Learned,
+            complete: false,
+        };
+        let author = UserId::parse("robot").unwrap();
+        let roll = Roll::new(state, learned, &robot, Some(&author));
+        let r = tally(roll, &receipts("k", 0).notice, &HashMap::new());
+        assert!(r.unread.is_empty(), "{:?}", r.unread);
+        assert_eq!((r.read_count, r.member_count), (1, 1));
     }
 
     /// When the bookkeeping of `group` was last recorded, waiting (up to
