@@ -976,6 +976,278 @@ mod tests {
         assert!(b.lock().len() <= Bookkept::MAX_GROUPS);
     }
 
+    // ------------------------------------------------------------ tally
+
+    const ROBOT: &str = "robot";
+
+    fn u(s: &str) -> UserId {
+        UserId::parse(s).unwrap()
+    }
+
+    fn state(readers: &[&str]) -> ReadState {
+        ReadState {
+            send_status: SendStatus::Processing,
+            readers: readers.iter().map(|r| u(r)).collect(),
+            pages: 3,
+            truncated: true,
+        }
+    }
+
+    fn answer(source: RosterSource, members: &[(&str, Option<&str>)]) -> RosterAnswer {
+        RosterAnswer {
+            members: members
+                .iter()
+                .map(|(id, name)| Member {
+                    user_id: u(id),
+                    name: name.map(str::to_owned),
+                })
+                .collect(),
+            source,
+            complete: source != RosterSource::Learned,
+        }
+    }
+
+    fn ids(list: &[Member]) -> Vec<&str> {
+        list.iter().map(|m| m.user_id.as_str()).collect()
+    }
+
+    fn names(pairs: &[(&str, &str)]) -> HashMap<UserId, String> {
+        pairs
+            .iter()
+            .map(|(id, n)| (u(id), (*n).to_owned()))
+            .collect()
+    }
+
+    fn tally_of(
+        readers: &[&str],
+        roster: RosterAnswer,
+        author: Option<&str>,
+        known: &HashMap<UserId, String>,
+    ) -> Receipts {
+        let mut notice = receipts("k", 0).notice;
+        notice.author = author.map(u);
+        let robot = RobotCode::parse(ROBOT).unwrap();
+        let roll = Roll::new(state(readers), roster, &robot, notice.author.as_ref());
+        tally(roll, &notice, known)
+    }
+
+    #[test]
+    fn tally_against_a_member_list() {
+        let roster = answer(
+            RosterSource::InnerGroup,
+            &[("a", Some("Ann")), ("b", None), (ROBOT, None), ("c", None)],
+        );
+        let known = names(&[("a", "Ann"), ("b", "Bob"), ("x", "Xi"), ("c", "Cy")]);
+        let r = tally_of(&["x", "c", ROBOT], roster, Some("a"), &known);
+        // Every reader, in DingTalk's order, members or not; never the robot.
+        assert_eq!(ids(&r.read), ["x", "c"]);
+        assert_eq!(r.read[0].name.as_deref(), Some("Xi"));
+        // Members who did not read, in roster order.
+        assert_eq!(ids(&r.unread), ["a", "b"]);
+        assert_eq!(r.unread[1].name.as_deref(), Some("Bob"));
+        // Counts are about members only.
+        assert_eq!((r.read_count, r.member_count), (1, 3));
+        assert_eq!(r.roster_source, RosterSource::InnerGroup);
+        assert!(r.roster_complete);
+        // The read state passes through; the author's name is filled in.
+        assert_eq!(r.send_status, SendStatus::Processing);
+        assert_eq!((r.pages, r.truncated), (3, true));
+        assert_eq!(r.notice.author_name.as_deref(), Some("Ann"));
+    }
+
+    #[test]
+    fn tally_completes_a_learned_roster_with_readers_and_author() {
+        let roster = answer(RosterSource::Learned, &[("m", None), ("b", None)]);
+        let r = tally_of(&["z", "b"], roster, Some("a"), &HashMap::new());
+        assert_eq!(ids(&r.unread), ["a", "m"], "sorted by id");
+        assert_eq!(ids(&r.read), ["z", "b"]);
+        assert_eq!((r.read_count, r.member_count), (2, 4));
+        assert!(!r.roster_complete);
+        assert_eq!(r.notice.author_name, None, "no name known");
+    }
+
+    #[test]
+    fn tally_without_any_member_counts_every_reader() {
+        let roster = answer(RosterSource::SceneGroup, &[(ROBOT, Some("Bot"))]);
+        let r = tally_of(&["x", "y"], roster, None, &HashMap::new());
+        assert_eq!(ids(&r.read), ["x", "y"]);
+        assert!(r.unread.is_empty());
+        assert_eq!((r.read_count, r.member_count), (2, 0));
+        assert!(!r.roster_complete, "no roster is never complete");
+    }
+
+    #[test]
+    fn tally_keeps_a_recorded_author_name() {
+        let mut notice = receipts("k", 0).notice;
+        notice.author = Some(u("a"));
+        notice.author_name = Some("Given".into());
+        let robot = RobotCode::parse(ROBOT).unwrap();
+        let roll = Roll::new(
+            state(&[]),
+            answer(RosterSource::InnerGroup, &[("a", Some("Ann"))]),
+            &robot,
+            notice.author.as_ref(),
+        );
+        let r = tally(roll, &notice, &names(&[("a", "Ann")]));
+        assert_eq!(r.notice.author_name.as_deref(), Some("Given"));
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+        use std::collections::BTreeSet;
+
+        /// Ids from a small pool (so that sets overlap), the robot included.
+        fn id() -> impl Strategy<Value = String> {
+            prop_oneof![
+                9 => (0..12u8).prop_map(|i| format!("u{i}")),
+                1 => Just(ROBOT.to_owned()),
+            ]
+        }
+
+        /// Distinct ids in a random order.
+        fn distinct() -> impl Strategy<Value = Vec<String>> {
+            proptest::collection::vec(id(), 0..16).prop_map(|mut v| {
+                let mut seen = HashSet::new();
+                v.retain(|x| seen.insert(x.clone()));
+                v
+            })
+        }
+
+        fn source() -> impl Strategy<Value = RosterSource> {
+            prop_oneof![
+                Just(RosterSource::InnerGroup),
+                Just(RosterSource::SceneGroup),
+                Just(RosterSource::Learned),
+            ]
+        }
+
+        #[derive(Debug, Clone)]
+        struct Case {
+            readers: Vec<String>,
+            roster: Vec<(String, Option<String>)>,
+            source: RosterSource,
+            complete: bool,
+            author: Option<String>,
+            names: Vec<(String, String)>,
+        }
+
+        fn case() -> impl Strategy<Value = Case> {
+            (
+                distinct(),
+                distinct(),
+                proptest::collection::vec(any::<bool>(), 16),
+                source(),
+                any::<bool>(),
+                proptest::option::of(id()),
+                proptest::collection::vec((id(), "[A-Z][a-z]{1,5}"), 0..12),
+            )
+                .prop_map(
+                    |(readers, roster, named, source, complete, author, names)| Case {
+                        readers,
+                        roster: roster
+                            .into_iter()
+                            .zip(named)
+                            .map(|(id, named)| {
+                                let name = named.then(|| format!("Roster {id}"));
+                                (id, name)
+                            })
+                            .collect(),
+                        source,
+                        // The learned roster never claims to be complete.
+                        complete: complete && source != RosterSource::Learned,
+                        author,
+                        names,
+                    },
+                )
+        }
+
+        fn run(c: &Case) -> Receipts {
+            let roster = RosterAnswer {
+                members: c
+                    .roster
+                    .iter()
+                    .map(|(id, name)| Member {
+                        user_id: u(id),
+                        name: name.clone(),
+                    })
+                    .collect(),
+                source: c.source,
+                complete: c.complete,
+            };
+            let readers: Vec<&str> = c.readers.iter().map(String::as_str).collect();
+            let known: HashMap<UserId, String> =
+                c.names.iter().map(|(id, n)| (u(id), n.clone())).collect();
+            tally_of(&readers, roster, c.author.as_deref(), &known)
+        }
+
+        proptest! {
+            #[test]
+            fn read_and_unread_split_the_roster_minus_the_robot(c in case()) {
+                let r = run(&c);
+                let not_robot = |s: &&str| *s != ROBOT;
+                let readers: Vec<&str> = c.readers.iter().map(String::as_str).filter(not_robot).collect();
+                let mut members: Vec<&str> = c.roster.iter().map(|(id, _)| id.as_str()).filter(not_robot).collect();
+                if c.source == RosterSource::Learned {
+                    for extra in readers.iter().copied().chain(c.author.as_deref()) {
+                        if !members.contains(&extra) {
+                            members.push(extra);
+                        }
+                    }
+                    members.sort_unstable();
+                }
+                let members: Vec<&str> = members.into_iter().filter(not_robot).collect();
+                let read = ids(&r.read);
+                let unread = ids(&r.unread);
+
+                // The robot is nobody.
+                prop_assert!(!read.contains(&ROBOT) && !unread.contains(&ROBOT));
+                // Read: the readers, in DingTalk's order.
+                prop_assert_eq!(&read, &readers);
+                // Unread: the members who did not read, in roster order
+                // (by id for the learned roster).
+                let expected_unread: Vec<&str> = members.iter().copied().filter(|m| !readers.contains(m)).collect();
+                prop_assert_eq!(&unread, &expected_unread);
+                // Disjoint, and together everyone in the roster or reading.
+                let read_set: BTreeSet<&str> = read.iter().copied().collect();
+                let unread_set: BTreeSet<&str> = unread.iter().copied().collect();
+                prop_assert!(read_set.is_disjoint(&unread_set));
+                let all: BTreeSet<&str> = members.iter().chain(readers.iter()).copied().collect();
+                prop_assert_eq!(read_set.union(&unread_set).copied().collect::<BTreeSet<_>>(), all);
+
+                // Counts.
+                if members.is_empty() {
+                    prop_assert_eq!(r.member_count, 0);
+                    prop_assert_eq!(r.read_count, readers.len());
+                    prop_assert!(!r.roster_complete);
+                } else {
+                    prop_assert_eq!(r.member_count, members.len());
+                    prop_assert_eq!(r.read_count, readers.iter().filter(|x| members.contains(x)).count());
+                    prop_assert_eq!(r.read_count + r.unread.len(), r.member_count);
+                    prop_assert_eq!(r.roster_complete, c.complete);
+                }
+                prop_assert!(r.read_count <= r.read.len());
+                prop_assert_eq!(r.roster_source, c.source);
+            }
+
+            #[test]
+            fn everyone_is_named_from_the_names_given_and_only_from_them(c in case()) {
+                let r = run(&c);
+                let known: HashMap<&str, &str> = c.names.iter().map(|(id, n)| (id.as_str(), n.as_str())).collect();
+                for m in r.read.iter().chain(&r.unread) {
+                    prop_assert_eq!(m.name.as_deref(), known.get(m.user_id.as_str()).copied());
+                }
+                let author_name = c.author.as_deref().and_then(|a| known.get(a).copied());
+                prop_assert_eq!(r.notice.author_name.as_deref(), author_name);
+            }
+
+            #[test]
+            fn the_tally_is_deterministic(c in case()) {
+                prop_assert_eq!(run(&c), run(&c));
+            }
+        }
+    }
+
     #[test]
     fn a_notice_authored_by_the_robot_does_not_make_it_a_member() {
         let robot = RobotCode::parse("robot").unwrap();
