@@ -9,6 +9,8 @@ pub mod command;
 pub mod receipts;
 pub mod sentences;
 pub mod summary;
+#[cfg(test)]
+mod tests;
 
 use crate::config::BotConfig;
 use crate::dingtalk::{DingTalkApi, DingTalkError, GroupSend, OutgoingMessage, Reply};

@@ -12,9 +12,10 @@
 
 use super::BotError;
 use crate::config::BotConfig;
-use crate::dingtalk::{DingTalkApi, DingTalkError, ReadQuery, RosterQuery};
+use crate::dingtalk::{DingTalkApi, DingTalkError, ReadQuery, ReadState, RosterQuery};
 use crate::domain::{
-    now_millis, Member, Notice, ProcessQueryKey, Receipts, RobotCode, RosterSource, UserId,
+    now_millis, Member, Notice, ProcessQueryKey, Receipts, RobotCode, RosterSource, SendStatus,
+    UserId,
 };
 use crate::store::{Store, StoreError};
 use std::collections::{HashMap, HashSet};
@@ -319,10 +320,177 @@ impl RefusedSources {
     }
 }
 
-struct RosterAnswer {
+/// A group's member list as one roster source answered it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RosterAnswer {
+    /// Members, with names where the source carries them (no duplicates).
+    pub members: Vec<Member>,
+    /// The source that answered.
+    pub source: RosterSource,
+    /// Whether the source claims to have returned the whole group.
+    pub complete: bool,
+}
+
+/// Who should have read a notice and who did, ready to be counted: the
+/// robot left out of both, and a learned roster completed with the readers
+/// and the author (evidently in the group). Built from DingTalk's answers
+/// without any I/O; [`tally`] turns it into [`Receipts`] once the names are
+/// known.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Roll {
+    readers: Vec<UserId>,
     members: Vec<Member>,
     source: RosterSource,
     complete: bool,
+    send_status: SendStatus,
+    pages: usize,
+    truncated: bool,
+}
+
+impl Roll {
+    /// Combines the read state and the roster of a notice by `author`,
+    /// sent by the robot `robot`.
+    pub fn new(
+        state: ReadState,
+        roster: RosterAnswer,
+        robot: &RobotCode,
+        author: Option<&UserId>,
+    ) -> Self {
+        let robot = robot.as_str();
+        let readers: Vec<UserId> = state
+            .readers
+            .into_iter()
+            .filter(|u| u.as_str() != robot)
+            .collect();
+        let mut members: Vec<Member> = roster
+            .members
+            .into_iter()
+            .filter(|m| m.user_id.as_str() != robot)
+            .collect();
+        if roster.source == RosterSource::Learned {
+            // Whoever read it is evidently in the group, and so is the author.
+            let mut have: HashSet<UserId> = members.iter().map(|m| m.user_id.clone()).collect();
+            // (Not the robot, even when a notice names it as its author.)
+            let author = author.filter(|a| a.as_str() != robot);
+            for u in readers.iter().chain(author) {
+                if have.insert(u.clone()) {
+                    members.push(Member {
+                        user_id: u.clone(),
+                        name: None,
+                    });
+                }
+            }
+            members.sort_by(|a, b| a.user_id.cmp(&b.user_id));
+        }
+        Self {
+            readers,
+            members,
+            source: roster.source,
+            complete: roster.complete,
+            send_status: state.send_status,
+            pages: state.pages,
+            truncated: state.truncated,
+        }
+    }
+
+    /// Everyone seen in the group, for the learned roster: the readers and,
+    /// unless the roster is the learned one itself, its members (once each:
+    /// readers are mostly members too).
+    fn seen(&self) -> Vec<UserId> {
+        let mut seen: Vec<UserId> = self.readers.clone();
+        if self.source != RosterSource::Learned {
+            let reader_ids: HashSet<&UserId> = self.readers.iter().collect();
+            seen.extend(
+                self.members
+                    .iter()
+                    .filter(|m| !reader_ids.contains(&m.user_id))
+                    .map(|m| m.user_id.clone()),
+            );
+        }
+        seen
+    }
+
+    /// The names the roster carried, in roster order (not a map's: the
+    /// bookkeeping memo fingerprints this list).
+    fn roster_names(&self) -> Vec<(UserId, String)> {
+        self.members
+            .iter()
+            .filter_map(|m| m.name.clone().map(|n| (m.user_id.clone(), n)))
+            .collect()
+    }
+
+    /// The ids whose names a summary of `notice` shows and `known` lacks,
+    /// sorted, once each.
+    fn wanted_names(&self, notice: &Notice, known: &HashMap<UserId, String>) -> Vec<UserId> {
+        let mut wanted: Vec<UserId> = self
+            .members
+            .iter()
+            .map(|m| m.user_id.clone())
+            .chain(self.readers.iter().cloned())
+            .chain(
+                notice
+                    .author
+                    .iter()
+                    .filter(|_| notice.author_name.is_none())
+                    .cloned(),
+            )
+            .filter(|u| !known.contains_key(u))
+            .collect();
+        wanted.sort();
+        wanted.dedup();
+        wanted
+    }
+}
+
+/// Counts a [`Roll`] into the receipts of `notice`, naming people from
+/// `names` (ids without a name stay unnamed):
+/// - `read`: every reader, in DingTalk's order (members or not);
+/// - `unread`: the members who did not read, in roster order;
+/// - with a roster, `read_count` counts the readers who are members and
+///   `member_count` the members; without one (no member known at all),
+///   `read_count` counts every reader, `member_count` is 0 and the roster is
+///   never called complete;
+/// - the notice's author name is filled from `names` when it had none.
+pub fn tally(roll: Roll, notice: &Notice, names: &HashMap<UserId, String>) -> Receipts {
+    let person = |u: &UserId| Member {
+        user_id: u.clone(),
+        name: names.get(u).cloned(),
+    };
+    let reader_set: HashSet<&UserId> = roll.readers.iter().collect();
+    let member_set: HashSet<&UserId> = roll.members.iter().map(|m| &m.user_id).collect();
+    let has_roster = !roll.members.is_empty();
+    let read: Vec<Member> = roll.readers.iter().map(person).collect();
+    let unread: Vec<Member> = roll
+        .members
+        .iter()
+        .filter(|m| !reader_set.contains(&m.user_id))
+        .map(|m| person(&m.user_id))
+        .collect();
+    let member_count = if has_roster { roll.members.len() } else { 0 };
+    let read_count = if has_roster {
+        roll.readers
+            .iter()
+            .filter(|u| member_set.contains(u))
+            .count()
+    } else {
+        roll.readers.len()
+    };
+    let mut notice = notice.clone();
+    if notice.author_name.is_none() {
+        notice.author_name = notice.author.as_ref().and_then(|a| names.get(a).cloned());
+    }
+    Receipts {
+        notice,
+        send_status: roll.send_status,
+        read,
+        unread,
+        read_count,
+        member_count,
+        roster_source: roll.source,
+        roster_complete: roll.complete && has_roster,
+        pages: roll.pages,
+        truncated: roll.truncated,
+    }
 }
 
 /// Collects the receipts of `notice`; `asker` (when known) is used as the
@@ -339,80 +507,22 @@ pub async fn collect(
         sent_at: notice.sent_at,
     };
     let (state, roster) = tokio::join!(deps.api.read_state(&query), roster(deps, notice, asker));
-    let state = state?;
-    let roster = roster?;
+    let roll = Roll::new(state?, roster?, deps.robot_code, notice.author.as_ref());
 
-    let robot = deps.robot_code.as_str();
-    let readers: Vec<UserId> = state
-        .readers
-        .iter()
-        .filter(|u| u.as_str() != robot)
-        .cloned()
-        .collect();
-    let mut members: Vec<Member> = roster
-        .members
-        .into_iter()
-        .filter(|m| m.user_id.as_str() != robot)
-        .collect();
-    if roster.source == RosterSource::Learned {
-        // Whoever read it is evidently in the group, and so is the author.
-        let mut have: HashSet<UserId> = members.iter().map(|m| m.user_id.clone()).collect();
-        for u in readers.iter().chain(notice.author.iter()) {
-            if have.insert(u.clone()) {
-                members.push(Member {
-                    user_id: u.clone(),
-                    name: None,
-                });
-            }
-        }
-        members.sort_by(|a, b| a.user_id.cmp(&b.user_id));
-    }
-
-    // Learned roster: everyone seen reading or listed (once each: readers
-    // are mostly members too).
-    let mut seen: Vec<UserId> = readers.clone();
-    if roster.source != RosterSource::Learned {
-        let reader_ids: HashSet<&UserId> = readers.iter().collect();
-        seen.extend(
-            members
-                .iter()
-                .filter(|m| !reader_ids.contains(&m.user_id))
-                .map(|m| m.user_id.clone()),
-        );
-    }
-
-    let reader_set: HashSet<&UserId> = readers.iter().collect();
-    let member_set: HashSet<&UserId> = members.iter().map(|m| &m.user_id).collect();
-    let mut known: HashMap<UserId, String> = members
-        .iter()
-        .filter_map(|m| m.name.clone().map(|n| (m.user_id.clone(), n)))
-        .collect();
+    let roster_names = roll.roster_names();
+    let mut known: HashMap<UserId, String> = roster_names.iter().cloned().collect();
     let ttl_ms = i64::try_from(deps.cfg.name_ttl.as_millis()).unwrap_or(i64::MAX);
     spawn_bookkeeping(
         deps.store.clone(),
         deps.bookkept.clone(),
         notice.group.clone(),
-        seen,
-        known.iter().map(|(u, n)| (u.clone(), n.clone())).collect(),
+        roll.seen(),
+        roster_names,
         ttl_ms,
     );
 
     // Names: cache first, then DingTalk for the rest.
-    let mut wanted: Vec<UserId> = members
-        .iter()
-        .map(|m| m.user_id.clone())
-        .chain(readers.iter().cloned())
-        .chain(
-            notice
-                .author
-                .iter()
-                .filter(|_| notice.author_name.is_none())
-                .cloned(),
-        )
-        .filter(|u| !known.contains_key(u))
-        .collect();
-    wanted.sort();
-    wanted.dedup();
+    let wanted = roll.wanted_names(notice, &known);
     if !wanted.is_empty() {
         let cached = deps
             .store
@@ -438,40 +548,7 @@ pub async fn collect(
             }
         }
     }
-    let person = |u: &UserId| Member {
-        user_id: u.clone(),
-        name: known.get(u).cloned(),
-    };
-
-    let has_roster = !members.is_empty();
-    let read: Vec<Member> = readers.iter().map(person).collect();
-    let unread: Vec<Member> = members
-        .iter()
-        .filter(|m| !reader_set.contains(&m.user_id))
-        .map(|m| person(&m.user_id))
-        .collect();
-    let member_count = if has_roster { members.len() } else { 0 };
-    let read_count = if has_roster {
-        readers.iter().filter(|u| member_set.contains(u)).count()
-    } else {
-        readers.len()
-    };
-    let mut notice = notice.clone();
-    if notice.author_name.is_none() {
-        notice.author_name = notice.author.as_ref().and_then(|a| known.get(a).cloned());
-    }
-    Ok(Receipts {
-        notice,
-        send_status: state.send_status,
-        read,
-        unread,
-        read_count,
-        member_count,
-        roster_source: roster.source,
-        roster_complete: roster.complete && has_roster,
-        pages: state.pages,
-        truncated: state.truncated,
-    })
+    Ok(tally(roll, notice, &known))
 }
 
 /// What a summary learns that its own reply does not need: who was seen in
@@ -882,5 +959,356 @@ mod tests {
             b.record(gi, 1);
         }
         assert!(b.lock().len() <= Bookkept::MAX_GROUPS);
+    }
+
+    // ------------------------------------------------------------ tally
+
+    const ROBOT: &str = "robot";
+
+    fn u(s: &str) -> UserId {
+        UserId::parse(s).unwrap()
+    }
+
+    fn state(readers: &[&str]) -> ReadState {
+        ReadState {
+            send_status: SendStatus::Processing,
+            readers: readers.iter().map(|r| u(r)).collect(),
+            pages: 3,
+            truncated: true,
+        }
+    }
+
+    fn answer(source: RosterSource, members: &[(&str, Option<&str>)]) -> RosterAnswer {
+        RosterAnswer {
+            members: members
+                .iter()
+                .map(|(id, name)| Member {
+                    user_id: u(id),
+                    name: name.map(str::to_owned),
+                })
+                .collect(),
+            source,
+            complete: source != RosterSource::Learned,
+        }
+    }
+
+    fn ids(list: &[Member]) -> Vec<&str> {
+        list.iter().map(|m| m.user_id.as_str()).collect()
+    }
+
+    fn names(pairs: &[(&str, &str)]) -> HashMap<UserId, String> {
+        pairs
+            .iter()
+            .map(|(id, n)| (u(id), (*n).to_owned()))
+            .collect()
+    }
+
+    fn tally_of(
+        readers: &[&str],
+        roster: RosterAnswer,
+        author: Option<&str>,
+        known: &HashMap<UserId, String>,
+    ) -> Receipts {
+        let mut notice = receipts("k", 0).notice;
+        notice.author = author.map(u);
+        let robot = RobotCode::parse(ROBOT).unwrap();
+        let roll = Roll::new(state(readers), roster, &robot, notice.author.as_ref());
+        tally(roll, &notice, known)
+    }
+
+    #[test]
+    fn tally_against_a_member_list() {
+        let roster = answer(
+            RosterSource::InnerGroup,
+            &[("a", Some("Ann")), ("b", None), (ROBOT, None), ("c", None)],
+        );
+        let known = names(&[("a", "Ann"), ("b", "Bob"), ("x", "Xi"), ("c", "Cy")]);
+        let r = tally_of(&["x", "c", ROBOT], roster, Some("a"), &known);
+        // Every reader, in DingTalk's order, members or not; never the robot.
+        assert_eq!(ids(&r.read), ["x", "c"]);
+        assert_eq!(r.read[0].name.as_deref(), Some("Xi"));
+        // Members who did not read, in roster order.
+        assert_eq!(ids(&r.unread), ["a", "b"]);
+        assert_eq!(r.unread[1].name.as_deref(), Some("Bob"));
+        // Counts are about members only.
+        assert_eq!((r.read_count, r.member_count), (1, 3));
+        assert_eq!(r.roster_source, RosterSource::InnerGroup);
+        assert!(r.roster_complete);
+        // The read state passes through; the author's name is filled in.
+        assert_eq!(r.send_status, SendStatus::Processing);
+        assert_eq!((r.pages, r.truncated), (3, true));
+        assert_eq!(r.notice.author_name.as_deref(), Some("Ann"));
+    }
+
+    #[test]
+    fn tally_completes_a_learned_roster_with_readers_and_author() {
+        let roster = answer(RosterSource::Learned, &[("m", None), ("b", None)]);
+        let r = tally_of(&["z", "b"], roster, Some("a"), &HashMap::new());
+        assert_eq!(ids(&r.unread), ["a", "m"], "sorted by id");
+        assert_eq!(ids(&r.read), ["z", "b"]);
+        assert_eq!((r.read_count, r.member_count), (2, 4));
+        assert!(!r.roster_complete);
+        assert_eq!(r.notice.author_name, None, "no name known");
+    }
+
+    #[test]
+    fn tally_without_any_member_counts_every_reader() {
+        let roster = answer(RosterSource::SceneGroup, &[(ROBOT, Some("Bot"))]);
+        let r = tally_of(&["x", "y"], roster, None, &HashMap::new());
+        assert_eq!(ids(&r.read), ["x", "y"]);
+        assert!(r.unread.is_empty());
+        assert_eq!((r.read_count, r.member_count), (2, 0));
+        assert!(!r.roster_complete, "no roster is never complete");
+    }
+
+    #[test]
+    fn tally_keeps_a_recorded_author_name() {
+        let mut notice = receipts("k", 0).notice;
+        notice.author = Some(u("a"));
+        notice.author_name = Some("Given".into());
+        let robot = RobotCode::parse(ROBOT).unwrap();
+        let roll = Roll::new(
+            state(&[]),
+            answer(RosterSource::InnerGroup, &[("a", Some("Ann"))]),
+            &robot,
+            notice.author.as_ref(),
+        );
+        let r = tally(roll, &notice, &names(&[("a", "Ann")]));
+        assert_eq!(r.notice.author_name.as_deref(), Some("Given"));
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+        use std::collections::BTreeSet;
+
+        /// Ids from a small pool (so that sets overlap), the robot included.
+        fn id() -> impl Strategy<Value = String> {
+            prop_oneof![
+                9 => (0..12u8).prop_map(|i| format!("u{i}")),
+                1 => Just(ROBOT.to_owned()),
+            ]
+        }
+
+        /// Distinct ids in a random order.
+        fn distinct() -> impl Strategy<Value = Vec<String>> {
+            proptest::collection::vec(id(), 0..16).prop_map(|mut v| {
+                let mut seen = HashSet::new();
+                v.retain(|x| seen.insert(x.clone()));
+                v
+            })
+        }
+
+        fn source() -> impl Strategy<Value = RosterSource> {
+            prop_oneof![
+                Just(RosterSource::InnerGroup),
+                Just(RosterSource::SceneGroup),
+                Just(RosterSource::Learned),
+            ]
+        }
+
+        #[derive(Debug, Clone)]
+        struct Case {
+            readers: Vec<String>,
+            roster: Vec<(String, Option<String>)>,
+            source: RosterSource,
+            complete: bool,
+            author: Option<String>,
+            names: Vec<(String, String)>,
+        }
+
+        fn case() -> impl Strategy<Value = Case> {
+            (
+                distinct(),
+                distinct(),
+                proptest::collection::vec(any::<bool>(), 16),
+                source(),
+                any::<bool>(),
+                proptest::option::of(id()),
+                proptest::collection::vec((id(), "[A-Z][a-z]{1,5}"), 0..12),
+            )
+                .prop_map(
+                    |(readers, roster, named, source, complete, author, names)| Case {
+                        readers,
+                        roster: roster
+                            .into_iter()
+                            .zip(named)
+                            .map(|(id, named)| {
+                                let name = named.then(|| format!("Roster {id}"));
+                                (id, name)
+                            })
+                            .collect(),
+                        source,
+                        // The learned roster never claims to be complete.
+                        complete: complete && source != RosterSource::Learned,
+                        author,
+                        names,
+                    },
+                )
+        }
+
+        fn run(c: &Case) -> Receipts {
+            let roster = RosterAnswer {
+                members: c
+                    .roster
+                    .iter()
+                    .map(|(id, name)| Member {
+                        user_id: u(id),
+                        name: name.clone(),
+                    })
+                    .collect(),
+                source: c.source,
+                complete: c.complete,
+            };
+            let readers: Vec<&str> = c.readers.iter().map(String::as_str).collect();
+            let known: HashMap<UserId, String> =
+                c.names.iter().map(|(id, n)| (u(id), n.clone())).collect();
+            tally_of(&readers, roster, c.author.as_deref(), &known)
+        }
+
+        proptest! {
+            #[test]
+            fn read_and_unread_split_the_roster_minus_the_robot(c in case()) {
+                let r = run(&c);
+                let not_robot = |s: &&str| *s != ROBOT;
+                let readers: Vec<&str> = c.readers.iter().map(String::as_str).filter(not_robot).collect();
+                let mut members: Vec<&str> = c.roster.iter().map(|(id, _)| id.as_str()).filter(not_robot).collect();
+                if c.source == RosterSource::Learned {
+                    for extra in readers.iter().copied().chain(c.author.as_deref()) {
+                        if !members.contains(&extra) {
+                            members.push(extra);
+                        }
+                    }
+                    members.sort_unstable();
+                }
+                let members: Vec<&str> = members.into_iter().filter(not_robot).collect();
+                let read = ids(&r.read);
+                let unread = ids(&r.unread);
+
+                // The robot is nobody.
+                prop_assert!(!read.contains(&ROBOT) && !unread.contains(&ROBOT));
+                // Read: the readers, in DingTalk's order.
+                prop_assert_eq!(&read, &readers);
+                // Unread: the members who did not read, in roster order
+                // (by id for the learned roster).
+                let expected_unread: Vec<&str> = members.iter().copied().filter(|m| !readers.contains(m)).collect();
+                prop_assert_eq!(&unread, &expected_unread);
+                // Disjoint, and together everyone in the roster or reading.
+                let read_set: BTreeSet<&str> = read.iter().copied().collect();
+                let unread_set: BTreeSet<&str> = unread.iter().copied().collect();
+                prop_assert!(read_set.is_disjoint(&unread_set));
+                let all: BTreeSet<&str> = members.iter().chain(readers.iter()).copied().collect();
+                prop_assert_eq!(read_set.union(&unread_set).copied().collect::<BTreeSet<_>>(), all);
+
+                // Counts.
+                if members.is_empty() {
+                    prop_assert_eq!(r.member_count, 0);
+                    prop_assert_eq!(r.read_count, readers.len());
+                    prop_assert!(!r.roster_complete);
+                } else {
+                    prop_assert_eq!(r.member_count, members.len());
+                    prop_assert_eq!(r.read_count, readers.iter().filter(|x| members.contains(x)).count());
+                    prop_assert_eq!(r.read_count + r.unread.len(), r.member_count);
+                    prop_assert_eq!(r.roster_complete, c.complete);
+                }
+                prop_assert!(r.read_count <= r.read.len());
+                prop_assert_eq!(r.roster_source, c.source);
+            }
+
+            #[test]
+            fn everyone_is_named_from_the_names_given_and_only_from_them(c in case()) {
+                let r = run(&c);
+                let known: HashMap<&str, &str> = c.names.iter().map(|(id, n)| (id.as_str(), n.as_str())).collect();
+                for m in r.read.iter().chain(&r.unread) {
+                    prop_assert_eq!(m.name.as_deref(), known.get(m.user_id.as_str()).copied());
+                }
+                let author_name = c.author.as_deref().and_then(|a| known.get(a).copied());
+                prop_assert_eq!(r.notice.author_name.as_deref(), author_name);
+            }
+
+            #[test]
+            fn the_tally_is_deterministic(c in case()) {
+                prop_assert_eq!(run(&c), run(&c));
+            }
+        }
+    }
+
+    #[test]
+    fn a_notice_authored_by_the_robot_does_not_make_it_a_member() {
+        let robot = RobotCode::parse("robot").unwrap();
+        let state = ReadState {
+            send_status: SendStatus::Success,
+            readers: vec![UserId::parse("u1").unwrap()],
+            pages: 1,
+            truncated: false,
+        };
+        let learned = RosterAnswer {
+            members: Vec::new(),
+            source: RosterSource::Learned,
+            complete: false,
+        };
+        let author = UserId::parse("robot").unwrap();
+        let roll = Roll::new(state, learned, &robot, Some(&author));
+        let r = tally(roll, &receipts("k", 0).notice, &HashMap::new());
+        assert!(r.unread.is_empty(), "{:?}", r.unread);
+        assert_eq!((r.read_count, r.member_count), (1, 1));
+    }
+
+    /// When the bookkeeping of `group` was last recorded, waiting (up to
+    /// 2 s) for the spawned task to record something newer than `after`.
+    async fn bookkept_at(
+        b: &Bookkept,
+        group: &OpenConversationId,
+        after: Option<Instant>,
+    ) -> Option<(Instant, u64)> {
+        for _ in 0..200 {
+            let now = b.lock().get(group).copied();
+            if now.is_some() && now.map(|(at, _)| at) != after {
+                return now;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        b.lock().get(group).copied()
+    }
+
+    #[tokio::test]
+    async fn a_second_summary_of_the_same_roster_skips_its_bookkeeping() {
+        use crate::dingtalk::scripted::ScriptedApi;
+        use crate::dingtalk::Roster;
+        let scripted = Arc::new(ScriptedApi::new());
+        let names: Vec<Member> = (0..20)
+            .map(|i| Member {
+                user_id: UserId::parse(format!("u{i}")).unwrap(),
+                name: Some(format!("Name {i}")),
+            })
+            .collect();
+        scripted.on_roster(move |_| {
+            Ok(Roster {
+                members: names.clone(),
+                complete: true,
+            })
+        });
+        let api: Arc<dyn DingTalkApi> = scripted;
+        let store: Arc<dyn Store> = Arc::new(crate::store::memory::MemoryStore::new());
+        let cfg = BotConfig::default();
+        let robot = RobotCode::parse("robot").unwrap();
+        let (refused, bookkept) = (RefusedSources::default(), Arc::new(Bookkept::default()));
+        let deps = ReceiptsDeps {
+            api: &api,
+            store: &store,
+            cfg: &cfg,
+            cool_app_code: None,
+            robot_code: &robot,
+            refused: &refused,
+            bookkept: &bookkept,
+        };
+        let mut notice = receipts("k", 0).notice;
+        notice.author = Some(UserId::parse("u0").unwrap());
+        collect(&deps, &notice, None).await.unwrap();
+        let first = bookkept_at(&bookkept, &notice.group, None).await;
+        assert!(first.is_some(), "the first summary bookkept");
+        collect(&deps, &notice, None).await.unwrap();
+        let second = bookkept_at(&bookkept, &notice.group, first.map(|f| f.0)).await;
+        assert_eq!(second, first, "same roster, same names: nothing rewritten");
     }
 }

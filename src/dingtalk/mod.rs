@@ -12,10 +12,12 @@
 //! - [`stream`]: Stream mode: the WebSocket gateway's frames, acks and the
 //!   connection loop.
 //! - [`error`]: typed errors and the wire rules about them (transient, refusal).
+//! - [`scripted`]: a scripted in-memory [`DingTalkApi`] for tests (no network).
 
 pub mod callback;
 pub mod client;
 pub mod error;
+pub mod scripted;
 pub mod signature;
 pub mod stream;
 
