@@ -18,6 +18,11 @@
 //! The Stream gateway's WebSocket endpoint has its own port (see [`gateway`]
 //! for its frames, acks, disconnects, drops, stalls and refused tickets).
 //!
+//! Files: `server.rs` owns the HTTP routes (and mounts the gateway's open
+//! call), `gateway.rs` the Stream gateway, `respond.rs` the answers both
+//! share, `state.rs` the data behind them, `cursor.rs` the paging tokens.
+//! Imports between them run one way: server → gateway → respond → state.
+//!
 //! New-API answers carry the `x-acs-request-id` header; their errors are
 //! non-2xx with `{"code","message","requestid"}`. Old-API answers are HTTP 200
 //! with `{"errcode","errmsg"}`. Paging tokens of the read query are opaque
@@ -44,6 +49,7 @@
 
 mod cursor;
 pub mod gateway;
+mod respond;
 mod server;
 mod state;
 #[cfg(test)]
