@@ -285,19 +285,13 @@ fn add_group(fake: &FakeDingTalk, group: &str, kind: GroupKind, people: &[(Strin
 
 fn config_for(fake: &FakeDingTalk, data_dir: &Path, extra: &[(&str, String)]) -> Config {
     let mut env: BTreeMap<String, String> = BTreeMap::new();
-    let c = fake.config();
-    for (k, v) in [
+    for (k, v) in fake.readbot_env().into_iter().chain([
         ("READBOT_LISTEN", "127.0.0.1:0".to_owned()),
         ("READBOT_DATA_DIR", data_dir.display().to_string()),
         ("READBOT_API_TOKEN", API_TOKEN.to_owned()),
-        ("DINGTALK_APP_KEY", c.app_key.clone()),
-        ("DINGTALK_APP_SECRET", c.app_secret.clone()),
-        ("DINGTALK_ROBOT_CODE", c.robot_code.clone()),
-        ("DINGTALK_API_BASE", fake.base_url()),
-        ("DINGTALK_OAPI_BASE", fake.base_url()),
         ("DINGTALK_TIMEOUT_SECS", "10".to_owned()),
         ("DINGTALK_DEADLINE_SECS", "60".to_owned()),
-    ] {
+    ]) {
         env.insert(k.to_owned(), v);
     }
     for (k, v) in extra {

@@ -319,6 +319,23 @@ impl FakeDingTalk {
         format!("http://{}", self.inner.addr)
     }
 
+    /// The environment that points readbot at this fake: its app key, app
+    /// secret and robot code, and this fake as both the new-API base
+    /// (`DINGTALK_API_BASE`, which also serves Stream mode's open call) and
+    /// the old-API base (`DINGTALK_OAPI_BASE`, which also hosts the session
+    /// webhooks). Everything else (listen address, data folder, API token,
+    /// timeouts, mode, ...) is the caller's.
+    pub fn readbot_env(&self) -> Vec<(&'static str, String)> {
+        let c = &self.inner.cfg;
+        vec![
+            ("DINGTALK_APP_KEY", c.app_key.clone()),
+            ("DINGTALK_APP_SECRET", c.app_secret.clone()),
+            ("DINGTALK_ROBOT_CODE", c.robot_code.clone()),
+            ("DINGTALK_API_BASE", self.base_url()),
+            ("DINGTALK_OAPI_BASE", self.base_url()),
+        ]
+    }
+
     /// The app and robot settings this fake was started with.
     pub fn config(&self) -> &FakeConfig {
         &self.inner.cfg
