@@ -1,11 +1,9 @@
 //! The child scenarios (`--child NAME ...`): what the memory section runs,
 //! and the profiling modes of BENCHMARKS.md.
 
-use crate::common::{
-    add_group, dir_size, median, member_list, ms, percentile, status_kib, Stack, API_TOKEN,
-};
+use crate::common::{dir_size, median, ms, percentile, status_kib, BenchGroup, Stack, API_TOKEN};
 use crate::intake::{
-    bare_server, intake_env, intake_steps, ladder_server, load, signed_requests, wait_idle, Rung,
+    bare_server, intake_steps, ladder_server, load, signed_requests, stub_stack, wait_idle, Rung,
     StubApi,
 };
 use crate::summary::one_summary;
@@ -99,12 +97,11 @@ pub(crate) async fn child_main(args: &[String]) -> Result<(), String> {
         }
         Some("serve-stored") => {
             let dir = PathBuf::from(arg(1)?);
-            let fake = FakeDingTalk::start(FakeConfig::default())
+            let g = BenchGroup::start("cidFill0007==", GroupKind::Inner, 500, 90)
                 .await
                 .map_err(|e| e.to_string())?;
-            let group = "cidFill0007==";
-            add_group(&fake, group, GroupKind::Inner, &member_list(500));
-            let s = Stack::start_in(&fake, &dir, &[], None).await;
+            let (fake, group) = (&g.fake, g.group.as_str());
+            let s = Stack::start_in(fake, &dir, &[], None).await;
             let hwm_open = status_kib("VmHWM:");
             let list = s
                 .http
@@ -118,10 +115,8 @@ pub(crate) async fn child_main(args: &[String]) -> Result<(), String> {
                 .map_err(|e| e.to_string())?;
             let listed = list.status() == 200;
             let hwm_list = status_kib("VmHWM:");
-            let people = member_list(500);
-            let readers: Vec<&str> = people[..450].iter().map(|(u, _)| u.as_str()).collect();
             let before = fake.sent_count();
-            s.seed_notice(group, "u00001", &readers).await;
+            s.seed_notice(group, g.asker(), &g.readers()).await;
             let body = serde_json::to_vec(
                 &fake.mention_body(&Mention::new(group, "u00001", "A", "who read")),
             )
@@ -141,18 +136,11 @@ pub(crate) async fn child_main(args: &[String]) -> Result<(), String> {
         }
         Some("summary") => {
             let n: usize = arg(1)?.parse().map_err(|_| "bad size")?;
-            let fake = FakeDingTalk::start(FakeConfig::default())
+            let g = BenchGroup::start("cidMem+/==", GroupKind::Inner, n, 90)
                 .await
                 .map_err(|e| e.to_string())?;
-            let group = "cidMem+/==";
-            let people = member_list(n);
-            add_group(&fake, group, GroupKind::Inner, &people);
-            let readers: Vec<&str> = people[..n * 9 / 10]
-                .iter()
-                .map(|(u, _)| u.as_str())
-                .collect();
-            let s =
-                Stack::start(&fake, &[("DINGTALK_RATE_LIMIT_PER_SEC", "1000".to_owned())]).await;
+            let (fake, group, readers) = (&g.fake, g.group.as_str(), g.readers());
+            let s = Stack::start(fake, &[("DINGTALK_RATE_LIMIT_PER_SEC", "1000".to_owned())]).await;
             let hwm_before = status_kib("VmHWM:");
             let expect = format!("{}/{n}", readers.len());
             let a = one_summary(&s, group, "u00001", &readers, &expect, Duration::ZERO).await;
@@ -168,14 +156,7 @@ pub(crate) async fn child_main(args: &[String]) -> Result<(), String> {
             let fake = FakeDingTalk::start(FakeConfig::default())
                 .await
                 .map_err(|e| e.to_string())?;
-            let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
-            let s = Stack::start_in(
-                &fake,
-                &tmp.path().join("data"),
-                &[],
-                Some(Arc::new(StubApi::default())),
-            )
-            .await;
+            let s = Stack::start_fresh(&fake, &[], Some(Arc::new(StubApi::default()))).await;
             let reqs = Arc::new(signed_requests(&fake, n, "dup"));
             let _ = load(s.addr, reqs.clone(), 0..n, 64, Duration::from_secs(120)).await;
             wait_idle(&s.bot).await;
@@ -214,7 +195,6 @@ pub(crate) async fn child_main(args: &[String]) -> Result<(), String> {
             let mut rps: Vec<Vec<f64>> = vec![Vec::new(); names.len()];
             for round in 0..rounds {
                 for (i, name) in names.iter().enumerate() {
-                    let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
                     let reqs = Arc::new(signed_requests(&fake, n, &format!("{name}{round}")));
                     let r = match i {
                         0 => {
@@ -224,6 +204,7 @@ pub(crate) async fn child_main(args: &[String]) -> Result<(), String> {
                             r
                         }
                         1..=4 => {
+                            let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
                             let rung = [Rung::Verify, Rung::Parse, Rung::Claim, Rung::Spawn][i - 1];
                             let (addr, stop) = ladder_server(rung, &fake, tmp.path()).await;
                             let r = load(addr, reqs, 0..n, 64, Duration::from_secs(60)).await;
@@ -231,14 +212,7 @@ pub(crate) async fn child_main(args: &[String]) -> Result<(), String> {
                             r
                         }
                         _ => {
-                            let stub = Arc::new(StubApi::with_reply_ms(20));
-                            let s = Stack::start_in(
-                                &fake,
-                                &tmp.path().join("data"),
-                                &intake_env(),
-                                Some(stub.clone()),
-                            )
-                            .await;
+                            let (s, stub) = stub_stack(&fake, 20).await;
                             let r = load(s.addr, reqs, 0..n, 64, Duration::from_secs(60)).await;
                             stub.set_reply_ms(0);
                             wait_idle(&s.bot).await;
@@ -280,18 +254,12 @@ pub(crate) async fn child_main(args: &[String]) -> Result<(), String> {
             // For `perf record`: warm summaries at 0 ms RTT, as CPU-bound as it gets.
             let n: usize = arg(1)?.parse().map_err(|_| "bad size")?;
             let runs: usize = arg(2)?.parse().map_err(|_| "bad runs")?;
-            let fake = FakeDingTalk::start(FakeConfig::default())
+            let g = BenchGroup::start("cidProf+/==", GroupKind::Inner, n, 90)
                 .await
                 .map_err(|e| e.to_string())?;
-            let group = "cidProf+/==";
-            let people = member_list(n);
-            add_group(&fake, group, GroupKind::Inner, &people);
-            let readers: Vec<&str> = people[..n * 9 / 10]
-                .iter()
-                .map(|(u, _)| u.as_str())
-                .collect();
+            let (fake, group, readers) = (&g.fake, g.group.as_str(), g.readers());
             let s = Stack::start(
-                &fake,
+                fake,
                 &[("DINGTALK_RATE_LIMIT_PER_SEC", "100000".to_owned())],
             )
             .await;
@@ -313,17 +281,8 @@ pub(crate) async fn child_main(args: &[String]) -> Result<(), String> {
                 .await
                 .map_err(|e| e.to_string())?;
             // Optional second argument: replies take this many ms during the load.
-            let stub = Arc::new(StubApi::with_reply_ms(
-                arg(2).ok().and_then(|a| a.parse().ok()).unwrap_or(0),
-            ));
-            let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
-            let s = Stack::start_in(
-                &fake,
-                &tmp.path().join("data"),
-                &intake_env(),
-                Some(stub.clone()),
-            )
-            .await;
+            let reply_ms = arg(2).ok().and_then(|a| a.parse().ok()).unwrap_or(0);
+            let (s, stub) = stub_stack(&fake, reply_ms).await;
             let reqs = signed_requests(&fake, n, "prof");
             let r = load(s.addr, Arc::new(reqs), 0..n, 64, Duration::from_secs(120)).await;
             stub.set_reply_ms(0);

@@ -7,7 +7,7 @@ use readbot::config::Config;
 use readbot::dingtalk::client::DingTalkClient;
 use readbot::dingtalk::DingTalkApi;
 use readbot::domain::{now_millis, Notice, OpenConversationId, ProcessQueryKey, RobotCode, UserId};
-use readbot::fake::{Api, FakeDingTalk, GroupKind};
+use readbot::fake::{Api, FakeConfig, FakeDingTalk, GroupKind};
 use readbot::store::sled_store::SledStore;
 use readbot::store::Store;
 use std::collections::BTreeMap;
@@ -85,17 +85,55 @@ pub(crate) fn member_list(n: usize) -> Vec<(String, String)> {
         .collect()
 }
 
-pub(crate) fn add_group(
-    fake: &FakeDingTalk,
-    group: &str,
-    kind: GroupKind,
-    people: &[(String, String)],
-) {
+fn add_group(fake: &FakeDingTalk, group: &str, kind: GroupKind, people: &[(String, String)]) {
     let refs: Vec<(&str, &str)> = people
         .iter()
         .map(|(a, b)| (a.as_str(), b.as_str()))
         .collect();
     fake.add_group(group, kind, &refs);
+}
+
+/// A fresh fake DingTalk with one group of [`member_list`] people, the first
+/// `read_percent` % of whom are the readers of the notices the benchmark
+/// seeds.
+pub(crate) struct BenchGroup {
+    pub(crate) fake: FakeDingTalk,
+    pub(crate) group: String,
+    pub(crate) people: Vec<(String, String)>,
+    /// How many of `people` (the first ones) read a notice.
+    pub(crate) readers_n: usize,
+}
+
+impl BenchGroup {
+    pub(crate) async fn start(
+        group: &str,
+        kind: GroupKind,
+        members: usize,
+        read_percent: usize,
+    ) -> std::io::Result<BenchGroup> {
+        let fake = FakeDingTalk::start(FakeConfig::default()).await?;
+        let people = member_list(members);
+        add_group(&fake, group, kind, &people);
+        Ok(BenchGroup {
+            fake,
+            group: group.to_owned(),
+            people,
+            readers_n: members * read_percent / 100,
+        })
+    }
+
+    /// The readers' user ids.
+    pub(crate) fn readers(&self) -> Vec<&str> {
+        self.people[..self.readers_n]
+            .iter()
+            .map(|(u, _)| u.as_str())
+            .collect()
+    }
+
+    /// The first member, who sends the notice and asks about it.
+    pub(crate) fn asker(&self) -> &str {
+        &self.people[0].0
+    }
 }
 
 fn config_for(fake: &FakeDingTalk, data_dir: &Path, extra: &[(&str, String)]) -> Config {
@@ -125,17 +163,26 @@ pub(crate) struct Stack {
     pub(crate) bot: Bot,
     pub(crate) addr: SocketAddr,
     pub(crate) http: reqwest::Client,
-    pub(crate) stop: Option<oneshot::Sender<()>>,
-    pub(crate) handle: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
-    pub(crate) _tmp: Option<tempfile::TempDir>,
+    stop: Option<oneshot::Sender<()>>,
+    handle: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    _tmp: Option<tempfile::TempDir>,
 }
 
 impl Stack {
     /// readbot with the real HTTP client pointed at `fake`, in a fresh temp folder.
     pub(crate) async fn start(fake: &FakeDingTalk, extra: &[(&str, String)]) -> Stack {
+        Self::start_fresh(fake, extra, None).await
+    }
+
+    /// readbot in a fresh temp folder; `api` replaces the HTTP client when given.
+    pub(crate) async fn start_fresh(
+        fake: &FakeDingTalk,
+        extra: &[(&str, String)],
+        api: Option<Arc<dyn DingTalkApi>>,
+    ) -> Stack {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().join("data");
-        let mut s = Self::start_in(fake, &dir, extra, None).await;
+        let mut s = Self::start_in(fake, &dir, extra, api).await;
         s._tmp = Some(tmp);
         s
     }

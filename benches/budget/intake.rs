@@ -345,8 +345,17 @@ pub(crate) fn signed_requests(fake: &FakeDingTalk, n: usize, tag: &str) -> Vec<S
 /// The intake sections queue every request of a round: the production
 /// default (10,000 waiting answers, then 503) would refuse part of a
 /// 20,000-request burst whose answers trickle at DingTalk's pace.
-pub(crate) fn intake_env() -> Vec<(&'static str, String)> {
+fn intake_env() -> Vec<(&'static str, String)> {
     vec![("READBOT_MAX_QUEUED_ANSWERS", "1000000".to_owned())]
+}
+
+/// readbot on the stub DingTalk (replies take `reply_ms`) in a fresh temp
+/// folder, with [`intake_env`]: what the intake section, the ladder's last
+/// rung and `profile-intake` measure.
+pub(crate) async fn stub_stack(fake: &FakeDingTalk, reply_ms: u64) -> (Stack, Arc<StubApi>) {
+    let stub = Arc::new(StubApi::with_reply_ms(reply_ms));
+    let stack = Stack::start_fresh(fake, &intake_env(), Some(stub.clone())).await;
+    (stack, stub)
 }
 
 /// One row of the intake table.
@@ -411,15 +420,7 @@ pub(crate) async fn section_intake(o: &Opts) {
         // readbot's signed callback (fresh store each round), replies at 20 ms,
         // then the same requests as duplicates.
         for (label, reply_ms) in [("signed", 20u64), ("signed+ans", 0)] {
-            let tmp = tempfile::tempdir().expect("tempdir");
-            let stub = Arc::new(StubApi::with_reply_ms(0));
-            let stack = Stack::start_in(
-                &fake,
-                &tmp.path().join("data"),
-                &intake_env(),
-                Some(stub.clone()),
-            )
-            .await;
+            let (stack, stub) = stub_stack(&fake, 0).await;
             let addr = stack.addr;
             let reqs = Arc::new(signed_requests(
                 &fake,

@@ -1,32 +1,31 @@
 //! Section 3: many people asking about the same notice (single-flight and
 //! the receipts cache).
 
-use crate::common::{add_group, member_list, ms, pages, snapshot, Stack};
+use crate::common::{ms, pages, snapshot, BenchGroup, Stack};
 use crate::opts::Opts;
-use readbot::fake::{FakeConfig, FakeDingTalk, GroupKind, Mention};
+use readbot::fake::{GroupKind, Mention};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 
 pub(crate) async fn section_repeat(o: &Opts) {
     let members = 500;
-    let fake = FakeDingTalk::start(FakeConfig::default())
-        .await
-        .expect("fake");
-    let group = "cidBenchRepeat+/==";
-    let people = member_list(members);
-    add_group(&fake, group, GroupKind::Inner, &people);
-    let readers_n = members * o.read_percent / 100;
-    let readers: Vec<&str> = people[..readers_n]
-        .iter()
-        .map(|(u, _)| u.as_str())
-        .collect();
+    let g = BenchGroup::start(
+        "cidBenchRepeat+/==",
+        GroupKind::Inner,
+        members,
+        o.read_percent,
+    )
+    .await
+    .expect("fake");
+    let (fake, group, people) = (&g.fake, g.group.as_str(), &g.people);
+    let readers_n = g.readers_n;
     let stack = Stack::start(
-        &fake,
+        fake,
         &[("READBOT_RECEIPTS_CACHE_SECS", o.cache_secs.to_string())],
     )
     .await;
-    stack.seed_notice(group, &people[0].0, &readers).await;
+    stack.seed_notice(group, g.asker(), &g.readers()).await;
     let q = pages(readers_n, 200);
     println!(
         "\n## 3. Repeated asks: {} people ask about the same notice ({members} members, {readers_n} read, one pass = {q} query + 1 roster call), RTT {} ms, READBOT_RECEIPTS_CACHE_SECS={}",
@@ -54,7 +53,7 @@ pub(crate) async fn section_repeat(o: &Opts) {
             .collect()
     };
     let report = |label: &str, started: Instant, before: usize| {
-        let c = snapshot(&fake);
+        let c = snapshot(fake);
         let query = c["query"];
         println!(
             "{:<44} {:>7} {:>7} {:>7} {:>9.1} {:>8.0}ms",

@@ -1,11 +1,9 @@
 //! Section 5: the send API and the durability step (sled flush).
 
-use crate::common::{
-    add_group, http_client, median, member_list, ms, percentile, Stack, API_TOKEN,
-};
+use crate::common::{http_client, median, ms, percentile, BenchGroup, Stack, API_TOKEN};
 use crate::opts::Opts;
 use readbot::domain::{now_millis, Notice, OpenConversationId, ProcessQueryKey, RobotCode, UserId};
-use readbot::fake::{FakeConfig, FakeDingTalk, GroupKind};
+use readbot::fake::GroupKind;
 use readbot::store::sled_store::SledStore;
 use readbot::store::Store;
 use serde_json::json;
@@ -34,14 +32,14 @@ async fn send_notice(
 }
 
 pub(crate) async fn section_send(o: &Opts) {
-    let fake = FakeDingTalk::start(FakeConfig::default())
+    let group = "cidBenchSend+/==";
+    let g = BenchGroup::start(group, GroupKind::Inner, 10, 0)
         .await
         .expect("fake");
-    let group = "cidBenchSend+/==";
-    add_group(&fake, group, GroupKind::Inner, &member_list(10));
+    let fake = &g.fake;
     // Lift the client's 20/s limiter: this measures readbot, not DingTalk's quota.
     let stack = Stack::start(
-        &fake,
+        fake,
         &[("DINGTALK_RATE_LIMIT_PER_SEC", "1000000".to_owned())],
     )
     .await;

@@ -2,10 +2,10 @@
 //! warm, and DingTalk calls per summary against the call floor.
 
 use crate::common::{
-    add_group, calls_str, http_client, median, member_list, ms, pages, snapshot, Calls, Stack, APIS,
+    calls_str, http_client, median, ms, pages, snapshot, BenchGroup, Calls, Stack, APIS,
 };
 use crate::opts::Opts;
-use readbot::fake::{FakeConfig, FakeDingTalk, GroupKind, Mention};
+use readbot::fake::{FakeDingTalk, GroupKind, Mention};
 use serde_json::json;
 use std::time::{Duration, Instant};
 
@@ -113,18 +113,17 @@ struct SizeResult {
 }
 
 async fn summary_size(o: &Opts, members: usize, limit: u32) -> SizeResult {
-    let fake = FakeDingTalk::start(FakeConfig::default())
-        .await
-        .expect("fake");
-    let group = format!("cidBench{members}+/==");
-    let people = member_list(members);
-    add_group(&fake, &group, GroupKind::Inner, &people);
-    let readers_n = members * o.read_percent / 100;
-    let readers: Vec<&str> = people[..readers_n]
-        .iter()
-        .map(|(u, _)| u.as_str())
-        .collect();
-    let asker = people[0].0.clone();
+    let g = BenchGroup::start(
+        &format!("cidBench{members}+/=="),
+        GroupKind::Inner,
+        members,
+        o.read_percent,
+    )
+    .await
+    .expect("fake");
+    let (fake, group, asker) = (&g.fake, g.group.as_str(), g.asker());
+    let readers_n = g.readers_n;
+    let readers = g.readers();
     let expect = format!("{readers_n}/{members}");
     let extra = [("DINGTALK_RATE_LIMIT_PER_SEC", limit.to_string())];
     // The client's bucket starts full; let it refill between runs so every
@@ -132,7 +131,7 @@ async fn summary_size(o: &Opts, members: usize, limit: u32) -> SizeResult {
     let per_run = pages(readers_n, 200) + pages(members, 1000) + 2;
     let refill = Duration::from_secs_f64(per_run as f64 / f64::from(limit.max(1)))
         + Duration::from_millis(50);
-    let eff_rtt = effective_rtt(&fake, o.rtt).await;
+    let eff_rtt = effective_rtt(fake, o.rtt).await;
     tokio::time::sleep(refill).await;
     let mut cold = Vec::new();
     let mut warm = Vec::new();
@@ -141,14 +140,14 @@ async fn summary_size(o: &Opts, members: usize, limit: u32) -> SizeResult {
         if let Some(s) = last.take() {
             s.stop().await;
         }
-        let stack = Stack::start(&fake, &extra).await;
-        cold.push(one_summary(&stack, &group, &asker, &readers, &expect, o.rtt).await);
+        let stack = Stack::start(fake, &extra).await;
+        cold.push(one_summary(&stack, group, asker, &readers, &expect, o.rtt).await);
         last = Some(stack);
     }
     let stack = last.expect("at least one cold run");
     for _ in 0..o.warm_runs {
         tokio::time::sleep(refill).await;
-        warm.push(one_summary(&stack, &group, &asker, &readers, &expect, o.rtt).await);
+        warm.push(one_summary(&stack, group, asker, &readers, &expect, o.rtt).await);
     }
     stack.stop().await;
     fake.shutdown();
@@ -165,19 +164,18 @@ async fn summary_size(o: &Opts, members: usize, limit: u32) -> SizeResult {
 /// Calls of one summary in a plain group (learned roster): names come from
 /// `user/get` once, then from the name cache.
 async fn learned_roster_calls(o: &Opts, members: usize) -> (Calls, Calls, bool) {
-    let fake = FakeDingTalk::start(FakeConfig::default())
-        .await
-        .expect("fake");
-    let group = "cidBenchPlain+/==";
-    let people = member_list(members);
-    add_group(&fake, group, GroupKind::Plain, &people);
-    let readers_n = members * o.read_percent / 100;
-    let readers: Vec<&str> = people[..readers_n]
-        .iter()
-        .map(|(u, _)| u.as_str())
-        .collect();
-    let stack = Stack::start(&fake, &[("DINGTALK_RATE_LIMIT_PER_SEC", "1000".to_owned())]).await;
-    let asker = &people[0].0;
+    let g = BenchGroup::start(
+        "cidBenchPlain+/==",
+        GroupKind::Plain,
+        members,
+        o.read_percent,
+    )
+    .await
+    .expect("fake");
+    let (fake, group, asker) = (&g.fake, g.group.as_str(), g.asker());
+    let readers_n = g.readers_n;
+    let readers = g.readers();
+    let stack = Stack::start(fake, &[("DINGTALK_RATE_LIMIT_PER_SEC", "1000".to_owned())]).await;
     // The learned roster holds whoever readbot has seen: author and readers.
     let expect = format!("{readers_n}/{readers_n}");
     let a = one_summary(&stack, group, asker, &readers, &expect, Duration::ZERO).await;
