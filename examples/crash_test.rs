@@ -90,7 +90,6 @@ fn options() -> Result<Options, String> {
 /// Starts `readbot serve`; returns the child and its base URL once it logs
 /// its listening address.
 fn start(bin: &Path, fake: &FakeDingTalk, dir: &Path) -> Result<(Child, String), String> {
-    let c = fake.config();
     let mut child = Command::new(bin)
         .arg("serve")
         .env_clear()
@@ -100,11 +99,7 @@ fn start(bin: &Path, fake: &FakeDingTalk, dir: &Path) -> Result<(Child, String),
         .env("READBOT_API_TOKEN", TOKEN)
         .env("READBOT_LOG_FORMAT", "json")
         .env("RUST_LOG", "warn,readbot::app=info")
-        .env("DINGTALK_APP_KEY", &c.app_key)
-        .env("DINGTALK_APP_SECRET", &c.app_secret)
-        .env("DINGTALK_ROBOT_CODE", &c.robot_code)
-        .env("DINGTALK_API_BASE", fake.base_url())
-        .env("DINGTALK_OAPI_BASE", fake.base_url())
+        .envs(fake.readbot_env())
         .env("DINGTALK_RATE_LIMIT_PER_SEC", "1000")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -100,15 +100,10 @@ pub async fn run(opts: SandboxOptions) -> Result<(), SandboxError> {
     fake.add_group(DEMO_GROUP, GroupKind::Inner, &refs);
 
     let fc = fake.config().clone();
-    let mut env: HashMap<&str, String> = HashMap::new();
+    let mut env: HashMap<&str, String> = fake.readbot_env().into_iter().collect();
     env.insert("READBOT_LISTEN", opts.listen.clone());
     env.insert("READBOT_DATA_DIR", opts.data_dir.display().to_string());
     env.insert("READBOT_API_TOKEN", SANDBOX_TOKEN.to_owned());
-    env.insert("DINGTALK_APP_KEY", fc.app_key.clone());
-    env.insert("DINGTALK_APP_SECRET", fc.app_secret.clone());
-    env.insert("DINGTALK_ROBOT_CODE", fc.robot_code.clone());
-    env.insert("DINGTALK_API_BASE", fake.base_url());
-    env.insert("DINGTALK_OAPI_BASE", fake.base_url());
     let lookup = move |k: &str| env.get(k).cloned();
     let config = Config::from_toml_str("", &lookup)?;
 

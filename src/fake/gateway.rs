@@ -22,7 +22,7 @@
 //! `invalidClientIdOrSecret` (as the token endpoint), bad subscriptions HTTP
 //! 400 `invalidParameter.subscriptions.invalid`, a refused ticket HTTP 401.
 
-use super::server::{bad, json_object, new_api_response, prelude};
+use super::respond::{bad, json_object, new_api_response, prelude, ApiErr};
 use super::state::{random_hex, request_id, uuid_like};
 use super::{now_ms, Api, FakeDingTalk, Mention};
 use axum::body::Bytes;
@@ -313,9 +313,7 @@ pub(super) async fn open_connection(
         .into_response()
 }
 
-fn parse_subscriptions(
-    req: &Map<String, Value>,
-) -> Result<Vec<(String, String)>, super::server::ApiErr> {
+fn parse_subscriptions(req: &Map<String, Value>) -> Result<Vec<(String, String)>, ApiErr> {
     let invalid = || {
         bad(
             "invalidParameter.subscriptions.invalid",

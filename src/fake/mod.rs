@@ -18,6 +18,11 @@
 //! The Stream gateway's WebSocket endpoint has its own port (see [`gateway`]
 //! for its frames, acks, disconnects, drops, stalls and refused tickets).
 //!
+//! Files: `server.rs` owns the HTTP routes (and mounts the gateway's open
+//! call), `gateway.rs` the Stream gateway, `respond.rs` the answers both
+//! share, `state.rs` the data behind them, `cursor.rs` the paging tokens.
+//! Imports between them run one way: server → gateway → respond → state.
+//!
 //! New-API answers carry the `x-acs-request-id` header; their errors are
 //! non-2xx with `{"code","message","requestid"}`. Old-API answers are HTTP 200
 //! with `{"errcode","errmsg"}`. Paging tokens of the read query are opaque
@@ -46,6 +51,7 @@
 
 mod cursor;
 pub mod gateway;
+mod respond;
 mod server;
 mod state;
 #[cfg(test)]
@@ -313,6 +319,23 @@ impl FakeDingTalk {
     /// (`/v1.0/...`) and the old API (`/topapi/...`, `/robot/...`) live here.
     pub fn base_url(&self) -> String {
         format!("http://{}", self.inner.addr)
+    }
+
+    /// The environment that points readbot at this fake: its app key, app
+    /// secret and robot code, and this fake as both the new-API base
+    /// (`DINGTALK_API_BASE`, which also serves Stream mode's open call) and
+    /// the old-API base (`DINGTALK_OAPI_BASE`, which also hosts the session
+    /// webhooks). Everything else (listen address, data folder, API token,
+    /// timeouts, mode, ...) is the caller's.
+    pub fn readbot_env(&self) -> Vec<(&'static str, String)> {
+        let c = &self.inner.cfg;
+        vec![
+            ("DINGTALK_APP_KEY", c.app_key.clone()),
+            ("DINGTALK_APP_SECRET", c.app_secret.clone()),
+            ("DINGTALK_ROBOT_CODE", c.robot_code.clone()),
+            ("DINGTALK_API_BASE", self.base_url()),
+            ("DINGTALK_OAPI_BASE", self.base_url()),
+        ]
     }
 
     /// The app and robot settings this fake was started with.

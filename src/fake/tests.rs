@@ -88,6 +88,20 @@ fn sign_matches_documented_vectors() {
 }
 
 #[tokio::test]
+async fn readbot_env_points_readbot_at_this_fake() {
+    let (fake, _) = start().await;
+    let env: std::collections::HashMap<&str, String> = fake.readbot_env().into_iter().collect();
+    let lookup = move |k: &str| env.get(k).cloned();
+    let cfg = crate::config::Config::from_toml_str("", &lookup).unwrap();
+    let d = &cfg.dingtalk;
+    assert_eq!(d.app_key, fake.config().app_key);
+    assert_eq!(d.robot_code.as_str(), fake.config().robot_code);
+    for base in [&d.api_base, &d.oapi_base] {
+        assert_eq!(base.as_str().trim_end_matches('/'), fake.base_url());
+    }
+}
+
+#[tokio::test]
 async fn token_is_reused_while_valid_and_renewed_after_expiry() {
     let (fake, c) = start().await;
     let t1 = token(&c, &fake).await;

@@ -62,18 +62,14 @@ async fn readbot(args: &[&str], env: &[(&str, String)], stdin: Option<&str>) -> 
 
 /// Environment for `check` / `serve` against `fake`.
 fn dingtalk_env(fake: &FakeDingTalk, data_dir: &Path) -> Vec<(&'static str, String)> {
-    let c = fake.config();
-    vec![
-        ("DINGTALK_APP_KEY", c.app_key.clone()),
-        ("DINGTALK_APP_SECRET", c.app_secret.clone()),
-        ("DINGTALK_ROBOT_CODE", c.robot_code.clone()),
-        ("DINGTALK_API_BASE", fake.base_url()),
-        ("DINGTALK_OAPI_BASE", fake.base_url()),
+    let mut env = fake.readbot_env();
+    env.extend([
         ("DINGTALK_TIMEOUT_SECS", "2".into()),
         ("DINGTALK_DEADLINE_SECS", "8".into()),
         ("READBOT_DATA_DIR", data_dir.display().to_string()),
         ("READBOT_PUBLIC_URL", "https://readbot.example.com".into()),
-    ]
+    ]);
+    env
 }
 
 fn with(

@@ -43,20 +43,14 @@ pub async fn start_fake() -> FakeDingTalk {
 
 pub fn config_for(fake: &FakeDingTalk, data_dir: &Path, extra: &[(&str, &str)]) -> Config {
     let mut env: HashMap<String, String> = HashMap::new();
-    let c = fake.config();
-    for (k, v) in [
+    for (k, v) in fake.readbot_env().into_iter().chain([
         ("READBOT_LISTEN", "127.0.0.1:0".to_string()),
         ("READBOT_DATA_DIR", data_dir.display().to_string()),
         ("READBOT_API_TOKEN", API_TOKEN.to_string()),
-        ("DINGTALK_APP_KEY", c.app_key.clone()),
-        ("DINGTALK_APP_SECRET", c.app_secret.clone()),
-        ("DINGTALK_ROBOT_CODE", c.robot_code.clone()),
-        ("DINGTALK_API_BASE", fake.base_url()),
-        ("DINGTALK_OAPI_BASE", fake.base_url()),
         ("DINGTALK_TIMEOUT_SECS", "2".to_string()),
         ("DINGTALK_DEADLINE_SECS", "8".to_string()),
         ("DINGTALK_RATE_LIMIT_PER_SEC", "1000".to_string()),
-    ] {
+    ]) {
         env.insert(k.to_string(), v);
     }
     for (k, v) in extra {

@@ -101,7 +101,6 @@ struct Binary {
 /// Starts the real `readbot serve` against `fake`, with JSON logs on stderr;
 /// returns once it logs its listening address.
 fn start_binary(fake: &FakeDingTalk, dir: &std::path::Path) -> Binary {
-    let c = fake.config();
     let mut child = Command::new(env!("CARGO_BIN_EXE_readbot"))
         .arg("serve")
         .env_clear()
@@ -111,11 +110,7 @@ fn start_binary(fake: &FakeDingTalk, dir: &std::path::Path) -> Binary {
         .env("READBOT_API_TOKEN", API_TOKEN)
         .env("READBOT_LOG_FORMAT", "json")
         .env("RUST_LOG", "info")
-        .env("DINGTALK_APP_KEY", &c.app_key)
-        .env("DINGTALK_APP_SECRET", &c.app_secret)
-        .env("DINGTALK_ROBOT_CODE", &c.robot_code)
-        .env("DINGTALK_API_BASE", fake.base_url())
-        .env("DINGTALK_OAPI_BASE", fake.base_url())
+        .envs(fake.readbot_env())
         .env("DINGTALK_TIMEOUT_SECS", "5")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
