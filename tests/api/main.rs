@@ -17,4 +17,5 @@ mod secrets;
 mod shutdown;
 mod stream;
 mod summary;
+mod tidy;
 mod wire;
