@@ -13,6 +13,9 @@
 //! - [`cli`]: the client-side subcommands: `check`, `send`, `receipts`, `notices`, `render`, `health`.
 //! - [`sandbox`]: `readbot sandbox`: readbot + fake DingTalk + demo group, end to end.
 //! - [`fake`]: a fake DingTalk speaking the documented wire format, for tests, benchmarks and the sandbox.
+//!
+//! Dependencies run one way (domain ← config, metrics ← store, dingtalk, render ← bot ← http ← app ← cli; only the
+//! sandbox uses the fake): ARCHITECTURE.md's "Layers", enforced by `tests/api/tidy.rs`.
 
 pub mod app;
 pub mod bot;
