@@ -7,7 +7,7 @@ use crate::dingtalk::signature::Verifier;
 use crate::dingtalk::stream::{BotMessageHandler, Handlers, StreamClient, StreamSettings};
 use crate::dingtalk::DingTalkApi;
 use crate::domain::{now_millis, Incoming};
-use crate::http::{ops_router, router, AppState, OpsState};
+use crate::http::{ops_router, router, with_json_method_not_allowed, AppState, OpsState};
 use crate::render::Renderer;
 use crate::store::Store;
 use std::future::Future;
@@ -19,8 +19,10 @@ use tokio::net::TcpListener;
 /// Start-up failures.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// The listen address could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
+    /// The listen address could not be bound. The message leaves the cause
+    /// (e.g. "Address already in use") to `source`, so a printed error chain
+    /// says it once.
+    #[error("cannot listen on {addr}")]
     Bind {
         /// Address.
         addr: SocketAddr,
@@ -168,7 +170,9 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let bot = self.state.bot.clone();
-        let app = router(self.state, self.config.bot.max_body_bytes).merge(ops_router(self.ops));
+        let app = with_json_method_not_allowed(
+            router(self.state, self.config.bot.max_body_bytes).merge(ops_router(self.ops)),
+        );
         let pruner = spawn_pruner(self.store.clone(), self.config.bot.dedup_retention);
         // Stream mode: the gateway connection stops on the same signal.
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

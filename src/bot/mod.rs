@@ -321,12 +321,36 @@ impl Bot {
         if notices.is_empty() {
             return Ok(self.no_notices(lang));
         }
+        let notices = self.with_author_names(notices).await?;
+        let cfg = &self.deps().cfg;
         self.render_reply(
             "list",
             lang,
-            &summary::list_view(&notices),
+            &summary::list_view(&notices, &cfg.timezone),
             sentences::list_title(lang),
         )
+    }
+
+    /// Fills in the names of authors recorded by id only, through the same
+    /// name cache (and DingTalk look-up) as a summary; an author whose name
+    /// cannot be found keeps showing as the id.
+    async fn with_author_names(&self, mut notices: Vec<Notice>) -> Result<Vec<Notice>, BotError> {
+        let mut wanted: Vec<UserId> = notices
+            .iter()
+            .filter(|n| n.author_name.is_none())
+            .filter_map(|n| n.author.clone())
+            .collect();
+        wanted.sort();
+        wanted.dedup();
+        let d = self.deps();
+        let mut names = std::collections::HashMap::new();
+        receipts::resolve_names(&d.api, &d.store, d.cfg.name_ttl, wanted, &mut names).await?;
+        for n in &mut notices {
+            if n.author_name.is_none() {
+                n.author_name = n.author.as_ref().and_then(|a| names.get(a).cloned());
+            }
+        }
+        Ok(notices)
     }
 
     async fn who_read_reply(
@@ -391,6 +415,7 @@ impl Bot {
             lang,
             fallback,
             &msg.sender_nick,
+            summary::Layout::of(&self.deps().cfg),
         )?;
         Ok(Reply {
             title: sentences::receipts_title(lang),

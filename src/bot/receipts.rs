@@ -521,34 +521,49 @@ pub async fn collect(
         ttl_ms,
     );
 
-    // Names: cache first, then DingTalk for the rest.
     let wanted = roll.wanted_names(notice, &known);
-    if !wanted.is_empty() {
-        let cached = deps
-            .store
-            .cached_names(&wanted, now_millis().saturating_sub(ttl_ms))
-            .await?;
-        for (u, n) in cached {
-            known.insert(u, n);
-        }
-        let missing: Vec<UserId> = wanted
-            .into_iter()
-            .filter(|u| !known.contains_key(u))
-            .collect();
-        if !missing.is_empty() {
-            match deps.api.user_names(&missing).await {
-                Ok(found) => {
-                    if !found.is_empty() {
-                        deps.store.cache_names(&found, now_millis()).await?;
-                    }
-                    known.extend(found);
-                }
-                // Names are a nicety: show ids rather than failing the summary.
-                Err(e) => tracing::warn!(error = %e, "name look-up failed; showing user ids"),
-            }
-        }
-    }
+    resolve_names(deps.api, deps.store, deps.cfg.name_ttl, wanted, &mut known).await?;
     Ok(tally(roll, notice, &known))
+}
+
+/// Adds the names of `wanted` to `known`: the name cache first (entries
+/// younger than `ttl`), then DingTalk's user look-up for the rest (bounded
+/// by the client's name concurrency), whose answers are cached. A failed
+/// look-up is logged and leaves those ids unnamed (names are a nicety); a
+/// failing store is an error.
+pub async fn resolve_names(
+    api: &Arc<dyn DingTalkApi>,
+    store: &Arc<dyn Store>,
+    ttl: Duration,
+    wanted: Vec<UserId>,
+    known: &mut HashMap<UserId, String>,
+) -> Result<(), BotError> {
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+    let cached = store
+        .cached_names(&wanted, now_millis().saturating_sub(ttl_ms))
+        .await?;
+    known.extend(cached);
+    let missing: Vec<UserId> = wanted
+        .into_iter()
+        .filter(|u| !known.contains_key(u))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    match api.user_names(&missing).await {
+        Ok(found) => {
+            if !found.is_empty() {
+                store.cache_names(&found, now_millis()).await?;
+            }
+            known.extend(found);
+        }
+        // Names are a nicety: show ids rather than failing the reply.
+        Err(e) => tracing::warn!(error = %e, "name look-up failed; showing user ids"),
+    }
+    Ok(())
 }
 
 /// What a summary learns that its own reply does not need: who was seen in

@@ -80,8 +80,8 @@ pub fn no_such_notice(n: usize, recorded: usize, lang: Lang) -> String {
 pub fn no_notices(lang: Lang) -> String {
     say(
         lang,
-        "No notices sent through readbot are recorded in this group yet. Send one with readbot's API (POST /api/v1/notices) and ask again.",
-        "本群还没有通过 readbot 发送的通知记录。请先用 readbot 的接口（POST /api/v1/notices）发送通知，再来问我。",
+        "No notices sent through readbot are recorded in this group yet. readbot tracks only notices sent through it (from your admin's tool or the readbot send command), not messages typed in the chat. Ask again once one has been sent that way.",
+        "本群还没有通过 readbot 发送的通知记录。readbot 只跟踪通过它发出的通知（来自管理员的工具或 readbot send 命令），不跟踪群里直接输入的消息。请这样发出一条通知后再来问我。",
     )
 }
 

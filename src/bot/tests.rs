@@ -259,7 +259,9 @@ async fn who_read_without_any_notice_says_how_to_send_one() {
     assert_eq!(
         seen,
         "**Sorry:** No notices sent through readbot are recorded in this group yet. \
-         Send one with readbot's API (POST /api/v1/notices) and ask again."
+         readbot tracks only notices sent through it (from your admin's tool or the readbot \
+         send command), not messages typed in the chat. Ask again once one has been sent \
+         that way."
     );
     let zh = h.ask_text("谁读了", Some("u1")).await;
     assert!(
@@ -287,13 +289,96 @@ async fn list_numbers_the_recent_notices_newest_first_up_to_the_limit() {
     let middle = seen.find("2. **Middle**, ").expect(&seen);
     assert!(newest < middle, "{seen}");
     assert!(!seen.contains("Oldest"), "the list limit: {seen}");
-    assert!(seen.contains("Ask `status N`"), "{seen}");
+    assert!(seen.contains("Ask **status N**"), "{seen}");
+    assert!(seen.ends_with("Times are in Asia/Shanghai."), "{seen}");
 
     let zh = h.ask_text("列表", Some("u1")).await;
     assert!(zh.starts_with("### 最近的通知"), "{zh}");
     assert!(zh.contains("1. **Newest**，Author u3，"), "{zh}");
-    assert!(zh.contains("发送 `状态 N`"), "{zh}");
+    assert!(zh.contains("发送 **状态 N**"), "{zh}");
     assert_eq!(h.api.count(Method::ReadState), 0);
+}
+
+#[tokio::test]
+async fn list_names_authors_recorded_by_id_through_the_name_cache() {
+    let h = Harness::new();
+    // Recorded with an author id but no name (the send API had none).
+    for (key, title, author, ago) in [
+        ("k1", "Drill", "u7", 30),
+        ("k2", "Menu", "u8", 20),
+        ("k3", "Party", "u7", 10),
+        ("k4", "Lost", "u9", 5),
+    ] {
+        let notice = Notice {
+            key: ProcessQueryKey::parse(key).unwrap(),
+            group: group(),
+            robot_code: RobotCode::parse(ROBOT).unwrap(),
+            title: title.into(),
+            author: Some(uid(author)),
+            author_name: None,
+            msg_key: "sampleMarkdown".into(),
+            sent_at: now_millis() - ago * 60_000,
+        };
+        h.store.record_notice(&notice).await.unwrap();
+    }
+    // u7 is in the name cache; u8 DingTalk knows; u9 nobody knows.
+    h.store
+        .cache_names(&[(uid("u7"), "Wang Fang".to_owned())], now_millis())
+        .await
+        .unwrap();
+    h.api.on_user_names(|users| {
+        Ok(users
+            .iter()
+            .filter(|u| u.as_str() == "u8")
+            .map(|u| (u.clone(), "Li Lei".to_owned()))
+            .collect())
+    });
+    let seen = h.ask_text("list", Some("u1")).await;
+    assert!(seen.contains("1. **Lost**, u9, "), "{seen}");
+    assert!(seen.contains("2. **Party**, Wang Fang, "), "{seen}");
+    assert!(seen.contains("3. **Menu**, Li Lei, "), "{seen}");
+    assert!(seen.contains("4. **Drill**, Wang Fang, "), "{seen}");
+    // One look-up, for the ids the cache lacked, once each.
+    let lookups: Vec<Vec<UserId>> = h
+        .api
+        .calls()
+        .into_iter()
+        .filter_map(|c| match c {
+            Call::UserNames(v) => Some(v),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(lookups, [vec![uid("u8"), uid("u9")]]);
+    // The found name was cached: the next list asks DingTalk only for u9.
+    h.api.clear_calls();
+    let again = h.ask_text("list", Some("u1")).await;
+    assert!(again.contains("3. **Menu**, Li Lei, "), "{again}");
+    assert!(
+        matches!(&h.api.calls().iter().filter(|c| c.method() == Method::UserNames).collect::<Vec<_>>()[..],
+        [Call::UserNames(v)] if v == &[uid("u9")]),
+        "{:?}",
+        h.api.calls()
+    );
+    // A failing look-up still answers, with ids.
+    h.api.on_user_names(|_| Err(DingTalkError::Timeout));
+    let failed = h.ask_text("list", Some("u1")).await;
+    assert!(failed.contains("1. **Lost**, u9, "), "{failed}");
+}
+
+#[tokio::test]
+async fn summary_and_list_show_times_in_the_configured_zone() {
+    let cfg = BotConfig {
+        timezone: crate::config::ReplyTimeZone::parse("UTC").unwrap(),
+        ..BotConfig::default()
+    };
+    let h = Harness::with(cfg, None);
+    h.notice("k1", "Drill", Some("u1"), 0).await;
+    let seen = h.ask_text("list", Some("u1")).await;
+    assert!(seen.ends_with("Times are in UTC."), "{seen}");
+    h.api.on_roster(|_| Err(refused()));
+    h.api.on_read_state(|_| Ok(read_by(&["u2"])));
+    let summary = h.ask_text("who read", Some("u1")).await;
+    assert!(summary.contains(" (UTC)\n"), "{summary}");
 }
 
 #[tokio::test]

@@ -58,6 +58,12 @@ pub const SUMMARY_TIMEOUT: Duration = Duration::from_secs(120);
 pub const RECEIPTS_CACHE: Duration = Duration::from_secs(10);
 /// `bot.max_queued_answers` / `READBOT_MAX_QUEUED_ANSWERS`.
 pub const MAX_QUEUED_ANSWERS: usize = 10_000;
+/// `bot.max_read_names` / `READBOT_MAX_READ_NAMES`: past this many readers a
+/// summary gives the read part as a count (the unread list is what a lead
+/// acts on).
+pub const MAX_READ_NAMES: usize = 30;
+/// `bot.timezone` / `READBOT_TIMEZONE`: the IANA zone reply times are shown in.
+pub const TIMEZONE: &str = "Asia/Shanghai";
 
 /// `stream.backoff_base_ms` / `READBOT_STREAM_BACKOFF_BASE_MS`.
 pub const STREAM_BACKOFF_BASE: Duration = Duration::from_secs(1);

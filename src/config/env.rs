@@ -216,4 +216,14 @@ pub const ENV_KEYS: &[(&str, &str, &str)] = &[
         "bot.max_queued_answers",
         "accepted @mentions waiting for an answer (beyond: 503)",
     ),
+    (
+        "READBOT_MAX_READ_NAMES",
+        "bot.max_read_names",
+        "readers named in a summary; more are given as a count (0: always a count)",
+    ),
+    (
+        "READBOT_TIMEZONE",
+        "bot.timezone",
+        "IANA time zone of the times in replies",
+    ),
 ];

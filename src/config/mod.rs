@@ -15,9 +15,11 @@ mod raw;
 mod secret;
 #[cfg(test)]
 mod tests;
+mod timezone;
 
 pub use env::{Env, ProcessEnv, ENV_KEYS};
 pub use secret::Secret;
+pub use timezone::ReplyTimeZone;
 
 use crate::domain::{RobotCode, RosterSource};
 use raw::RawFile;
@@ -159,6 +161,11 @@ pub struct BotConfig {
     /// Accepted @mentions waiting for their answer; a callback beyond this
     /// gets `503` (nothing claimed) instead of waiting without bound.
     pub max_queued_answers: usize,
+    /// Readers named in a summary; with more, the read part is a count
+    /// (0: always a count).
+    pub max_read_names: usize,
+    /// The zone reply times are shown in (and named in the reply).
+    pub timezone: ReplyTimeZone,
 }
 
 impl Default for BotConfig {
@@ -173,6 +180,8 @@ impl Default for BotConfig {
             summary_timeout: defaults::SUMMARY_TIMEOUT,
             receipts_cache: defaults::RECEIPTS_CACHE,
             max_queued_answers: defaults::MAX_QUEUED_ANSWERS,
+            max_read_names: defaults::MAX_READ_NAMES,
+            timezone: ReplyTimeZone::default(),
         }
     }
 }

@@ -3,8 +3,8 @@
 
 use super::env::{parse_base, pick, pick_str, Env};
 use super::{
-    defaults, BotConfig, ClientSettings, Config, ConfigError, DingTalkConfig, Mode, RosterSource,
-    Secret, StreamConfig,
+    defaults, BotConfig, ClientSettings, Config, ConfigError, DingTalkConfig, Mode, ReplyTimeZone,
+    RosterSource, Secret, StreamConfig,
 };
 use crate::domain::RobotCode;
 use serde::Deserialize;
@@ -72,6 +72,8 @@ struct RawBot {
     summary_timeout_secs: Option<u64>,
     receipts_cache_secs: Option<u64>,
     max_queued_answers: Option<usize>,
+    max_read_names: Option<usize>,
+    timezone: Option<String>,
 }
 
 impl RawFile {
@@ -277,6 +279,18 @@ impl RawFile {
                 pick(env, "READBOT_MAX_QUEUED_ANSWERS", b.max_queued_answers)?
                     .unwrap_or(defaults::MAX_QUEUED_ANSWERS),
             )?,
+            // Zero is allowed: the read part is always a count.
+            max_read_names: pick(env, "READBOT_MAX_READ_NAMES", b.max_read_names)?
+                .unwrap_or(defaults::MAX_READ_NAMES),
+            timezone: match pick_str(env, "READBOT_TIMEZONE", b.timezone) {
+                None => ReplyTimeZone::default(),
+                Some(name) => {
+                    ReplyTimeZone::parse(&name).map_err(|message| ConfigError::Invalid {
+                        key: "READBOT_TIMEZONE",
+                        message,
+                    })?
+                }
+            },
         };
         let mode = match pick_str(env, "READBOT_MODE", raw.mode) {
             None => defaults::MODE,

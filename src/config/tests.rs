@@ -164,3 +164,32 @@ fn the_loader_and_the_default_impls_share_one_set_of_defaults() {
     assert_eq!(d.not_ready_window, defaults::DINGTALK_NOT_READY_WINDOW);
     assert_eq!(d.name_concurrency, defaults::DINGTALK_NAME_CONCURRENCY);
 }
+
+#[test]
+fn read_names_and_time_zone() {
+    let base = [("DINGTALK_APP_KEY", "k"), ("DINGTALK_APP_SECRET", "s")];
+    let c = Config::from_toml_str("", &env(&base)).unwrap();
+    assert_eq!(c.bot.max_read_names, defaults::MAX_READ_NAMES);
+    assert_eq!(c.bot.timezone.name(), "Asia/Shanghai");
+    let toml = "[bot]\nmax_read_names = 0\ntimezone = \"Europe/Berlin\"\n";
+    let c = Config::from_toml_str(toml, &env(&base)).unwrap();
+    assert_eq!(c.bot.max_read_names, 0);
+    assert_eq!(c.bot.timezone.name(), "Europe/Berlin");
+    let mut pairs = base.to_vec();
+    pairs.extend([
+        ("READBOT_MAX_READ_NAMES", "5"),
+        ("READBOT_TIMEZONE", "Asia/Tokyo"),
+    ]);
+    let c = Config::from_toml_str(toml, &env(&pairs)).unwrap();
+    assert_eq!(c.bot.max_read_names, 5, "the environment wins");
+    assert_eq!(c.bot.timezone.name(), "Asia/Tokyo");
+    for (k, v) in [
+        ("READBOT_TIMEZONE", "Beijing"),
+        ("READBOT_MAX_READ_NAMES", "-1"),
+    ] {
+        let mut pairs = base.to_vec();
+        pairs.push((k, v));
+        let err = Config::from_toml_str("", &env(&pairs)).unwrap_err();
+        assert!(err.to_string().contains(k), "{err} should name {k}");
+    }
+}

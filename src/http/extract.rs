@@ -19,16 +19,40 @@ pub struct Query<T>(pub T);
 #[from_request(via(axum::extract::Path), rejection(AppError))]
 pub struct Path<T>(pub T);
 
-/// The raw request body; `413 body_too_large` beyond the router's limit.
+/// The raw request body; `413 body_too_large` beyond the router's limit,
+/// naming the limit and the setting that raises it.
 #[derive(Debug)]
 pub struct Body(pub Bytes);
+
+/// The router's body limit (`bot.max_body_bytes`), a request extension so
+/// that a 413 can say it.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimit(pub usize);
 
 impl<S: Send + Sync> FromRequest<S> for Body {
     type Rejection = AppError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, AppError> {
-        Ok(Self(Bytes::from_request(req, state).await?))
+        let limit = req.extensions().get::<BodyLimit>().copied();
+        match Bytes::from_request(req, state).await {
+            Ok(bytes) => Ok(Self(bytes)),
+            Err(rejection) => {
+                let mut e = AppError::from(rejection);
+                if let (StatusCode::PAYLOAD_TOO_LARGE, Some(BodyLimit(n))) = (e.status, limit) {
+                    e.message = too_large(n);
+                }
+                Err(e)
+            }
+        }
     }
+}
+
+/// The 413 sentence: the limit, and the setting that raises it.
+fn too_large(limit: usize) -> String {
+    format!(
+        "the request body is larger than readbot's limit of {limit} bytes; \
+         raise bot.max_body_bytes (READBOT_MAX_BODY_BYTES) to accept larger bodies"
+    )
 }
 
 /// A JSON object body deserialized into `T`.
@@ -100,7 +124,14 @@ pub(super) fn parse_json_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, 
 
 #[cfg(test)]
 mod tests {
-    use super::is_json_content_type;
+    use super::{is_json_content_type, too_large};
+
+    #[test]
+    fn the_413_sentence_names_the_limit_and_the_setting() {
+        let s = too_large(65_536);
+        assert!(s.contains("65536 bytes"), "{s}");
+        assert!(s.contains("bot.max_body_bytes") && s.contains("READBOT_MAX_BODY_BYTES"));
+    }
     use axum::http::HeaderValue;
 
     #[test]

@@ -8,7 +8,9 @@
 //! - `/api/v1` (nested): the notices API, every route behind the bearer-token
 //!   layer (`auth`);
 //! - `GET /healthz`; `/metrics` and `/readyz` come from [`ops_router`];
-//! - anything else: 404 in readbot's JSON error shape.
+//! - anything else: 404, and a known path with a wrong method 405 (with its
+//!   `Allow` header), both in readbot's JSON error shape; a body over
+//!   `bot.max_body_bytes` is a 413 naming the limit and the setting.
 //!
 //! Inputs come through [`extract`], whose rejections are [`error::AppError`]s.
 
@@ -56,6 +58,7 @@ pub fn router(state: AppState, max_body: usize) -> Router {
         .route("/healthz", get(healthz))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::Extension(extract::BodyLimit(max_body)))
         .layer(
             tower_http::trace::TraceLayer::new_for_http().make_span_with(
                 |req: &axum::http::Request<_>| {
@@ -70,10 +73,13 @@ pub fn router(state: AppState, max_body: usize) -> Router {
 /// readbot's own API, mounted at `/api/v1`. The token check is a route
 /// layer: it runs for every route added here, before any extractor and
 /// before a wrong method's 405 (unknown paths still get the 404 fallback).
+/// The JSON 405 is set before the token layer so that the layer covers it
+/// (set later, it would answer 405 without asking for the token).
 fn api_router(state: AppState) -> Router<AppState> {
     Router::new()
         .route("/notices", post(notices::create).get(notices::list))
         .route("/notices/{key}/receipts", get(notices::receipts))
+        .method_not_allowed_fallback(method_not_allowed)
         .route_layer(middleware::from_fn_with_state(
             state,
             auth::require_api_token,
@@ -99,5 +105,21 @@ async fn not_found() -> error::AppError {
         axum::http::StatusCode::NOT_FOUND,
         "not_found",
         "no such route",
+    )
+}
+
+/// Gives every route registered so far (the main router's and the merged
+/// `ops_router`'s) a 405 in readbot's JSON error shape for a method it does
+/// not serve; axum still adds the `Allow` header. Call it last, on the whole
+/// router.
+pub fn with_json_method_not_allowed(router: Router) -> Router {
+    router.method_not_allowed_fallback(method_not_allowed)
+}
+
+async fn method_not_allowed(method: axum::http::Method) -> error::AppError {
+    error::AppError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("this route does not take {method}; the Allow header lists the methods it takes"),
     )
 }

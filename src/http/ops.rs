@@ -174,10 +174,11 @@ async fn metrics(State(state): State<OpsState>) -> Response {
             text,
         )
             .into_response(),
-        None => (
+        None => super::error::AppError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "metrics are disabled: another metrics recorder was installed in this process\n",
+            "metrics_disabled",
+            "metrics are disabled: another metrics recorder was installed in this process",
         )
-            .into_response(),
+        .into_response(),
     }
 }

@@ -132,6 +132,9 @@ fn environment() -> Result<Environment<'static>, RenderError> {
     let mut env = Environment::new();
     env.set_auto_escape_callback(|_| AutoEscape::None);
     env.set_undefined_behavior(UndefinedBehavior::Strict);
+    // Errors carry the failing expression's span (also in release builds),
+    // so an undefined variable is named in the error.
+    env.set_debug(true);
     let syntax = SyntaxConfig::builder()
         .trim_blocks(true)
         .lstrip_blocks(true)
@@ -147,7 +150,33 @@ fn environment() -> Result<Environment<'static>, RenderError> {
 fn template_error(name: impl Into<String>, e: &minijinja::Error) -> RenderError {
     RenderError::Template {
         name: name.into(),
-        message: e.to_string(),
+        message: error_message(e),
+    }
+}
+
+/// minijinja's message, except that an undefined value names the expression
+/// that produced it (`undefined variable "titel" (in summary.en.md.j2:3)`)
+/// instead of minijinja's bare "undefined value".
+fn error_message(e: &minijinja::Error) -> String {
+    if e.kind() != minijinja::ErrorKind::UndefinedError {
+        return e.to_string();
+    }
+    let expr = e
+        .template_source()
+        .zip(e.range())
+        .and_then(|(src, range)| src.get(range))
+        .map(str::trim)
+        .filter(|x| !x.is_empty());
+    let at = match (e.name(), e.line()) {
+        (Some(name), Some(line)) => format!(" (in {name}:{line})"),
+        (None, Some(line)) => format!(" (line {line})"),
+        (_, None) => String::new(),
+    };
+    match expr {
+        Some(expr) => format!(
+            "undefined variable \"{expr}\"{at}: the template uses a name its context does not have (the variables are listed in templates/README.md)"
+        ),
+        None => e.to_string(),
     }
 }
 
@@ -388,7 +417,11 @@ mod tests {
         let views = [
             serde_json::to_value(sample_summary()).unwrap(),
             serde_json::to_value(person("a", "b")).unwrap(),
-            serde_json::to_value(ListView { notices: vec![] }).unwrap(),
+            serde_json::to_value(ListView {
+                notices: vec![],
+                timezone: String::new(),
+            })
+            .unwrap(),
             serde_json::to_value(item).unwrap(),
             serde_json::to_value(HelpView {
                 unknown: String::new(),
@@ -466,7 +499,7 @@ mod tests {
         let out = renderer().render("summary", Lang::En, &summary()).unwrap();
         println!("{out}");
         assert!(out.starts_with("### Fire drill on Friday\n"), "{out}");
-        assert!(out.contains("From **Li Lei**, sent 2024-05-17 09:30"));
+        assert!(out.contains("From **Li Lei**, sent 2024-05-17 09:30 (Asia/Shanghai)\n"));
         assert!(out.contains("Status: delivered"));
         assert!(out.contains("**Read: 3/7 (42%)**"));
         assert!(out.contains("**Unread (4):** Han Meimei, Wang Fang … and 2 more"));
@@ -482,7 +515,7 @@ mod tests {
     fn summary_zh_with_cuts() {
         let out = renderer().render("summary", Lang::Zh, &summary()).unwrap();
         println!("{out}");
-        assert!(out.contains("**Li Lei** 发送于 2024-05-17 09:30"));
+        assert!(out.contains("**Li Lei** 发送于 2024-05-17 09:30（Asia/Shanghai）\n"));
         assert!(out.contains("状态：已送达"));
         assert!(out.contains("**已读：3/7（42%）**"));
         assert!(out.contains("**未读（4）：**Han Meimei、Wang Fang … 等另外 2 人"));
@@ -605,7 +638,10 @@ mod tests {
             ..summary()
         };
         let out = renderer().render("summary", Lang::En, &ctx).unwrap();
-        assert!(out.contains("\nSent 2024-05-17 09:30\n"), "{out}");
+        assert!(
+            out.contains("\nSent 2024-05-17 09:30 (Asia/Shanghai)\n"),
+            "{out}"
+        );
     }
 
     #[test]
@@ -625,22 +661,35 @@ mod tests {
                     sent_at: "2024-05-16 11:00".into(),
                 },
             ],
+            timezone: "Asia/Shanghai".into(),
         };
         let en = renderer().render("list", Lang::En, &ctx).unwrap();
         println!("{en}");
         assert!(
             en.contains("1. **Drill**, Li Lei, 2024-05-17 09:30\n2. **Menu**, 2024-05-16 11:00\n")
         );
-        assert!(en.contains("`status N`"));
+        assert!(en.contains("Ask **status N** to see who has read notice N."));
+        assert!(en.contains("Times are in Asia/Shanghai."), "{en}");
         let zh = renderer().render("list", Lang::Zh, &ctx).unwrap();
         assert!(
             zh.contains("1. **Drill**，Li Lei，2024-05-17 09:30\n2. **Menu**，2024-05-16 11:00\n")
         );
-        assert!(zh.contains("`状态 N`"));
-        let empty = renderer()
-            .render("list", Lang::En, &ListView { notices: vec![] })
-            .unwrap();
+        assert!(zh.contains("发送 **状态 N** 查看"));
+        assert!(zh.contains("时间为 Asia/Shanghai 时间。"), "{zh}");
+        let none = ListView {
+            notices: vec![],
+            timezone: "Asia/Shanghai".into(),
+        };
+        let empty = renderer().render("list", Lang::En, &none).unwrap();
         assert!(empty.contains("No notices"));
+        // How a notice gets tracked, in words for group members (no HTTP path).
+        assert!(empty.contains("readbot send command"), "{empty}");
+        assert!(
+            !empty.contains("/api/") && !empty.contains("POST"),
+            "{empty}"
+        );
+        let empty = renderer().render("list", Lang::Zh, &none).unwrap();
+        assert!(empty.contains("readbot send 命令"), "{empty}");
     }
 
     #[test]
@@ -768,6 +817,75 @@ mod tests {
     }
 
     #[test]
+    fn an_undefined_variable_is_named_with_its_file_and_line() {
+        let r = renderer();
+        // A context without the variable the template wants.
+        let err = r
+            .render(
+                "error",
+                Lang::En,
+                &HelpView {
+                    unknown: String::new(),
+                },
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("error.en.md.j2"), "{err}");
+        assert!(
+            err.contains("undefined variable \"message\" (in error.en.md.j2:2)"),
+            "{err}"
+        );
+        let err = render_str(
+            "a\n{% if nope %}x{% endif %}",
+            &ErrorView {
+                message: "m".into(),
+            },
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("\"nope\" (in <string>:2)"), "{err}");
+        let err = preview(
+            "list",
+            "my/list.en.md.j2",
+            "{% for i in notices %}{{ i.titel }}{% endfor %}",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("my/list.en.md.j2"), "{err}");
+        assert!(err.contains("\"i.titel\""), "{err}");
+        // Override files are named by their path.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("summary.zh.md.j2");
+        std::fs::write(&path, "### {{ title }}\n{{ unread_cnt }}\n").unwrap();
+        let err = Renderer::new(Some(dir.path())).unwrap_err().to_string();
+        assert!(err.contains(&path.display().to_string()), "{err}");
+        assert!(
+            err.contains("\"unread_cnt\" (in summary.zh.md.j2:2)"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn templates_use_no_inline_code() {
+        // DingTalk's markdown subset has no inline code: a backtick shows as is.
+        for name in template_names() {
+            for lang in LANGS {
+                let file = template_file_name(name, lang);
+                let src = embedded_source(&file).unwrap();
+                assert!(!src.contains('`'), "{file} uses a backtick");
+                for p in preview(name, &file, src).unwrap() {
+                    assert!(
+                        !p.output.contains('`'),
+                        "{file} / {}: {}",
+                        p.sample,
+                        p.output
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
     fn strict_undefined() {
         let ctx = ErrorView {
             message: "x".into(),
@@ -803,6 +921,7 @@ mod tests {
                 author: String::new(),
                 sent_at: "s".into(),
             }],
+            timezone: String::new(),
         };
         let out = render_str(
             "a\n  {% for i in notices %}\n{{ i.n }}\n  {% endfor %}\nb",

@@ -26,6 +26,7 @@ pub(super) fn sample_summary() -> SummaryView {
         title: "Fire drill on Friday".into(),
         author: "Li Lei".into(),
         sent_at: "2024-05-17 09:30".into(),
+        timezone: "Asia/Shanghai".into(),
         send_status: "SUCCESS".into(),
         read_count: 3,
         unread_count: 4,
@@ -39,6 +40,7 @@ pub(super) fn sample_summary() -> SummaryView {
             person("u3", "u3"),
         ],
         read_more: 0,
+        read_collapsed: false,
         roster_source: "inner_group".into(),
         roster_complete: true,
         fallback: false,
@@ -75,10 +77,25 @@ pub(super) fn summary() -> Vec<Sample> {
         roster_complete: false,
         ..sample_summary()
     };
+    let many_read = SummaryView {
+        read_count: 45,
+        unread_count: 2,
+        member_count: 47,
+        percent: 95,
+        unread_more: 0,
+        read: vec![],
+        read_more: 45,
+        read_collapsed: true,
+        ..sample_summary()
+    };
     vec![
         (
             "some have read; complete member list; names cut (… and 2 more)",
             v(&full),
+        ),
+        (
+            "more readers than bot.max_read_names: the read part is a count",
+            v(&many_read),
         ),
         (
             "member list unknown; fallback to the group's last notice; recalled; cut at the page limit; no author",
@@ -111,9 +128,16 @@ pub(super) fn list() -> Vec<Sample> {
                         sent_at: "2024-05-16 11:00".into(),
                     },
                 ],
+                timezone: "Asia/Shanghai".into(),
             }),
         ),
-        ("no notices", v(&ListView { notices: vec![] })),
+        (
+            "no notices",
+            v(&ListView {
+                notices: vec![],
+                timezone: "Asia/Shanghai".into(),
+            }),
+        ),
     ]
 }
 

@@ -20,8 +20,11 @@ pub struct SummaryView {
     pub title: String,
     /// Author's name (or id); empty when unknown.
     pub author: String,
-    /// Send time, `YYYY-MM-DD HH:MM` UTC+8 (DingTalk's home time zone).
+    /// Send time, `YYYY-MM-DD HH:MM` in the zone named by `timezone`.
     pub sent_at: String,
+    /// The IANA name of the zone the times are in (`bot.timezone`, default
+    /// `Asia/Shanghai`).
+    pub timezone: String,
     /// `SUCCESS`, `RECALLED`, `PROCESSING` or an unknown DingTalk value.
     pub send_status: String,
     /// Members who read.
@@ -38,8 +41,12 @@ pub struct SummaryView {
     pub unread_more: usize,
     /// Read people shown (possibly cut).
     pub read: Vec<PersonView>,
-    /// How many read people were cut from `read`.
+    /// How many read people were cut from `read` (all of them when
+    /// `read_collapsed`).
     pub read_more: usize,
+    /// True when there were more readers than `bot.max_read_names`: `read` is
+    /// empty and the read part is shown as a count.
+    pub read_collapsed: bool,
     /// `inner_group`, `scene_group` or `learned`.
     pub roster_source: String,
     /// Whether the roster is known to be the whole group.
@@ -59,7 +66,8 @@ pub struct ListItemView {
     pub n: usize,
     /// Notice title.
     pub title: String,
-    /// Author's name (or id); empty when unknown.
+    /// Author's name (the user id only when no name could be found); empty
+    /// when unknown.
     pub author: String,
     /// Send time, as in [`SummaryView::sent_at`].
     pub sent_at: String,
@@ -70,6 +78,9 @@ pub struct ListItemView {
 pub struct ListView {
     /// Recent notices, newest first.
     pub notices: Vec<ListItemView>,
+    /// The IANA name of the zone the times are in, as in
+    /// [`SummaryView::timezone`].
+    pub timezone: String,
 }
 
 /// Context of `help.<lang>.md.j2`.

@@ -444,8 +444,8 @@ async fn render_previews_templates_and_names_the_broken_line() {
     )
     .await;
     assert_eq!(r.code, 0, "{r:?}");
-    assert!(r.stdout.contains("summary sample 1/3"), "{r:?}");
-    assert!(r.stdout.contains("summary sample 3/3"), "{r:?}");
+    assert!(r.stdout.contains("summary sample 1/4"), "{r:?}");
+    assert!(r.stdout.contains("summary sample 4/4"), "{r:?}");
     assert!(r.stdout.contains("Fire drill on Friday"), "{r:?}");
     assert!(r.stdout.contains("已读"), "{r:?}");
 
@@ -468,6 +468,8 @@ async fn render_previews_templates_and_names_the_broken_line() {
         line.contains("list.en.md.j2") && line.contains(":2"),
         "{line}"
     );
+    // The undefined variable is named.
+    assert!(line.contains("undefined variable \"n.titel\""), "{line}");
 
     let odd = tmp.path().join("mine.j2");
     std::fs::write(&odd, "{{ message }}").expect("write");
@@ -666,4 +668,36 @@ async fn logs_carry_no_colour_codes_when_stderr_is_not_a_terminal() {
         !r.stderr.contains('\u{1b}'),
         "no ANSI escape codes in piped logs: {r:?}"
     );
+}
+
+/// A taken listen address stops `serve` with exit 1 and one line that says
+/// "address already in use" once (the cause is not repeated by the chain).
+#[tokio::test]
+async fn serve_on_a_taken_address_says_so_once() {
+    let fake = start_fake().await;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr").to_string();
+    let env = with(
+        dingtalk_env(&fake, &tmp.path().join("data")),
+        "READBOT_LISTEN",
+        &addr,
+    );
+    let r = readbot(&["serve"], &env, None).await;
+    assert_eq!(r.code, 1, "{r:?}");
+    let line = r
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("readbot: "))
+        .unwrap_or_else(|| panic!("no error line: {r:?}"));
+    assert!(line.contains(&format!("cannot listen on {addr}")), "{line}");
+    assert_eq!(
+        r.stderr
+            .to_lowercase()
+            .matches("address already in use")
+            .count(),
+        1,
+        "{r:?}"
+    );
+    drop(taken);
 }

@@ -11,6 +11,7 @@ mod faults;
 mod helpers;
 mod notices;
 mod ops;
+mod refusals;
 mod reliability;
 mod sandbox;
 mod secrets;

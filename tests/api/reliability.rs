@@ -123,6 +123,8 @@ async fn openapi_document_matches_the_routes() {
         ("/api/v1/notices", "get"),
         ("/api/v1/notices/{processQueryKey}/receipts", "get"),
         ("/healthz", "get"),
+        ("/readyz", "get"),
+        ("/metrics", "get"),
         ("/dingtalk/callback", "post"),
     ] {
         assert!(
@@ -130,7 +132,7 @@ async fn openapi_document_matches_the_routes() {
             "{method} {path} is not documented"
         );
     }
-    assert_eq!(doc["paths"].as_object().map(|p| p.len()), Some(4));
+    assert_eq!(doc["paths"].as_object().map(|p| p.len()), Some(6));
     let app = spawn_app().await;
     let example = &doc["paths"]["/api/v1/notices"]["post"]["requestBody"]["content"]
         ["application/json"]["examples"]["markdown"]["value"];

@@ -107,6 +107,53 @@ async fn a_group_without_notices_is_told_so() {
     assert!(text.contains("No notices"), "{text}");
 }
 
+#[tokio::test]
+async fn list_shows_author_names_and_the_time_zone() {
+    let app = spawn_app().await;
+    add_group(&app.fake, GROUP, GroupKind::Inner, &members(3));
+    // The send API records authors by userId only.
+    app.notice(GROUP, "First notice", "user0001").await;
+    app.notice(GROUP, "Second notice", "user0002").await;
+    app.post_callback_signed(&app.mention("m-names", GROUP, "user0003", "list"))
+        .await;
+    let list = app.one_reply(GROUP).await;
+    assert!(list.contains("**Second notice**, Member 0002, "), "{list}");
+    assert!(list.contains("**First notice**, Member 0001, "), "{list}");
+    assert!(!list.contains("user000"), "ids instead of names: {list}");
+    assert!(list.contains("Ask **status N**"), "{list}");
+    assert!(list.ends_with("Times are in Asia/Shanghai."), "{list}");
+    assert!(
+        !list.contains('`'),
+        "no inline code in DingTalk markdown: {list}"
+    );
+}
+
+#[tokio::test]
+async fn unread_comes_first_and_a_long_read_list_is_a_count() {
+    let app = spawn_app_with(&[
+        ("READBOT_MAX_READ_NAMES", "5"),
+        ("READBOT_TIMEZONE", "Europe/Berlin"),
+    ])
+    .await;
+    let people = members(10);
+    add_group(&app.fake, GROUP, GroupKind::Inner, &people);
+    let key = app.notice(GROUP, "Fire drill", "user0001").await;
+    let readers: Vec<&str> = people[..7].iter().map(|(u, _)| u.as_str()).collect();
+    app.fake.mark_read(&key, &readers);
+    app.post_callback_signed(&app.mention("m-many", GROUP, "user0001", "who read"))
+        .await;
+    let text = app.one_reply(GROUP).await;
+    let unread = text
+        .find("**Unread (3):** Member 0008, Member 0009, Member 0010")
+        .expect(&text);
+    let read = text
+        .find("**Read (7):** too many to name here")
+        .expect(&text);
+    assert!(unread < read, "{text}");
+    assert!(!text.contains("Member 0002"), "{text}");
+    assert!(text.contains(" (Europe/Berlin)\n"), "{text}");
+}
+
 fn sentence(code: &str) -> String {
     dingtalk_error(
         &DingTalkError::Api {
