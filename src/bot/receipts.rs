@@ -547,6 +547,22 @@ pub async fn collect(
                 Err(e) => tracing::warn!(error = %e, "name look-up failed; showing user ids"),
             }
         }
+        // Last resort: names learned from callbacks (untrusted, neutralised
+        // when rendered) for ids DingTalk named nobody for.
+        let unnamed: Vec<UserId> = missing
+            .into_iter()
+            .filter(|u| !known.contains_key(u))
+            .collect();
+        if !unnamed.is_empty() {
+            match deps
+                .store
+                .callback_names(&unnamed, now_millis().saturating_sub(ttl_ms))
+                .await
+            {
+                Ok(hints) => known.extend(hints),
+                Err(e) => tracing::warn!(error = %e.with_causes(), "name cache unavailable"),
+            }
+        }
     }
     Ok(tally(roll, notice, &known))
 }

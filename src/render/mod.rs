@@ -10,9 +10,14 @@
 //!
 //! Settings: auto-escaping off (markdown, not HTML), `trim_blocks` and
 //! `lstrip_blocks` on, strict undefined (a misspelt variable is an error).
+//! Untrusted text reaches the templates already neutralised
+//! ([`markdown::neutralise`], also the `neutralise` filter).
 
+pub mod markdown;
 mod samples;
 pub mod view;
+
+pub use markdown::neutralise;
 
 use crate::domain::Lang;
 use minijinja::syntax::SyntaxConfig;
@@ -132,6 +137,7 @@ fn environment() -> Result<Environment<'static>, RenderError> {
     let mut env = Environment::new();
     env.set_auto_escape_callback(|_| AutoEscape::None);
     env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.add_filter("neutralise", |s: String| markdown::neutralise(&s));
     let syntax = SyntaxConfig::builder()
         .trim_blocks(true)
         .lstrip_blocks(true)

@@ -12,6 +12,7 @@ mod helpers;
 mod notices;
 mod ops;
 mod reliability;
+mod replay;
 mod sandbox;
 mod secrets;
 mod shutdown;
