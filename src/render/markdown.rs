@@ -101,6 +101,15 @@ mod tests {
     }
 
     #[test]
+    fn templates_have_it_as_a_filter() {
+        let ctx = serde_json::json!({ "x": "[a](http://b) @all" });
+        assert_eq!(
+            crate::render::render_str("{{ x | neutralise }}", &ctx).unwrap(),
+            "［a］（http：//b） ＠all"
+        );
+    }
+
+    #[test]
     fn plain_names_pass_unchanged() {
         for s in [
             "张三",

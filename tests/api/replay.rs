@@ -6,6 +6,7 @@
 //! text and keeps one group from taking the answer queue.
 
 use crate::helpers::*;
+use crate::reliability::report;
 use readbot::fake::{Api, FakeDingTalk, GroupKind, Via};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -99,6 +100,7 @@ async fn a_captured_pair_cannot_pour_one_groups_names_into_another() {
     assert_eq!((status, code.as_str()), (401, "bad_signature"));
     settle().await;
     assert_eq!(app.replies(B).len(), 2);
+    report("replayed pair with another group's sessionWebhook: 10 forged bodies, accepted: 2 (3 msgIds per pair), replies into the other group: 2 (was 10); a 6-minute-old pair: refused");
 }
 
 /// (2) With no webhook, the fallback robot send posted into any group the
@@ -139,6 +141,7 @@ async fn a_captured_pair_cannot_fan_out_robot_sends() {
         replayed - replayed_before >= 47.0,
         "{replayed_before} → {replayed}"
     );
+    report("replayed pair naming 50 groups (no webhook): robot sends: 3 (was 50), refused 401: 47, redelivery of an accepted msgId: de-duplicated");
 }
 
 /// (3) Forged `senderNick`s were learned as names and shown to the real
@@ -177,6 +180,7 @@ async fn forged_names_never_reach_a_summary_as_markup() {
     }
     // The unknown sender is still listed, under a neutralised name.
     assert!(text.contains("［logo］"), "{text}");
+    report("forged senderNicks (link, image, heading, @all, tag): DingTalk's name kept, markup reaching the group: 0");
 }
 
 /// (4) 20,000 replays filled the answer queue and a genuine @mention was
@@ -234,4 +238,7 @@ async fn a_flood_into_one_group_leaves_the_others_answered() {
     let text = app.one_reply(B).await;
     assert!(text.contains("1/3"), "{text}");
     assert!(app.replies(B).iter().all(|m| m.via == Via::Session));
+    report(&format!(
+        "flood into one group (queue 32): 200 replays of one pair → 3 accepted; 100 fresh pairs → {accepted} accepted, {refused} refused 503 busy; another group: accepted and answered"
+    ));
 }
