@@ -39,14 +39,14 @@ started=$SECONDS
 
 echo "== property tests ($PROPTEST_CASES cases each)"
 cargo test --locked --lib -- dingtalk::callback dingtalk::signature bot::command dingtalk::client::limiter \
-  >"$log/proptest.out" 2>&1
+  render::markdown >"$log/proptest.out" 2>&1
 st=$?
 n="$(grep -oE '^test result: ok. [0-9]+ passed' "$log/proptest.out" | grep -oE '[0-9]+' | head -1)"
-area "property tests" $st "property tests (callback parser, command parser, signature, limiter): ${n:-0} tests, $PROPTEST_CASES cases per property, failures: $([ $st -eq 0 ] && echo 0 || echo some)"
+area "property tests" $st "property tests (callback parser, command parser, signature, limiter, markdown neutraliser): ${n:-0} tests, $PROPTEST_CASES cases per property, failures: $([ $st -eq 0 ] && echo 0 || echo some)"
 
-echo "== fail-closed, exactly-once, faults, shutdown, secrets, rate limit (scale $READBOT_RELIABILITY_SCALE)"
+echo "== fail-closed, replay, exactly-once, faults, shutdown, secrets, rate limit (scale $READBOT_RELIABILITY_SCALE)"
 cargo test --locked --test api -- --nocapture --test-threads 2 \
-  reliability:: fail_closed:: exactly_once:: faults:: shutdown:: secrets:: >"$log/suite.out" 2>&1
+  reliability:: fail_closed:: replay:: exactly_once:: faults:: shutdown:: secrets:: >"$log/suite.out" 2>&1
 st=$?
 mapfile -t got < <(grep '^RELIABILITY ' "$log/suite.out" | sed 's/^RELIABILITY //')
 area "in-suite areas" $st "${got[@]}"

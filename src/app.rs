@@ -56,9 +56,11 @@ impl BotMessageHandler for BotSink {
             Ok(Accepted::ShuttingDown) => {
                 tracing::warn!("bot message arrived during shutdown; not answered")
             }
-            Ok(Accepted::Busy) => {
+            Ok(Accepted::Busy | Accepted::GroupBusy) => {
                 tracing::warn!("too many messages waiting for an answer; this one is not answered")
             }
+            // Only signed HTTP callbacks are bound to their signature.
+            Ok(Accepted::Replayed) => {}
             Err(e) => tracing::error!(error = %e.with_causes(), "could not claim the bot message"),
         }
     }

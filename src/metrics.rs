@@ -10,12 +10,12 @@
 //! | metric | type | labels |
 //! |---|---|---|
 //! | `readbot_build_info` | gauge (1) | `version` |
-//! | `readbot_callbacks_total` | counter | `outcome`: `accepted`, `duplicate`, `bad_signature`, `bad_body`, `quota_exhausted`, `shutting_down`, `busy`, `error` |
+//! | `readbot_callbacks_total` | counter | `outcome`: `accepted`, `duplicate`, `bad_signature`, `replayed` (a signature's msgId allowance used up), `bad_body`, `quota_exhausted`, `shutting_down`, `busy`, `group_busy` (the group's share of the queue is full), `error` |
 //! | `readbot_dedup_hits_total` | counter | `state`: `in_flight`, `done` |
 //! | `readbot_summaries_total` | counter | `via`: `chat`, `api`; `outcome`: `ok`, `error`, `timeout` |
 //! | `readbot_summary_duration_seconds` | histogram | `via` |
 //! | `readbot_summaries_in_flight` | gauge | – |
-//! | `readbot_replies_total` | counter | `delivery`: `session`, `session_timeout`, `group_send`, `failed`, `dropped` |
+//! | `readbot_replies_total` | counter | `delivery`: `session`, `session_timeout`, `untrusted_webhook` (a body's sessionWebhook refused: an attack signal; the send API is tried next), `group_send`, `failed`, `dropped` |
 //! | `readbot_notices_sent_total` | counter | `outcome`: `ok`, `dingtalk_error`, `store_error` |
 //! | `readbot_dingtalk_calls_total` | counter | `api`, `outcome` (see [`DINGTALK_OUTCOMES`]) |
 //! | `readbot_dingtalk_call_duration_seconds` | histogram | `api` (one logical call, retries included) |
@@ -202,10 +202,12 @@ fn preregister() {
         "accepted",
         "duplicate",
         "bad_signature",
+        "replayed",
         "bad_body",
         "quota_exhausted",
         "shutting_down",
         "busy",
+        "group_busy",
         "error",
     ] {
         counter!(CALLBACKS, "outcome" => o).increment(0);
@@ -221,6 +223,7 @@ fn preregister() {
     for d in [
         "session",
         "session_timeout",
+        "untrusted_webhook",
         "group_send",
         "failed",
         "dropped",
@@ -262,7 +265,8 @@ pub fn summary(via: &'static str, outcome: &'static str, took: Option<Duration>)
     }
 }
 
-/// A reply was delivered (`session`, `group_send`), possibly delivered (`session_timeout`), or not (`failed`, `dropped`).
+/// A reply was delivered (`session`, `group_send`), possibly delivered (`session_timeout`), or not (`failed`, `dropped`);
+/// `untrusted_webhook`: a forged sessionWebhook was refused (counted besides the path that then carried the reply).
 pub fn reply(delivery: &'static str) {
     counter!(REPLIES, "delivery" => delivery).increment(1);
 }

@@ -312,10 +312,16 @@ fn splitmix64(mut x: u64) -> u64 {
 }
 
 pub(crate) fn signed_requests(fake: &FakeDingTalk, n: usize, tag: &str) -> Vec<SignedReq> {
-    let (ts, sign) = fake.callback_headers();
     let seed = tag.bytes().fold(0u64, |h, b| splitmix64(h ^ u64::from(b)));
+    // readbot lets one signature carry three messages (a replayed pair gets
+    // 401): a fresh pair for every three requests.
+    let mut pair = fake.callback_headers();
     (0..n)
         .map(|i| {
+            if i > 0 && i % readbot::bot::MESSAGES_PER_SIGNATURE == 0 {
+                pair = fake.callback_headers();
+            }
+            let (ts, sign) = &pair;
             let m = Mention {
                 // DingTalk's msgIds look random; sequential ones would all
                 // land in sled's rightmost leaf and overstate its cost.
@@ -344,8 +350,14 @@ pub(crate) fn signed_requests(fake: &FakeDingTalk, n: usize, tag: &str) -> Vec<S
 /// The intake sections queue every request of a round: the production
 /// default (10,000 waiting answers, then 503) would refuse part of a
 /// 20,000-request burst whose answers trickle at DingTalk's pace.
+/// Fresh header pairs run ahead of the clock by a millisecond per three
+/// requests made faster than that, so the sections accept DingTalk's full
+/// hour.
 fn intake_env() -> Vec<(&'static str, String)> {
-    vec![("READBOT_MAX_QUEUED_ANSWERS", "1000000".to_owned())]
+    vec![
+        ("READBOT_MAX_QUEUED_ANSWERS", "1000000".to_owned()),
+        ("READBOT_SIGNATURE_WINDOW_SECS", "3600".to_owned()),
+    ]
 }
 
 /// readbot on the stub DingTalk (replies take `reply_ms`) in a fresh temp

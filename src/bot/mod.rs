@@ -6,21 +6,23 @@
 //! HTTP callback and Stream mode feed the same [`Bot::accept`].
 
 pub mod command;
+mod fairness;
 pub mod receipts;
 pub mod sentences;
 pub mod summary;
 #[cfg(test)]
 mod tests;
+mod throttle;
 
 use crate::config::BotConfig;
 use crate::dingtalk::{DingTalkApi, DingTalkError, GroupSend, OutgoingMessage, Reply};
 use crate::domain::{
-    now_millis, Incoming, Lang, Notice, OpenConversationId, ProcessQueryKey, Receipts, RobotCode,
-    UserId,
+    now_millis, EpochMillis, Incoming, Lang, Notice, OpenConversationId, ProcessQueryKey, Receipts,
+    RobotCode, UserId,
 };
 use crate::render::view::{ErrorView, HelpView};
 use crate::render::{RenderError, Renderer};
-use crate::store::{Claim, Store, StoreError};
+use crate::store::{Claim, SignatureUse, Store, StoreError};
 use command::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -56,7 +58,19 @@ pub enum Accepted {
     /// Too many accepted messages are waiting for their answer
     /// (`bot.max_queued_answers`); this one was not claimed.
     Busy,
+    /// This message's group (or 1:1 sender) already holds its share of the
+    /// answer queue ([`Bot::group_share`]); this one was not claimed.
+    GroupBusy,
+    /// The callback's signature already came with
+    /// [`MESSAGES_PER_SIGNATURE`] other messages: a replayed header pair
+    /// carrying a forged body. Nothing was claimed or queued.
+    Replayed,
 }
+
+/// Distinct messages one callback signature may carry. DingTalk's `sign`
+/// covers only the millisecond timestamp, so genuine callbacks of the same
+/// millisecond share one; a captured pair is worth at most this many bodies.
+pub const MESSAGES_PER_SIGNATURE: usize = 3;
 
 /// A notice to send through the robot.
 #[derive(Debug, Clone)]
@@ -93,6 +107,9 @@ pub struct BotDeps {
 struct Job {
     msg: Incoming,
     span: tracing::Span,
+    /// The message's place in its group's share of the queue, given back
+    /// when a worker takes it.
+    place: fairness::Place,
 }
 
 struct Inner {
@@ -109,6 +126,11 @@ struct Inner {
     receipts: receipts::ReceiptsCache,
     refused: receipts::RefusedSources,
     bookkept: Arc<receipts::Bookkept>,
+    /// Per-group places in the queue.
+    fair: Arc<fairness::FairShare>,
+    /// Rate-limited logs of attack signals.
+    replay_log: throttle::LogEvery,
+    webhook_log: throttle::LogEvery,
 }
 
 /// The bot. Cheap to clone.
@@ -126,8 +148,12 @@ impl Bot {
     pub fn new(deps: BotDeps) -> Self {
         let receipts = receipts::ReceiptsCache::new(deps.cfg.receipts_cache);
         let (queue, receiver) = mpsc::channel(deps.cfg.max_queued_answers.max(1));
+        let fair = fairness::FairShare::new(fairness::share_of(deps.cfg.max_queued_answers));
         Self {
             inner: Arc::new(Inner {
+                fair,
+                replay_log: throttle::LogEvery::minute(),
+                webhook_log: throttle::LogEvery::minute(),
                 receipts,
                 refused: receipts::RefusedSources::default(),
                 bookkept: Arc::default(),
@@ -164,6 +190,10 @@ impl Bot {
         let Ok(slot) = self.inner.queue.try_reserve() else {
             return Ok(Accepted::Busy);
         };
+        // And a place in the group's share (given back if not queued).
+        let Some(place) = self.inner.fair.enter(fairness::Lane::of(&msg)) else {
+            return Ok(Accepted::GroupBusy);
+        };
         match self
             .store()
             .claim_message(&msg.msg_id, now_millis())
@@ -181,8 +211,50 @@ impl Bot {
         }
         self.inner.in_flight.fetch_add(1, Ordering::SeqCst);
         let span = tracing::info_span!("mention", msg_id = %msg.msg_id);
-        slot.send(Job { msg, span });
+        slot.send(Job { msg, span, place });
         Ok(Accepted::Started)
+    }
+
+    /// [`Bot::accept`] for an HTTP callback whose signature passed:
+    /// `timestamp` is its signed millisecond timestamp. The signature is
+    /// first bound to the message ([`Store::use_signature`]): a pair that
+    /// already came with [`MESSAGES_PER_SIGNATURE`] other msgIds is
+    /// [`Accepted::Replayed`], before anything is claimed, queued or sent.
+    /// DingTalk's redelivery (same msgId, same headers) goes on to the usual
+    /// de-duplication.
+    pub async fn accept_signed(
+        &self,
+        msg: Incoming,
+        timestamp: EpochMillis,
+    ) -> Result<Accepted, StoreError> {
+        if !self.inner.accepting.load(Ordering::SeqCst) {
+            return Ok(Accepted::ShuttingDown);
+        }
+        let now = now_millis();
+        match self
+            .store()
+            .use_signature(timestamp, &msg.msg_id, now, MESSAGES_PER_SIGNATURE)
+            .await?
+        {
+            SignatureUse::Allowed => self.accept(msg).await,
+            SignatureUse::Exhausted => {
+                if let Some(held_back) = self.inner.replay_log.due(now) {
+                    tracing::warn!(
+                        held_back,
+                        "a callback signature came with more messages than DingTalk sends: \
+                         replayed headers with a forged body refused (logged at most once a minute)"
+                    );
+                }
+                Ok(Accepted::Replayed)
+            }
+        }
+    }
+
+    /// How many messages of one group (or 1:1 sender) may wait in the answer
+    /// queue at once: `max(8, bot.max_queued_answers / 8)` (never more than
+    /// the queue). Those being answered (16 at most) do not count.
+    pub fn group_share(&self) -> usize {
+        fairness::share_of(self.deps().cfg.max_queued_answers)
     }
 
     /// Starts the answering workers once. They hold the bot weakly: when
@@ -203,7 +275,9 @@ impl Bot {
                             return;
                         };
                         let bot = Bot { inner };
-                        let Job { msg, span } = job;
+                        let Job { msg, span, place } = job;
+                        // No longer waiting: the group's place is free.
+                        drop(place);
                         tracing::Instrument::instrument(bot.process(msg), span).await;
                         if bot.inner.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
                             bot.inner.idle.notify_waiters();
@@ -269,7 +343,8 @@ impl Bot {
                 "help",
                 lang,
                 &HelpView {
-                    unknown: unknown.clone(),
+                    // The asker's own text, from an unsigned body.
+                    unknown: crate::render::neutralise(unknown),
                 },
                 sentences::help_title(lang),
             ),
@@ -292,24 +367,22 @@ impl Bot {
         }
     }
 
-    /// The asker's name comes free with the message (`senderNick`): keep it
-    /// unless a name is already cached, saving a look-up later.
+    /// The asker's name comes free with the message (`senderNick`), but the
+    /// body is not signed: it is kept only as a callback-learned name, which
+    /// never overrides a name from DingTalk's APIs and is shown only when
+    /// DingTalk names nobody for that id (name source precedence, in the store).
     async fn remember_asker_name(&self, msg: &Incoming) {
         let Some(sender) = &msg.sender else { return };
         let nick = msg.sender_nick.trim();
         if nick.is_empty() {
             return;
         }
-        let store = self.store();
-        match store.cached_names(std::slice::from_ref(sender), 0).await {
-            Ok(found) if found.is_empty() => {
-                let pair = [(sender.clone(), nick.to_owned())];
-                if let Err(e) = store.cache_names(&pair, now_millis()).await {
-                    tracing::warn!(error = %e.with_causes(), "could not cache the asker's name");
-                }
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e.with_causes(), "name cache unavailable"),
+        if let Err(e) = self
+            .store()
+            .cache_callback_name(sender, nick, now_millis())
+            .await
+        {
+            tracing::warn!(error = %e.with_causes(), "could not cache the asker's name");
         }
     }
 
@@ -505,6 +578,17 @@ impl Bot {
                         crate::metrics::reply("session_timeout");
                         tracing::warn!("session reply timed out; not sending a second copy");
                         return;
+                    }
+                    // DingTalk never sends such a webhook: the body was forged.
+                    Err(DingTalkError::UntrustedWebhook) => {
+                        crate::metrics::reply("untrusted_webhook");
+                        if let Some(held_back) = self.inner.webhook_log.due(now_millis()) {
+                            tracing::warn!(
+                                held_back,
+                                "a callback named a sessionWebhook outside DingTalk's session endpoint \
+                                 (a forged body); refused, using the robot send API (logged at most once a minute)"
+                            );
+                        }
                     }
                     Err(e) => {
                         tracing::info!(error = %e, "session reply failed; using the robot send API")

@@ -563,6 +563,21 @@ pub async fn resolve_names(
         // Names are a nicety: show ids rather than failing the reply.
         Err(e) => tracing::warn!(error = %e, "name look-up failed; showing user ids"),
     }
+    // Last resort: names learned from callbacks (untrusted, neutralised when
+    // rendered) for ids DingTalk named nobody for.
+    let unnamed: Vec<UserId> = missing
+        .into_iter()
+        .filter(|u| !known.contains_key(u))
+        .collect();
+    if !unnamed.is_empty() {
+        match store
+            .callback_names(&unnamed, now_millis().saturating_sub(ttl_ms))
+            .await
+        {
+            Ok(hints) => known.extend(hints),
+            Err(e) => tracing::warn!(error = %e.with_causes(), "name cache unavailable"),
+        }
+    }
     Ok(())
 }
 

@@ -4,7 +4,7 @@
 use crate::config::ReplyTimeZone;
 use crate::domain::{Lang, Member, Notice, Receipts};
 use crate::render::view::{ListItemView, ListView, PersonView, SummaryView};
-use crate::render::{RenderError, Renderer};
+use crate::render::{neutralise, RenderError, Renderer};
 
 /// Largest markdown we send: DingTalk refuses bodies over 20,000 bytes, and
 /// the JSON envelope (title, escaping, `at` list) needs room.
@@ -32,22 +32,28 @@ impl<'a> Layout<'a> {
     }
 }
 
+// Every string below may come from a callback body or a caller of the API:
+// it reaches the templates neutralised (no links, images, headings, `@`
+// runs, tags or line breaks).
+
 fn person(m: &Member) -> PersonView {
+    let name = match m.name.as_deref() {
+        Some(n) if !n.trim().is_empty() => n,
+        _ => m.user_id.as_str(),
+    };
     PersonView {
-        name: m
-            .name
-            .clone()
-            .filter(|n| !n.trim().is_empty())
-            .unwrap_or_else(|| m.user_id.to_string()),
-        user_id: m.user_id.to_string(),
+        name: neutralise(name),
+        user_id: neutralise(m.user_id.as_str()),
     }
 }
 
 fn author(n: &Notice) -> String {
-    n.author_name
-        .clone()
-        .or_else(|| n.author.as_ref().map(|a| a.to_string()))
-        .unwrap_or_default()
+    let shown = n
+        .author_name
+        .as_deref()
+        .or_else(|| n.author.as_ref().map(|a| a.as_str()))
+        .unwrap_or_default();
+    neutralise(shown)
 }
 
 /// Builds the summary context with at most `max_names` names per list. The
@@ -74,11 +80,11 @@ pub fn summary_view(
         .and_then(|p| u32::try_from(p).ok())
         .unwrap_or(0);
     SummaryView {
-        title: r.notice.title.clone(),
+        title: neutralise(&r.notice.title),
         author: author(&r.notice),
         sent_at: layout.timezone.format_minutes(r.notice.sent_at),
         timezone: layout.timezone.name().to_owned(),
-        send_status: r.send_status.as_str().to_owned(),
+        send_status: neutralise(r.send_status.as_str()),
         read_count: r.read_count,
         unread_count: r.unread.len(),
         member_count: r.member_count,
@@ -92,7 +98,7 @@ pub fn summary_view(
         roster_complete: r.roster_complete,
         fallback,
         truncated: r.truncated,
-        asker: asker.to_owned(),
+        asker: neutralise(asker),
     }
 }
 
@@ -137,7 +143,7 @@ pub fn list_view(notices: &[Notice], timezone: &ReplyTimeZone) -> ListView {
             .enumerate()
             .map(|(i, n)| ListItemView {
                 n: i + 1,
-                title: n.title.clone(),
+                title: neutralise(&n.title),
                 author: author(n),
                 sent_at: timezone.format_minutes(n.sent_at),
             })

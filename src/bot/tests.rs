@@ -729,8 +729,9 @@ async fn refused_member_apis_fall_back_to_the_learned_roster_and_say_so() {
 
     // Learned: the asker (also the author), the reader, u4; never the robot.
     assert!(seen.contains("**Read: 1/3 (33%)**"), "{seen}");
-    // u1's name is the nick that came with the message; u4's is unknown.
-    assert!(seen.contains("**Unread (2):** Nick u1, u4"), "{seen}");
+    // u1's name is DingTalk's, not the nick that came with the (unsigned)
+    // message; u4's is unknown.
+    assert!(seen.contains("**Unread (2):** Name u1, u4"), "{seen}");
     assert!(seen.contains("**Read (1):** Name u2"), "{seen}");
     assert!(!seen.contains(ROBOT), "{seen}");
     assert!(
@@ -895,4 +896,44 @@ async fn send_notice_records_what_dingtalk_accepted_and_nothing_else() {
         h.bot.receipts(&unknown).await,
         Err(BotError::NoticeNotFound)
     ));
+}
+
+// ------------------------------------------------------- untrusted names
+
+/// A callback's `senderNick` is a last resort: shown (as plain text) only
+/// when DingTalk names nobody for that id, never over DingTalk's name.
+#[tokio::test]
+async fn a_callback_nick_is_shown_only_when_dingtalk_has_no_name_and_never_as_markup() {
+    let cfg = BotConfig {
+        receipts_cache: Duration::ZERO,
+        ..BotConfig::default()
+    };
+    let h = Harness::with(cfg, None);
+    h.notice("k1", "Drill", Some("u1"), 10).await;
+    h.api.on_roster(|_| Err(refused()));
+    h.api.on_read_state(|_| Ok(read_by(&["u2"])));
+    // DingTalk knows u2 only.
+    h.api.on_user_names(|users| {
+        Ok(users
+            .iter()
+            .filter(|u| u.as_str() == "u2")
+            .map(|u| (u.clone(), "Bo".to_owned()))
+            .collect())
+    });
+    // u2 pretends to be someone else; u3 says hello with a phishing link.
+    let mut forged = mention("m-forged", "help", Some("u2"));
+    forged.sender_nick = "Boss".into();
+    h.bot.process(forged).await;
+    let mut link = mention("m-link", "help", Some("u3"));
+    link.sender_nick = "[IT desk](https://phish.example)\n# @all".into();
+    h.bot.process(link).await;
+
+    let seen = h.ask_text("who read", Some("u1")).await;
+    assert!(seen.contains("**Read (1):** Bo"), "{seen}");
+    assert!(!seen.contains("Boss"), "{seen}");
+    assert!(
+        seen.contains("［IT desk］（https：//phish.example） ＃ ＠all"),
+        "{seen}"
+    );
+    assert!(!seen.contains("]("), "{seen}");
 }

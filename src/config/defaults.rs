@@ -50,8 +50,11 @@ pub const LIST_LIMIT: usize = 10;
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// `bot.dedup_retention_secs` / `READBOT_DEDUP_RETENTION_SECS`.
 pub const DEDUP_RETENTION: Duration = Duration::from_secs(48 * 3600);
-/// `bot.signature_window_secs` / `READBOT_SIGNATURE_WINDOW_SECS`.
-pub const SIGNATURE_WINDOW: Duration = Duration::from_secs(3600);
+/// `bot.signature_window_secs` / `READBOT_SIGNATURE_WINDOW_SECS`: five
+/// minutes either way (a captured header pair is worth little for long).
+pub const SIGNATURE_WINDOW: Duration = Duration::from_secs(300);
+/// The widest `bot.signature_window_secs`: DingTalk's documented hour.
+pub const SIGNATURE_WINDOW_MAX: Duration = Duration::from_secs(3600);
 /// `bot.summary_timeout_secs` / `READBOT_SUMMARY_TIMEOUT_SECS`.
 pub const SUMMARY_TIMEOUT: Duration = Duration::from_secs(120);
 /// `bot.receipts_cache_secs` / `READBOT_RECEIPTS_CACHE_SECS`.

@@ -167,6 +167,17 @@ impl RawFile {
                 Some(v) => Ok(Duration::from_secs(v)),
             }
         };
+        let at_most =
+            |key, v: Duration, max: Duration, why: &str| -> Result<Duration, ConfigError> {
+                if v > max {
+                    Err(ConfigError::Invalid {
+                        key,
+                        message: format!("must be at most {} ({why})", max.as_secs()),
+                    })
+                } else {
+                    Ok(v)
+                }
+            };
         let positive = |key, v: usize| -> Result<usize, ConfigError> {
             if v == 0 {
                 Err(ConfigError::Invalid {
@@ -259,10 +270,15 @@ impl RawFile {
                 b.dedup_retention_secs,
                 defaults::DEDUP_RETENTION,
             )?,
-            signature_window: secs(
+            signature_window: at_most(
                 "READBOT_SIGNATURE_WINDOW_SECS",
-                b.signature_window_secs,
-                defaults::SIGNATURE_WINDOW,
+                secs(
+                    "READBOT_SIGNATURE_WINDOW_SECS",
+                    b.signature_window_secs,
+                    defaults::SIGNATURE_WINDOW,
+                )?,
+                defaults::SIGNATURE_WINDOW_MAX,
+                "DingTalk calls a callback more than an hour off illegal",
             )?,
             summary_timeout: secs(
                 "READBOT_SUMMARY_TIMEOUT_SECS",
@@ -292,6 +308,18 @@ impl RawFile {
                 }
             },
         };
+        // A signature record must outlive every moment its timestamp is
+        // accepted (up to a window after it was first seen, which is up to a
+        // window after the timestamp).
+        if bot.dedup_retention < bot.signature_window * 2 {
+            return Err(ConfigError::Invalid {
+                key: "READBOT_DEDUP_RETENTION_SECS",
+                message: format!(
+                    "must be at least twice READBOT_SIGNATURE_WINDOW_SECS ({} s): signatures are remembered as long as message ids",
+                    bot.signature_window.as_secs() * 2
+                ),
+            });
+        }
         let mode = match pick_str(env, "READBOT_MODE", raw.mode) {
             None => defaults::MODE,
             Some(m) => match m.trim().to_ascii_lowercase().as_str() {

@@ -193,3 +193,35 @@ fn read_names_and_time_zone() {
         assert!(err.to_string().contains(k), "{err} should name {k}");
     }
 }
+
+#[test]
+fn the_signature_window_is_five_minutes_and_at_most_an_hour() {
+    let base = [("DINGTALK_APP_KEY", "k"), ("DINGTALK_APP_SECRET", "s")];
+    let c = Config::from_toml_str("", &env(&base)).unwrap();
+    assert_eq!(c.bot.signature_window, Duration::from_secs(300));
+    let mut pairs = base.to_vec();
+    pairs.push(("READBOT_SIGNATURE_WINDOW_SECS", "3600"));
+    let c = Config::from_toml_str("", &env(&pairs)).unwrap();
+    assert_eq!(c.bot.signature_window, Duration::from_secs(3600));
+    pairs.push(("READBOT_SIGNATURE_WINDOW_SECS", "3601"));
+    let err = Config::from_toml_str("", &env(&pairs))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("READBOT_SIGNATURE_WINDOW_SECS") && err.contains("3600"),
+        "{err}"
+    );
+    let err = Config::from_toml_str("[bot]\nsignature_window_secs = 7200\n", &env(&base))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("at most 3600"), "{err}");
+    // Signature records live as long as message marks: at least two windows.
+    let mut pairs = base.to_vec();
+    pairs.push(("READBOT_DEDUP_RETENTION_SECS", "599"));
+    let err = Config::from_toml_str("", &env(&pairs))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("READBOT_DEDUP_RETENTION_SECS"), "{err}");
+    pairs.push(("READBOT_DEDUP_RETENTION_SECS", "600"));
+    assert!(Config::from_toml_str("", &env(&pairs)).is_ok());
+}

@@ -1,8 +1,9 @@
 //! Callback signatures: `sign = base64(HmacSHA256(key = appSecret, msg = timestamp + "\n" + appSecret))`.
 //!
 //! The key state is computed once ([`Verifier::new`]) and cloned per request.
-//! Comparison is constant-time; the timestamp must be within the window
-//! (one hour either way by default) of the local clock.
+//! Comparison is constant-time; the timestamp must be within the window of
+//! the local clock: five minutes either way by default, at most DingTalk's
+//! documented hour ([`MAX_WINDOW_MS`]).
 
 use crate::config::Secret;
 use base64::Engine as _;
@@ -48,8 +49,13 @@ impl std::fmt::Debug for Verifier {
     }
 }
 
-/// Default accepted clock difference: one hour either way.
-pub const DEFAULT_WINDOW_MS: i64 = 60 * 60 * 1000;
+/// Default accepted clock difference: five minutes either way (as Slack's
+/// request verification): a captured header pair is worth little for long.
+pub const DEFAULT_WINDOW_MS: i64 = 5 * 60 * 1000;
+
+/// The widest window: DingTalk calls a request older or newer than an hour
+/// illegal.
+pub const MAX_WINDOW_MS: i64 = 60 * 60 * 1000;
 
 impl Verifier {
     /// Builds a verifier for `secret` with the given window.
@@ -92,6 +98,17 @@ impl Verifier {
         sign: Option<&str>,
         now_ms: i64,
     ) -> Result<(), SignatureError> {
+        self.verified_timestamp(timestamp, sign, now_ms).map(|_| ())
+    }
+
+    /// [`Verifier::verify`], returning the signed millisecond timestamp (what
+    /// names the header pair: the `sign` is a function of it).
+    pub fn verified_timestamp(
+        &self,
+        timestamp: Option<&str>,
+        sign: Option<&str>,
+        now_ms: i64,
+    ) -> Result<i64, SignatureError> {
         let ts = timestamp.ok_or(SignatureError::MissingTimestamp)?;
         if ts.is_empty() || ts.len() > 19 || !ts.bytes().all(|b| b.is_ascii_digit()) {
             return Err(SignatureError::BadTimestamp);
@@ -108,7 +125,7 @@ impl Verifier {
             .map_err(|_| SignatureError::Mismatch)?;
         let expected = self.mac_for(ts);
         if given.len() == expected.len() && bool::from(given.ct_eq(&expected)) {
-            Ok(())
+            Ok(ts_ms)
         } else {
             Err(SignatureError::Mismatch)
         }
@@ -190,6 +207,11 @@ mod tests {
             Err(SignatureError::Mismatch)
         );
         let hour = DEFAULT_WINDOW_MS;
+        assert_eq!(hour, 300_000, "five minutes by default");
+        assert_eq!(
+            v.verified_timestamp(Some(ts), Some(good), now),
+            Ok(1_577_262_236_757)
+        );
         assert_eq!(
             v.verify(Some(ts), Some(good), now + hour + 1),
             Err(SignatureError::Stale)

@@ -273,6 +273,29 @@ pub(crate) fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// A callback timestamp for now, distinct from every earlier one this
+/// process made (the next free millisecond). DingTalk stamps each callback
+/// with its send time; the fake's clients send bursts far faster than one a
+/// millisecond, and readbot lets one signed timestamp carry only a few
+/// messages.
+pub fn callback_timestamp() -> i64 {
+    static LAST: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+    let now = now_ms();
+    let mut prev = LAST.load(std::sync::atomic::Ordering::SeqCst);
+    loop {
+        let next = now.max(prev.saturating_add(1));
+        match LAST.compare_exchange(
+            prev,
+            next,
+            std::sync::atomic::Ordering::SeqCst,
+            std::sync::atomic::Ordering::SeqCst,
+        ) {
+            Ok(_) => return next,
+            Err(seen) => prev = seen,
+        }
+    }
+}
+
 fn duration_ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
@@ -505,9 +528,10 @@ impl FakeDingTalk {
         base64::engine::general_purpose::STANDARD.encode(digest)
     }
 
-    /// `(timestamp, sign)` headers for a callback sent now with the app secret.
+    /// `(timestamp, sign)` headers for a callback sent now with the app
+    /// secret (each call a distinct timestamp: [`callback_timestamp`]).
     pub fn callback_headers(&self) -> (String, String) {
-        let ts = now_ms().to_string();
+        let ts = callback_timestamp().to_string();
         let sign = Self::sign(&ts, &self.inner.cfg.app_secret);
         (ts, sign)
     }

@@ -20,20 +20,22 @@ fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 /// Proof that the request's `timestamp` and `sign` headers pass the
-/// verifier; otherwise `401 bad_signature`. An extractor of the request's
-/// head: it runs before the body is read.
-pub(super) struct Signed;
+/// verifier, carrying the signed millisecond timestamp; otherwise
+/// `401 bad_signature`. An extractor of the request's head: it runs before
+/// the body is read.
+pub(super) struct Signed(i64);
 
 impl FromRequestParts<AppState> for Signed {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
         let h = &parts.headers;
-        match state
-            .verifier
-            .verify(header(h, "timestamp"), header(h, "sign"), now_millis())
-        {
-            Ok(()) => Ok(Self),
+        match state.verifier.verified_timestamp(
+            header(h, "timestamp"),
+            header(h, "sign"),
+            now_millis(),
+        ) {
+            Ok(ts) => Ok(Self(ts)),
             Err(e) => {
                 tracing::warn!(reason = %e, "callback refused");
                 crate::metrics::callback("bad_signature");
@@ -47,10 +49,12 @@ impl FromRequestParts<AppState> for Signed {
     }
 }
 
-/// Signature first (the [`Signed`] extractor), then the body.
+/// Signature first (the [`Signed`] extractor), then the body, then the
+/// signature's binding to the body's msgId ([`crate::bot::Bot::accept_signed`]:
+/// a replayed pair with a new body is `401 replayed_signature`).
 pub(super) async fn callback(
     State(state): State<AppState>,
-    _: Signed,
+    Signed(timestamp): Signed,
     Body(body): Body,
 ) -> Result<Response, AppError> {
     let msg = match callback::parse(&body) {
@@ -69,7 +73,7 @@ pub(super) async fn callback(
             ));
         }
     };
-    match state.bot.accept(msg).await {
+    match state.bot.accept_signed(msg, timestamp).await {
         Ok(Accepted::Started) => crate::metrics::callback("accepted"),
         Ok(Accepted::Duplicate) => {
             crate::metrics::callback("duplicate");
@@ -82,6 +86,23 @@ pub(super) async fn callback(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "busy",
                 "too many messages are waiting for an answer; try again later",
+            ));
+        }
+        Ok(Accepted::GroupBusy) => {
+            crate::metrics::callback("group_busy");
+            return Err(AppError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                "too many messages of this group are waiting for an answer; try again later",
+            ));
+        }
+        Ok(Accepted::Replayed) => {
+            // Logged (at most once a minute) by the bot.
+            crate::metrics::callback("replayed");
+            return Err(AppError::new(
+                StatusCode::UNAUTHORIZED,
+                "replayed_signature",
+                "callback refused: this signature already came with other messages",
             ));
         }
         Ok(Accepted::ShuttingDown) => {

@@ -10,9 +10,14 @@
 //!
 //! Settings: auto-escaping off (markdown, not HTML), `trim_blocks` and
 //! `lstrip_blocks` on, strict undefined (a misspelt variable is an error).
+//! Untrusted text reaches the templates already neutralised
+//! ([`markdown::neutralise`], also the `neutralise` filter).
 
+pub mod markdown;
 mod samples;
 pub mod view;
+
+pub use markdown::neutralise;
 
 use crate::domain::Lang;
 use minijinja::syntax::SyntaxConfig;
@@ -135,6 +140,7 @@ fn environment() -> Result<Environment<'static>, RenderError> {
     // Errors carry the failing expression's span (also in release builds),
     // so an undefined variable is named in the error.
     env.set_debug(true);
+    env.add_filter("neutralise", |s: String| markdown::neutralise(&s));
     let syntax = SyntaxConfig::builder()
         .trim_blocks(true)
         .lstrip_blocks(true)

@@ -3,7 +3,7 @@
 //! Each case is an `async fn` taking the store under test; the
 //! `conformance!` macro instantiates all cases for one backend.
 
-use super::{Claim, Store};
+use super::{Claim, SignatureUse, Store};
 use crate::domain::{
     EpochMillis, MsgId, Notice, OpenConversationId, ProcessQueryKey, RobotCode, UserId,
 };
@@ -330,6 +330,146 @@ pub(crate) async fn size_does_not_shrink_as_data_is_added<S: Store>(s: &S) {
     }
 }
 
+/// A signed timestamp allows `limit` distinct message ids; a recorded id is
+/// allowed again (DingTalk's redelivery); the next distinct id is refused and
+/// not recorded; another timestamp is independent.
+pub(crate) async fn a_signature_allows_a_bounded_number_of_messages<S: Store>(s: &S) {
+    use SignatureUse::{Allowed, Exhausted};
+    let ts = 1_700_000_000_123;
+    for id in ["a", "b", "c"] {
+        assert_eq!(s.use_signature(ts, &mid(id), 10, 3).await.unwrap(), Allowed);
+    }
+    assert_eq!(
+        s.use_signature(ts, &mid("d"), 11, 3).await.unwrap(),
+        Exhausted
+    );
+    assert_eq!(
+        s.use_signature(ts, &mid("b"), 12, 3).await.unwrap(),
+        Allowed
+    );
+    assert_eq!(
+        s.use_signature(ts, &mid("d"), 13, 3).await.unwrap(),
+        Exhausted
+    );
+    assert_eq!(
+        s.use_signature(ts + 1, &mid("d"), 14, 3).await.unwrap(),
+        Allowed
+    );
+    // A limit of one binds the pair to its first message.
+    assert_eq!(
+        s.use_signature(-5, &mid("x"), 15, 1).await.unwrap(),
+        Allowed
+    );
+    assert_eq!(
+        s.use_signature(-5, &mid("x"), 16, 1).await.unwrap(),
+        Allowed
+    );
+    assert_eq!(
+        s.use_signature(-5, &mid("y"), 17, 1).await.unwrap(),
+        Exhausted
+    );
+}
+
+/// Many distinct messages racing for one signature: exactly `limit` win.
+pub(crate) async fn racing_messages_never_exceed_a_signatures_limit<S: Store>(s: Arc<S>) {
+    let tasks: Vec<_> = (0..40)
+        .map(|i| {
+            let s = Arc::clone(&s);
+            tokio::spawn(async move {
+                s.use_signature(42, &mid(&format!("race{i}")), 1, 3)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut allowed = 0;
+    for t in tasks {
+        if t.await.unwrap() == SignatureUse::Allowed {
+            allowed += 1;
+        }
+    }
+    assert_eq!(allowed, 3);
+}
+
+/// Signature records expire with the de-duplication marks, counted from
+/// their last write; a pruned signature starts afresh.
+pub(crate) async fn signature_records_expire_with_the_marks<S: Store>(s: &S) {
+    use SignatureUse::{Allowed, Exhausted};
+    assert_eq!(
+        s.use_signature(1, &mid("old"), 100, 1).await.unwrap(),
+        Allowed
+    );
+    assert_eq!(
+        s.use_signature(2, &mid("a"), 100, 2).await.unwrap(),
+        Allowed
+    );
+    assert_eq!(
+        s.use_signature(2, &mid("b"), 600, 2).await.unwrap(),
+        Allowed
+    );
+    assert_eq!(
+        s.claim_message(&mid("mark"), 100).await.unwrap(),
+        Claim::New
+    );
+    // The mark and timestamp 1; timestamp 2 was last written at 600.
+    assert_eq!(s.prune_marks(500).await.unwrap(), 2);
+    assert_eq!(
+        s.use_signature(2, &mid("c"), 700, 2).await.unwrap(),
+        Exhausted
+    );
+    assert_eq!(
+        s.use_signature(1, &mid("new"), 700, 1).await.unwrap(),
+        Allowed
+    );
+    assert_eq!(s.prune_marks(10_000).await.unwrap(), 2);
+    assert_eq!(
+        s.use_signature(2, &mid("c"), 800, 2).await.unwrap(),
+        Allowed
+    );
+}
+
+/// Name source precedence: a callback's name never overrides one from
+/// DingTalk's APIs and is never returned as one; an API name replaces it.
+pub(crate) async fn callback_names_never_override_api_names<S: Store>(s: &S) {
+    s.cache_names(&[(uid("u1"), "Ann".into())], 100)
+        .await
+        .unwrap();
+    // Even a stale API name is not replaced by a callback's.
+    s.cache_callback_name(&uid("u1"), "[Ann](https://phish)", 9_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.cached_names(&[uid("u1")], 0).await.unwrap(),
+        vec![(uid("u1"), "Ann".to_owned())]
+    );
+    assert!(s.callback_names(&[uid("u1")], 0).await.unwrap().is_empty());
+
+    // A callback name alone is only a last-resort hint.
+    s.cache_callback_name(&uid("u2"), "Bo?", 200).await.unwrap();
+    s.cache_callback_name(&uid("u2"), "Bo", 300).await.unwrap();
+    assert!(s.cached_names(&[uid("u2")], 0).await.unwrap().is_empty());
+    assert_eq!(
+        s.callback_names(&[uid("u2"), uid("u2"), uid("u3")], 300)
+            .await
+            .unwrap(),
+        vec![(uid("u2"), "Bo".to_owned())]
+    );
+    assert!(s
+        .callback_names(&[uid("u2")], 301)
+        .await
+        .unwrap()
+        .is_empty());
+    // DingTalk's name replaces it.
+    s.cache_names(&[(uid("u2"), "Bob".into())], 400)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.cached_names(&[uid("u2")], 0).await.unwrap(),
+        vec![(uid("u2"), "Bob".to_owned())]
+    );
+    assert!(s.callback_names(&[uid("u2")], 0).await.unwrap().is_empty());
+}
+
 /// Instantiates every conformance case for one backend. `$make` is an
 /// expression returning `(guard, store)`; the guard (e.g. a temporary
 /// folder) outlives the store.
@@ -388,6 +528,27 @@ macro_rules! conformance {
             async fn size_does_not_shrink_as_data_is_added() {
                 let (_guard, s) = $make;
                 super::size_does_not_shrink_as_data_is_added(&s).await;
+            }
+            #[tokio::test]
+            async fn a_signature_allows_a_bounded_number_of_messages() {
+                let (_guard, s) = $make;
+                super::a_signature_allows_a_bounded_number_of_messages(&s).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn racing_messages_never_exceed_a_signatures_limit() {
+                let (_guard, s) = $make;
+                super::racing_messages_never_exceed_a_signatures_limit(std::sync::Arc::new(s))
+                    .await;
+            }
+            #[tokio::test]
+            async fn signature_records_expire_with_the_marks() {
+                let (_guard, s) = $make;
+                super::signature_records_expire_with_the_marks(&s).await;
+            }
+            #[tokio::test]
+            async fn callback_names_never_override_api_names() {
+                let (_guard, s) = $make;
+                super::callback_names_never_override_api_names(&s).await;
             }
             #[tokio::test]
             async fn learned_roster() {

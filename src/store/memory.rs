@@ -4,7 +4,7 @@
 //! Orderings match the sled backend exactly: notices are listed by
 //! `sent_at` descending, ties broken by key ascending (byte order).
 
-use super::{Claim, Store, StoreError};
+use super::{Claim, SignatureUse, Store, StoreError};
 use crate::domain::{EpochMillis, MsgId, Notice, OpenConversationId, ProcessQueryKey, UserId};
 use async_trait::async_trait;
 use std::cmp::Reverse;
@@ -22,7 +22,11 @@ enum Mark {
 struct Inner {
     notices: HashMap<ProcessQueryKey, Notice>,
     dedup: HashMap<MsgId, Mark>,
-    names: HashMap<UserId, (String, EpochMillis)>,
+    /// Name, fetch time, and whether it came from DingTalk's APIs (`true`)
+    /// or a callback (`false`).
+    names: HashMap<UserId, (String, EpochMillis, bool)>,
+    /// Signed timestamp → (last write, message ids it came with).
+    signatures: HashMap<EpochMillis, (EpochMillis, Vec<MsgId>)>,
     roster: HashMap<OpenConversationId, BTreeMap<UserId, EpochMillis>>,
 }
 
@@ -53,7 +57,12 @@ impl Inner {
         let names: usize = self
             .names
             .iter()
-            .map(|(user, (name, _))| user.as_str().len() + name.len() + TIME)
+            .map(|(user, (name, _, _))| user.as_str().len() + name.len() + TIME + 1)
+            .sum();
+        let signatures: usize = self
+            .signatures
+            .values()
+            .map(|(_, ids)| 2 * TIME + ids.iter().map(|id| id.as_str().len()).sum::<usize>())
             .sum();
         let roster: usize = self
             .roster
@@ -62,7 +71,7 @@ impl Inner {
                 group.as_str().len() + users.keys().map(|u| u.as_str().len() + TIME).sum::<usize>()
             })
             .sum();
-        (notices + marks + names + roster) as u64
+        (notices + marks + names + signatures + roster) as u64
     }
 }
 
@@ -159,11 +168,32 @@ impl Store for MemoryStore {
 
     async fn prune_marks(&self, before: EpochMillis) -> Result<usize, StoreError> {
         let mut inner = self.lock()?;
-        let len = inner.dedup.len();
+        let len = inner.dedup.len() + inner.signatures.len();
         inner.dedup.retain(|_, mark| match mark {
             Mark::InFlight(at) | Mark::Done(at) => *at >= before,
         });
-        Ok(len - inner.dedup.len())
+        inner.signatures.retain(|_, (at, _)| *at >= before);
+        Ok(len - inner.dedup.len() - inner.signatures.len())
+    }
+
+    async fn use_signature(
+        &self,
+        timestamp: EpochMillis,
+        id: &MsgId,
+        now: EpochMillis,
+        limit: usize,
+    ) -> Result<SignatureUse, StoreError> {
+        let mut inner = self.lock()?;
+        let (at, ids) = inner.signatures.entry(timestamp).or_default();
+        if ids.contains(id) {
+            return Ok(SignatureUse::Allowed);
+        }
+        if ids.len() >= limit {
+            return Ok(SignatureUse::Exhausted);
+        }
+        ids.push(id.clone());
+        *at = now;
+        Ok(SignatureUse::Allowed)
     }
 
     async fn cached_names(
@@ -178,7 +208,7 @@ impl Store for MemoryStore {
             if !seen.insert(user) {
                 continue;
             }
-            if let Some((name, fetched_at)) = inner.names.get(user) {
+            if let Some((name, fetched_at, true)) = inner.names.get(user) {
                 if *fetched_at >= fresh_since {
                     out.push((user.clone(), name.clone()));
                 }
@@ -194,9 +224,41 @@ impl Store for MemoryStore {
     ) -> Result<(), StoreError> {
         let mut inner = self.lock()?;
         for (user, name) in names {
-            inner.names.insert(user.clone(), (name.clone(), now));
+            inner.names.insert(user.clone(), (name.clone(), now, true));
         }
         Ok(())
+    }
+
+    async fn cache_callback_name(
+        &self,
+        user: &UserId,
+        name: &str,
+        now: EpochMillis,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock()?;
+        if !matches!(inner.names.get(user), Some((_, _, true))) {
+            inner
+                .names
+                .insert(user.clone(), (name.to_owned(), now, false));
+        }
+        Ok(())
+    }
+
+    async fn callback_names(
+        &self,
+        users: &[UserId],
+        fresh_since: EpochMillis,
+    ) -> Result<Vec<(UserId, String)>, StoreError> {
+        let inner = self.lock()?;
+        let mut seen = HashSet::new();
+        Ok(users
+            .iter()
+            .filter(|u| seen.insert(*u))
+            .filter_map(|u| match inner.names.get(u) {
+                Some((name, at, false)) if *at >= fresh_since => Some((u.clone(), name.clone())),
+                _ => None,
+            })
+            .collect())
     }
 
     async fn remember_members(

@@ -116,6 +116,17 @@ pub enum Claim {
     Done,
 }
 
+/// What [`Store::use_signature`] decided for one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignatureUse {
+    /// The signature is within its allowance (or this message already used
+    /// it: DingTalk's redelivery); go on.
+    Allowed,
+    /// The signature already came with its allowance of other messages:
+    /// a replayed header pair carrying a forged body. Refuse it.
+    Exhausted,
+}
+
 /// Durable state used by readbot.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -161,23 +172,66 @@ pub trait Store: Send + Sync + 'static {
     /// crash leaves the (durable) in-flight mark, which still de-duplicates.
     async fn finish_message(&self, id: &MsgId, now: EpochMillis) -> Result<(), StoreError>;
 
-    /// Removes de-duplication marks (in flight or done) last written before
-    /// `before`; returns how many were removed.
+    /// Removes de-duplication marks (in flight or done) and signature
+    /// records ([`Store::use_signature`]) last written before `before`;
+    /// returns how many were removed.
     async fn prune_marks(&self, before: EpochMillis) -> Result<usize, StoreError>;
 
-    /// Cached display names fetched at or after `fresh_since`.
+    /// Binds a callback signature to the messages it came with. DingTalk's
+    /// `sign` depends only on the signed millisecond `timestamp`, so the
+    /// timestamp names the (timestamp, sign) pair. The first `limit`
+    /// distinct message ids are recorded and [`SignatureUse::Allowed`]; an id
+    /// already recorded is allowed again (redelivery); any further id is
+    /// [`SignatureUse::Exhausted`] and not recorded. Atomic: concurrent calls
+    /// never record more than `limit` ids. Like a claim, the record is
+    /// written at once and made durable by the next flush (the one
+    /// [`Store::make_claim_durable`] runs before anything is answered); it
+    /// expires with the de-duplication marks ([`Store::prune_marks`]),
+    /// counted from its last write.
+    async fn use_signature(
+        &self,
+        timestamp: EpochMillis,
+        id: &MsgId,
+        now: EpochMillis,
+        limit: usize,
+    ) -> Result<SignatureUse, StoreError>;
+
+    /// Cached display names fetched from DingTalk's member or user APIs at or
+    /// after `fresh_since`. Names learned from callbacks
+    /// ([`Store::cache_callback_name`]) are not among them.
     async fn cached_names(
         &self,
         users: &[UserId],
         fresh_since: EpochMillis,
     ) -> Result<Vec<(UserId, String)>, StoreError>;
 
-    /// Caches display names fetched at `now`.
+    /// Caches display names fetched from DingTalk's member or user APIs at
+    /// `now` (they replace any name, whatever its source).
     async fn cache_names(
         &self,
         names: &[(UserId, String)],
         now: EpochMillis,
     ) -> Result<(), StoreError>;
+
+    /// Caches a display name learned from a callback (`senderNick`: untrusted,
+    /// the body is not signed). Name source precedence: it is written only
+    /// where no name from DingTalk's APIs is cached (fresh or not), so it
+    /// never overrides one, and [`Store::cached_names`] never returns it.
+    async fn cache_callback_name(
+        &self,
+        user: &UserId,
+        name: &str,
+        now: EpochMillis,
+    ) -> Result<(), StoreError>;
+
+    /// Names learned from callbacks at or after `fresh_since`, for users with
+    /// no name from DingTalk's APIs: a last resort when DingTalk names
+    /// nobody for them.
+    async fn callback_names(
+        &self,
+        users: &[UserId],
+        fresh_since: EpochMillis,
+    ) -> Result<Vec<(UserId, String)>, StoreError>;
 
     /// Remembers that these users were seen in `group` (learned roster).
     async fn remember_members(

@@ -15,6 +15,11 @@
 //! | `dedup`     | msgId                                             | state byte (1 in-flight, 2 done) ‖ i64 BE time |
 //! | `names`     | userId                                            | JSON `{name, fetched_at}`      |
 //! | `roster`    | group ‖ 0x00 ‖ userId                             | i64 BE last seen               |
+//! | `signatures`| i64 BE signed timestamp                           | JSON `{at, ids}` (≤ limit msgIds) |
+//!
+//! A `names` entry carries `verified` (`true`: from DingTalk's member or
+//! user APIs; `false` or absent: learned from a callback, or written before
+//! readbot kept the source, so it is fetched again once).
 //!
 //! # Durability
 //!
@@ -22,7 +27,9 @@
 //! taken in memory (`PendingClaims`), visible at once to every later claim in
 //! this process; [`Store::make_claim_durable`] (or [`Store::flush`]) writes
 //! it to `dedup` and flushes, and the caller awaits that before it acts on
-//! the message (the bot does so just before answering); `finish_message` does not flush (a lost done
+//! the message (the bot does so just before answering). A signature record
+//! (`use_signature`) is written on the callback's path and made durable by
+//! that same flush, before anything is answered; `finish_message` does not flush (a lost done
 //! mark leaves the durable in-flight mark, which de-duplicates just as well
 //! and expires at the same time). Concurrent flushes are grouped:
 //! one runs at a time, and a caller whose write it covered does not flush
@@ -35,7 +42,7 @@
 //! Readers still verify that an index entry matches the notice it points to
 //! and skip entries that do not (defence in depth).
 
-use super::{Claim, SledConfig, Store, StoreError};
+use super::{Claim, SignatureUse, SledConfig, Store, StoreError};
 use crate::domain::{EpochMillis, MsgId, Notice, OpenConversationId, ProcessQueryKey, UserId};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -149,6 +156,7 @@ pub struct SledStore {
     dedup: Tree,
     names: Tree,
     roster: Tree,
+    signatures: Tree,
 }
 
 impl std::fmt::Debug for SledStore {
@@ -161,6 +169,32 @@ impl std::fmt::Debug for SledStore {
 struct CachedName {
     name: String,
     fetched_at: EpochMillis,
+    /// From DingTalk's APIs (`true`) or learned from a callback.
+    #[serde(default)]
+    verified: bool,
+}
+
+/// The messages one signed timestamp came with (`signatures` tree).
+#[derive(Serialize, Deserialize, Default)]
+struct SignatureRecord {
+    /// Last write (expiry is counted from it).
+    at: EpochMillis,
+    /// Distinct msgIds, at most the limit.
+    ids: Vec<String>,
+}
+
+fn decode_signature(key: &[u8], bytes: &[u8]) -> Result<SignatureRecord, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        record: format!("signature record {key:?}"),
+        source: Some(e.into()),
+    })
+}
+
+fn decode_name(user: &UserId, bytes: &[u8]) -> Result<CachedName, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        record: format!("cached name of {user}"),
+        source: Some(e.into()),
+    })
 }
 
 /// Maps a sled error to [`StoreError::Backend`], saying what was being done.
@@ -294,6 +328,7 @@ impl SledStore {
             dedup: tree("dedup")?,
             names: tree("names")?,
             roster: tree("roster")?,
+            signatures: tree("signatures")?,
             commit: Default::default(),
             pending: Default::default(),
             dir: dir.into(),
@@ -525,9 +560,21 @@ impl Store for SledStore {
     async fn prune_marks(&self, before: EpochMillis) -> Result<usize, StoreError> {
         // Pending claims are written first, so they expire like the rest.
         self.flush().await?;
-        let dedup = self.dedup.clone();
+        let (dedup, signatures) = (self.dedup.clone(), self.signatures.clone());
         let removed = tokio::task::spawn_blocking(move || -> Result<usize, StoreError> {
             let mut removed = 0;
+            for entry in signatures.iter() {
+                let (key, value) =
+                    entry.map_err(sled_failed("cannot read the signature records"))?;
+                if decode_signature(&key, &value)?.at < before {
+                    let cas = signatures
+                        .compare_and_swap(&key, Some(&value), None::<&[u8]>)
+                        .map_err(sled_failed("cannot remove a signature record"))?;
+                    if cas.is_ok() {
+                        removed += 1;
+                    }
+                }
+            }
             for entry in dedup.iter() {
                 let (key, value) = entry.map_err(sled_failed("cannot read the de-dup marks"))?;
                 let (_, at) = decode_mark(&key, &value)?;
@@ -551,6 +598,47 @@ impl Store for SledStore {
         Ok(removed)
     }
 
+    async fn use_signature(
+        &self,
+        timestamp: EpochMillis,
+        id: &MsgId,
+        now: EpochMillis,
+        limit: usize,
+    ) -> Result<SignatureUse, StoreError> {
+        let key = timestamp.to_be_bytes();
+        let id = id.as_str();
+        // Compare-and-swap until our read is the one replaced (or nothing
+        // needs writing): concurrent callers never record more than `limit`.
+        let mut current = self
+            .signatures
+            .get(key)
+            .map_err(sled_failed("cannot read a signature record"))?;
+        loop {
+            let mut record = match &current {
+                Some(bytes) => decode_signature(&key, bytes)?,
+                None => SignatureRecord::default(),
+            };
+            if record.ids.iter().any(|known| known == id) {
+                return Ok(SignatureUse::Allowed);
+            }
+            if record.ids.len() >= limit {
+                return Ok(SignatureUse::Exhausted);
+            }
+            record.ids.push(id.to_owned());
+            record.at = now;
+            let value = serde_json::to_vec(&record)
+                .map_err(|e| StoreError::backend("cannot encode a signature record", e))?;
+            match self
+                .signatures
+                .compare_and_swap(key, current.as_deref(), Some(value))
+                .map_err(sled_failed("cannot write a signature record"))?
+            {
+                Ok(()) => return Ok(SignatureUse::Allowed),
+                Err(conflict) => current = conflict.current,
+            }
+        }
+    }
+
     async fn cached_names(
         &self,
         users: &[UserId],
@@ -570,12 +658,8 @@ impl Store for SledStore {
             else {
                 continue;
             };
-            let cached: CachedName =
-                serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
-                    record: format!("cached name of {user}"),
-                    source: Some(e.into()),
-                })?;
-            if cached.fetched_at >= fresh_since {
+            let cached = decode_name(user, &bytes)?;
+            if cached.verified && cached.fetched_at >= fresh_since {
                 out.push((user.clone(), cached.name));
             }
         }
@@ -594,6 +678,7 @@ impl Store for SledStore {
             let value = serde_json::to_vec(&CachedName {
                 name: name.clone(),
                 fetched_at: now,
+                verified: true,
             })
             .map_err(|e| StoreError::backend("cannot encode a name", e))?;
             self.names
@@ -601,6 +686,63 @@ impl Store for SledStore {
                 .map_err(sled_failed("cannot write the name cache"))?;
         }
         Ok(())
+    }
+
+    async fn cache_callback_name(
+        &self,
+        user: &UserId,
+        name: &str,
+        now: EpochMillis,
+    ) -> Result<(), StoreError> {
+        let key = user.as_str().as_bytes();
+        let current = self
+            .names
+            .get(key)
+            .map_err(sled_failed("cannot read the name cache"))?;
+        if let Some(bytes) = &current {
+            // A corrupt entry is overwritten like an unverified one.
+            if decode_name(user, bytes).is_ok_and(|c| c.verified) {
+                return Ok(());
+            }
+        }
+        let value = serde_json::to_vec(&CachedName {
+            name: name.to_owned(),
+            fetched_at: now,
+            verified: false,
+        })
+        .map_err(|e| StoreError::backend("cannot encode a name", e))?;
+        // Only over what was read: a name DingTalk's APIs wrote meanwhile wins.
+        let _ = self
+            .names
+            .compare_and_swap(key, current, Some(value))
+            .map_err(sled_failed("cannot write the name cache"))?;
+        Ok(())
+    }
+
+    async fn callback_names(
+        &self,
+        users: &[UserId],
+        fresh_since: EpochMillis,
+    ) -> Result<Vec<(UserId, String)>, StoreError> {
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for user in users {
+            if !seen.insert(user) {
+                continue;
+            }
+            let Some(bytes) = self
+                .names
+                .get(user.as_str().as_bytes())
+                .map_err(sled_failed("cannot read the name cache"))?
+            else {
+                continue;
+            };
+            let cached = decode_name(user, &bytes)?;
+            if !cached.verified && cached.fetched_at >= fresh_since {
+                out.push((user.clone(), cached.name));
+            }
+        }
+        Ok(out)
     }
 
     async fn remember_members(

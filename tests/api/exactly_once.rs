@@ -22,7 +22,8 @@ async fn deliver_concurrently(app: &TestApp, bodies: Vec<Value>) -> Vec<u16> {
         let url = format!("{}/dingtalk/callback", app.addr);
         let secret = secret.clone();
         tasks.push(tokio::spawn(async move {
-            let ts = now_ms().to_string();
+            // A distinct timestamp each: one signature carries three msgIds.
+            let ts = readbot::fake::callback_timestamp().to_string();
             http.post(url)
                 .header("timestamp", &ts)
                 .header("sign", FakeDingTalk::sign(&ts, &secret))

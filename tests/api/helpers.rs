@@ -123,8 +123,11 @@ impl TestApp {
         })
     }
 
+    /// Posts `body` signed as DingTalk would, with a fresh timestamp (each
+    /// call a distinct one: readbot lets one signature carry only three
+    /// messages).
     pub async fn post_callback_signed(&self, body: &Value) -> reqwest::Response {
-        let ts = now_ms().to_string();
+        let ts = readbot::fake::callback_timestamp().to_string();
         let sign = FakeDingTalk::sign(&ts, &self.fake.config().app_secret);
         self.post_callback_raw(Some(&ts), Some(&sign), body.to_string().into_bytes())
             .await

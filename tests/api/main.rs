@@ -13,6 +13,7 @@ mod notices;
 mod ops;
 mod refusals;
 mod reliability;
+mod replay;
 mod sandbox;
 mod secrets;
 mod shutdown;

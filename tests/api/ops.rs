@@ -12,7 +12,7 @@ use readbot::dingtalk::client::DingTalkClient;
 use readbot::domain::{EpochMillis, MsgId, Notice, OpenConversationId, ProcessQueryKey, UserId};
 use readbot::fake::{Api, Fault, GroupKind};
 use readbot::store::memory::MemoryStore;
-use readbot::store::{Claim, Store, StoreError};
+use readbot::store::{Claim, SignatureUse, Store, StoreError};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -313,6 +313,33 @@ impl Store for FlakyStore {
     ) -> Result<(), StoreError> {
         self.check()?;
         self.inner.cache_names(names, now).await
+    }
+    async fn use_signature(
+        &self,
+        timestamp: EpochMillis,
+        id: &MsgId,
+        now: EpochMillis,
+        limit: usize,
+    ) -> Result<SignatureUse, StoreError> {
+        self.check()?;
+        self.inner.use_signature(timestamp, id, now, limit).await
+    }
+    async fn cache_callback_name(
+        &self,
+        user: &UserId,
+        name: &str,
+        now: EpochMillis,
+    ) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.cache_callback_name(user, name, now).await
+    }
+    async fn callback_names(
+        &self,
+        users: &[UserId],
+        fresh_since: EpochMillis,
+    ) -> Result<Vec<(UserId, String)>, StoreError> {
+        self.check()?;
+        self.inner.callback_names(users, fresh_since).await
     }
     async fn remember_members(
         &self,
