@@ -253,7 +253,10 @@ async fn a_full_answer_queue_refuses_without_claiming() {
     assert_eq!(app.wait_replies(GROUP, accepted).await.len(), accepted);
     // The refused ones were not claimed: delivered again, they are answered.
     for &i in &refused {
-        assert_eq!(app.post_callback_signed(&bodies[i]).await.status(), 200);
+        let r = app.post_callback_signed(&bodies[i]).await;
+        let status = r.status();
+        let text = r.text().await.unwrap_or_default();
+        assert_eq!(status, 200, "redelivery of refused message {i}: {text}");
     }
     let all = app.wait_replies(GROUP, bodies.len()).await.len();
     assert_eq!(all, bodies.len());
