@@ -304,3 +304,54 @@ async fn sandbox_once_stops_cleanly_when_its_reader_goes_away() {
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// The README's signed-curl recipe matches the sandbox (secret, group) and,
+/// where openssl exists, its shell one-liner computes DingTalk's signature.
+#[test]
+fn readme_signed_curl_matches_the_sandbox_and_the_signature_rule() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let secret = readbot::fake::FakeConfig::default().app_secret;
+    assert!(
+        readme.contains(&format!("secret={secret} ")),
+        "README secret"
+    );
+    assert!(
+        readme.contains(&format!(
+            "\"conversationId\":\"{}\"",
+            readbot::sandbox::DEMO_GROUP
+        )),
+        "README group"
+    );
+    let line = readme
+        .lines()
+        .find(|l| l.starts_with("sign=$(printf"))
+        .expect("the sign line");
+    let pipeline = line
+        .trim_start_matches("sign=$(")
+        .split(")  ")
+        .next()
+        .expect("pipeline")
+        .trim_end_matches(')');
+    let has_openssl = std::process::Command::new("openssl")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_openssl {
+        eprintln!("openssl not found: the README's sign pipeline is not run");
+        return;
+    }
+    let ts = "1577262236757";
+    let out = std::process::Command::new("sh")
+        .args(["-c", pipeline])
+        .env("ts", ts)
+        .env("secret", &secret)
+        .output()
+        .expect("sh runs");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        readbot::fake::FakeDingTalk::sign(ts, &secret),
+        "README pipeline: {pipeline}"
+    );
+}
