@@ -183,6 +183,11 @@ impl Application {
             shutdown.await;
             let _ = stop_tx.send(true);
         };
+        if self.config.api_token.is_none() {
+            tracing::warn!(
+                "READBOT_API_TOKEN is not set: the send API is off (every /api/v1 request answers 503), so notices cannot be sent through readbot"
+            );
+        }
         tracing::info!(addr = %self.addr, mode = self.config.mode.as_str(), "readbot listening");
         let served = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)

@@ -27,7 +27,8 @@ enum Command {
     /// Serve the DingTalk callback and readbot's API.
     Serve,
     /// Run readbot against a built-in fake DingTalk with a demo group, show a
-    /// full round trip, and keep serving so you can try the API with curl.
+    /// full round trip, then chat with it: each line of standard input is an
+    /// @mention from a demo member (/help lists the commands; end of input stops).
     Sandbox {
         /// Listen address of readbot in the sandbox.
         #[arg(long, default_value = "127.0.0.1:8080")]
@@ -35,7 +36,7 @@ enum Command {
         /// sled folder of the sandbox.
         #[arg(long, default_value = "./readbot-data/sandbox")]
         data_dir: PathBuf,
-        /// Run the demo and exit instead of serving.
+        /// Run the demo and exit instead of reading chat lines.
         #[arg(long)]
         once: bool,
     },
@@ -55,11 +56,13 @@ enum Command {
 }
 
 impl Command {
-    /// Long-running commands log at `info` by default; client commands
-    /// report for themselves and log only when `RUST_LOG` asks.
+    /// `serve` logs at `info` by default; the sandbox only warnings (its
+    /// chat is on standard output); client commands report for themselves
+    /// and log only when `RUST_LOG` asks.
     fn default_log_level(&self) -> &'static str {
         match self {
-            Command::Serve | Command::Sandbox { .. } => "info",
+            Command::Serve => "info",
+            Command::Sandbox { .. } => "warn",
             _ => "off",
         }
     }

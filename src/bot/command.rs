@@ -15,8 +15,47 @@ pub enum Command {
     List,
     /// Summary of notice N (1-based) from the list.
     Status(usize),
+    /// The ids an operator needs: the group's openConversationId, the
+    /// asker's userId and the robot code.
+    Id,
     /// Help; carries the text that was not understood (empty for "help").
     Help(String),
+}
+
+/// Characters of a command's free text that go into the log line of an
+/// accepted @mention (never the whole text).
+pub const LOGGED_ARGS_CHARS: usize = 16;
+
+impl Command {
+    /// A short, fixed name for logs: `who_read`, `list`, `status`, `id`,
+    /// `help` or `unknown`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::WhoRead => "who_read",
+            Command::List => "list",
+            Command::Status(_) => "status",
+            Command::Id => "id",
+            Command::Help(t) if t.is_empty() => "help",
+            Command::Help(_) => "unknown",
+        }
+    }
+
+    /// The command's arguments for a log line: the number of `status N`,
+    /// or the first [`LOGGED_ARGS_CHARS`] characters of text that was not
+    /// understood (with `…` when cut); empty otherwise.
+    pub fn log_args(&self) -> String {
+        match self {
+            Command::Status(n) => n.to_string(),
+            Command::Help(t) => {
+                let mut shown: String = t.chars().take(LOGGED_ARGS_CHARS).collect();
+                if t.chars().count() > LOGGED_ARGS_CHARS {
+                    shown.push('…');
+                }
+                shown
+            }
+            Command::WhoRead | Command::List | Command::Id => String::new(),
+        }
+    }
 }
 
 /// A parsed command and the language to answer in.
@@ -122,6 +161,12 @@ fn parse_normalized(n: &str, original: &str) -> Command {
             }
         }
     }
+    if matches!(
+        n,
+        "id" | "ids" | "my id" | "my ids" | "我的id" | "我的 id" | "群id" | "群 id"
+    ) {
+        return Command::Id;
+    }
     if n == "list" || n == "列表" || n == "ls" || n == "notices" || n == "通知列表" {
         return Command::List;
     }
@@ -183,6 +228,33 @@ mod tests {
             Command::Help("what's the weather".into())
         );
         assert_eq!(parse("status 0").command, Command::Help("status 0".into()));
+        for t in [
+            "id",
+            "ID",
+            "my id",
+            "ids?",
+            "我的id",
+            "我的ID",
+            "我的 id",
+            "我的id？",
+        ] {
+            assert_eq!(parse(t).command, Command::Id, "{t}");
+        }
+        assert_eq!(parse("我的id").lang, Lang::Zh);
+        assert_eq!(parse("id").lang, Lang::En);
+    }
+
+    #[test]
+    fn log_names_are_fixed_and_arguments_short() {
+        assert_eq!(parse("id").command.name(), "id");
+        assert_eq!(parse("谁没读").command.name(), "who_read");
+        assert_eq!(parse("status 3").command.log_args(), "3");
+        assert_eq!(parse("help").command.name(), "help");
+        let long = parse("please forward the salary sheet to everyone");
+        assert_eq!(long.command.name(), "unknown");
+        assert_eq!(long.command.log_args(), "please forward t…");
+        assert_eq!(parse("hi").command.log_args(), "hi");
+        assert_eq!(parse("list").command.log_args(), "");
     }
 
     proptest! {

@@ -324,6 +324,13 @@ impl Bot {
     pub async fn answer(&self, msg: &Incoming) -> Reply {
         let parsed = command::parse(&msg.text);
         let lang = parsed.lang;
+        tracing::info!(
+            group = msg.group.as_ref().map_or("", |g| g.as_str()),
+            sender = msg.sender.as_ref().map_or("", |u| u.as_str()),
+            command = parsed.command.name(),
+            args = %parsed.command.log_args(),
+            "mention accepted"
+        );
         if let Some(group) = &msg.group {
             let mut seen: Vec<UserId> = msg.mentioned.clone();
             seen.extend(msg.sender.iter().cloned());
@@ -348,6 +355,7 @@ impl Bot {
                 },
                 sentences::help_title(lang),
             ),
+            (Command::Id, group) => Ok(self.ids_reply(group.as_ref(), msg.sender.as_ref(), lang)),
             (_, None) => Ok(self.error_reply(lang, sentences::ask_in_group(lang))),
             (Command::List, Some(group)) => self.list_reply(group, lang).await,
             (Command::WhoRead, Some(group)) => self.who_read_reply(msg, group, lang).await,
@@ -518,6 +526,25 @@ impl Bot {
             .receipts
             .get_or_collect(&notice.key, || receipts::collect(&deps, notice, asker))
             .await
+    }
+
+    /// The reply to `id`: the ids an operator types into `check` and the send API.
+    fn ids_reply(
+        &self,
+        group: Option<&OpenConversationId>,
+        sender: Option<&UserId>,
+        lang: Lang,
+    ) -> Reply {
+        Reply {
+            title: sentences::ids_title(lang),
+            markdown: sentences::your_ids(
+                group.map(OpenConversationId::as_str),
+                sender.map(UserId::as_str),
+                self.deps().robot_code.as_str(),
+                lang,
+            ),
+            at_user_ids: Vec::new(),
+        }
     }
 
     fn no_notices(&self, lang: Lang) -> Reply {

@@ -85,6 +85,46 @@ pub fn no_notices(lang: Lang) -> String {
     )
 }
 
+/// Title of the reply to `id` / `我的id`.
+pub fn ids_title(lang: Lang) -> String {
+    say(lang, "Your ids", "你的 ID")
+}
+
+/// The reply to `id` / `我的id`: the group's openConversationId (`None` in a
+/// 1:1 chat), the asker's userId (`None` when DingTalk sent none) and the
+/// robot code, for `readbot check --group/--user` and the send API.
+pub fn your_ids(group: Option<&str>, user: Option<&str>, robot_code: &str, lang: Lang) -> String {
+    match lang {
+        Lang::En => {
+            let group = group.map_or_else(
+                || "none here (this is a 1:1 chat: ask me in the group)".to_owned(),
+                str::to_owned,
+            );
+            let user = user.map_or_else(
+                || {
+                    "DingTalk sent none (an external member, or the app is not published yet)"
+                        .to_owned()
+                },
+                str::to_owned,
+            );
+            format!(
+                "#### Your ids\n\n- this group (openConversationId): {group}\n- you (userId): {user}\n- the robot (robotCode): {robot_code}\n\nUse them with readbot check --group and --user, and as openConversationId in readbot's send API."
+            )
+        }
+        Lang::Zh => {
+            let group =
+                group.map_or_else(|| "无（这是单聊：请在群里问我）".to_owned(), str::to_owned);
+            let user = user.map_or_else(
+                || "钉钉没有提供（外部成员，或应用尚未发布）".to_owned(),
+                str::to_owned,
+            );
+            format!(
+                "#### 你的 ID\n\n- 本群（openConversationId）：{group}\n- 你（userId）：{user}\n- 机器人（robotCode）：{robot_code}\n\n可用于 readbot check 的 --group 和 --user 参数，以及 readbot 发送接口的 openConversationId。"
+            )
+        }
+    }
+}
+
 /// The sentence the group sees when `e` stops a summary.
 pub fn dingtalk_error(e: &DingTalkError, lang: Lang) -> String {
     let (en, zh): (&str, &str) = match e {
@@ -265,6 +305,23 @@ fn dingtalk_code(code: &ErrorCode, lang: Lang) -> String {
 mod tests {
     use super::*;
     use crate::dingtalk::error::SEED_ERROR_CODES;
+
+    #[test]
+    fn ids_reply_names_all_three_ids_or_why_one_is_missing() {
+        let en = your_ids(Some("cidG+/=="), Some("user7"), "dingbot", Lang::En);
+        for part in [
+            "cidG+/==",
+            "user7",
+            "dingbot",
+            "openConversationId",
+            "userId",
+        ] {
+            assert!(en.contains(part), "{en}");
+        }
+        let zh = your_ids(None, None, "dingbot", Lang::Zh);
+        assert!(zh.contains("单聊") && zh.contains("dingbot"), "{zh}");
+        assert!(!zh.contains('`') && !en.contains('`'));
+    }
 
     #[test]
     fn every_seed_code_has_distinct_sentences_in_both_languages() {

@@ -1,11 +1,12 @@
 //! `readbot check`: is this configuration ready for production?
 //!
 //! Loads the configuration exactly as `serve` does, then checks, in order:
-//! the templates, the data folder, the public URL, an access token from
+//! the templates, the data folder, the public URL (HTTP mode) or the Stream
+//! gateway's open-connection call (Stream mode), an access token from
 //! DingTalk, and, for a group given with `--group`, the robot's read-status
 //! API, the member-list sources and (with `--user`) the name look-up. It
-//! prints what it found, the callback URL and the permissions to grant in the
-//! DingTalk developer console.
+//! prints what it found, the callback URL (HTTP mode) or the Stream console
+//! steps, and the permissions to grant in the DingTalk developer console.
 //!
 //! A `--group` that DingTalk refuses as a group id (`invalid.openConversationId`,
 //! or the member list's `cidEncryptError`) is a problem, reported once.
@@ -16,8 +17,11 @@
 //! these count towards the organisation's monthly API quota.
 
 use super::{one_line, CliError};
-use crate::config::Config;
+use crate::config::{Config, Mode};
 use crate::dingtalk::client::DingTalkClient;
+use crate::dingtalk::stream::frame::{BOT_MESSAGE_TOPIC, OPEN_PATH};
+use crate::dingtalk::stream::probe::{probe, ProbeOutcome};
+use crate::dingtalk::stream::StreamSettings;
 use crate::dingtalk::{DingTalkApi, DingTalkError, ErrorCode, ReadQuery, RosterQuery};
 use crate::domain::{OpenConversationId, ProcessQueryKey, RosterSource, UserId};
 use crate::render::Renderer;
@@ -292,26 +296,20 @@ pub async fn check(
         Some(m) => p.fail(&m)?,
     }
     p.info(&format!("listening on {}", config.listen))?;
+    p.info(&format!(
+        "receive mode {} (READBOT_MODE): {}",
+        config.mode.as_str(),
+        match config.mode {
+            Mode::Http => "DingTalk calls readbot's callback URL",
+            Mode::Stream => "readbot dials out to DingTalk's Stream gateway; no public URL needed",
+        }
+    ))?;
 
-    p.section("Callback")?;
-    let callback_url = match &config.public_url {
-        Some(u) => {
-            let u = u.trim().trim_end_matches('/');
-            match url::Url::parse(u) {
-                Ok(parsed) if parsed.scheme() == "https" => {
-                    p.ok(&format!("callback URL: {u}/dingtalk/callback"))?;
-                }
-                Ok(_) => p.fail(&format!(
-                    "READBOT_PUBLIC_URL {u} is not https: DingTalk only calls public HTTPS addresses; put readbot behind a TLS proxy"
-                ))?,
-                Err(e) => p.fail(&format!("READBOT_PUBLIC_URL {u:?} is not a URL: {e}"))?,
-            }
-            format!("{u}/dingtalk/callback")
-        }
-        None => {
-            p.warn("READBOT_PUBLIC_URL is not set, so the callback URL cannot be printed: it is https://<your public host>/dingtalk/callback")?;
-            "https://<your public host>/dingtalk/callback".to_owned()
-        }
+    let callback_url = if config.mode == Mode::Stream {
+        check_stream(&mut p, &config).await?;
+        String::new()
+    } else {
+        callback_url(&mut p, &config)?
     };
 
     p.section("DingTalk")?;
@@ -342,8 +340,12 @@ pub async fn check(
     }
 
     p.section("DingTalk developer console (https://open-dev.dingtalk.com), your app")?;
-    p.info("1. Robot (机器人): message receiving mode (消息接收模式) HTTP; message receiving URL (消息接收地址):")?;
-    p.info(&format!("     {callback_url}"))?;
+    if config.mode == Mode::Stream {
+        p.info("1. Robot (机器人): message receiving mode (消息接收模式) Stream 模式 (Stream mode); there is no URL to enter")?;
+    } else {
+        p.info("1. Robot (机器人): message receiving mode (消息接收模式) HTTP; message receiving URL (消息接收地址):")?;
+        p.info(&format!("     {callback_url}"))?;
+    }
     p.info("2. Permissions (权限管理), grant:")?;
     for (code, name, why) in PERMISSIONS {
         p.info(&format!("     {code:<20} {name}: {why}"))?;
@@ -366,6 +368,72 @@ pub async fn check(
         }
     )?;
     Ok(p.report)
+}
+
+/// HTTP mode: the callback URL to enter in the console, from `READBOT_PUBLIC_URL`.
+fn callback_url(p: &mut Printer<'_>, config: &Config) -> Result<String, CliError> {
+    p.section("Callback")?;
+    Ok(match &config.public_url {
+        Some(u) => {
+            let u = u.trim().trim_end_matches('/');
+            match url::Url::parse(u) {
+                Ok(parsed) if parsed.scheme() == "https" => {
+                    p.ok(&format!("callback URL: {u}/dingtalk/callback"))?;
+                }
+                Ok(_) => p.fail(&format!(
+                    "READBOT_PUBLIC_URL {u} is not https: DingTalk only calls public HTTPS addresses; put readbot behind a TLS proxy"
+                ))?,
+                Err(e) => p.fail(&format!("READBOT_PUBLIC_URL {u:?} is not a URL: {e}"))?,
+            }
+            format!("{u}/dingtalk/callback")
+        }
+        None => {
+            p.warn("READBOT_PUBLIC_URL is not set, so the callback URL cannot be printed: it is https://<your public host>/dingtalk/callback")?;
+            "https://<your public host>/dingtalk/callback".to_owned()
+        }
+    })
+}
+
+/// Stream mode: one open-connection call with the app's credentials and
+/// readbot's subscriptions (the ticket is discarded, never printed).
+async fn check_stream(p: &mut Printer<'_>, config: &Config) -> Result<(), CliError> {
+    p.section("Stream gateway")?;
+    let api_base = config
+        .dingtalk
+        .api_base
+        .as_str()
+        .trim_end_matches('/')
+        .to_owned();
+    let outcome = probe(StreamSettings::from_config(config))
+        .await
+        .map_err(|e| CliError::Failed(format!("cannot build the Stream client: {e}")))?;
+    match outcome {
+        ProbeOutcome::Accepted => {
+            p.ok(&format!(
+                "Stream gateway ({api_base}{OPEN_PATH}) accepted the app key and secret"
+            ))?;
+            p.ok(&format!(
+                "subscription to bot messages ({BOT_MESSAGE_TOPIC}) accepted (the one-time ticket was discarded)"
+            ))?;
+        }
+        ProbeOutcome::BadCredentials(e) => p.fail(&format!(
+            "the Stream gateway rejected the app key or secret ({}): set DINGTALK_APP_KEY / DINGTALK_APP_SECRET to the app's Client ID and Client Secret",
+            one_line(&e.to_string())
+        ))?,
+        ProbeOutcome::SubscriptionRefused(e) => p.fail(&format!(
+            "the Stream gateway refused the subscription to bot messages ({BOT_MESSAGE_TOPIC}): {}; set the robot's message receiving mode to Stream and publish the app",
+            one_line(&e.to_string())
+        ))?,
+        ProbeOutcome::Unreachable(e) => p.fail(&format!(
+            "cannot reach the Stream gateway at {api_base} ({}): allow outbound HTTPS to api.dingtalk.com:443 and wss-open-connection.dingtalk.com:443",
+            one_line(&e.to_string())
+        ))?,
+        ProbeOutcome::Failed(e) => p.fail(&format!(
+            "the Stream gateway did not open a connection: {}",
+            one_line(&e.to_string())
+        ))?,
+    }
+    Ok(())
 }
 
 async fn check_read_api(

@@ -14,10 +14,10 @@ const BIN: &str = env!("CARGO_BIN_EXE_readbot");
 /// Upper bound so a hung child fails the test instead of hanging it.
 const LIMIT: Duration = Duration::from_secs(90);
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
 }
 
 impl std::fmt::Debug for Run {
@@ -30,7 +30,7 @@ impl std::fmt::Debug for Run {
     }
 }
 
-async fn readbot(args: &[&str], env: &[(&str, String)], stdin: Option<&str>) -> Run {
+pub(crate) async fn readbot(args: &[&str], env: &[(&str, String)], stdin: Option<&str>) -> Run {
     let mut cmd = tokio::process::Command::new(BIN);
     cmd.args(args)
         .env_clear()
@@ -61,7 +61,7 @@ async fn readbot(args: &[&str], env: &[(&str, String)], stdin: Option<&str>) -> 
 }
 
 /// Environment for `check` / `serve` against `fake`.
-fn dingtalk_env(fake: &FakeDingTalk, data_dir: &Path) -> Vec<(&'static str, String)> {
+pub(crate) fn dingtalk_env(fake: &FakeDingTalk, data_dir: &Path) -> Vec<(&'static str, String)> {
     let mut env = fake.readbot_env();
     env.extend([
         ("DINGTALK_TIMEOUT_SECS", "2".into()),
@@ -72,7 +72,7 @@ fn dingtalk_env(fake: &FakeDingTalk, data_dir: &Path) -> Vec<(&'static str, Stri
     env
 }
 
-fn with(
+pub(crate) fn with(
     mut env: Vec<(&'static str, String)>,
     k: &'static str,
     v: &str,

@@ -445,3 +445,73 @@ fn systemd_unit_is_hardened_and_passes_verify() {
         "systemd-analyze warnings: {about_unit:?}"
     );
 }
+
+#[test]
+fn compose_passes_the_receive_mode_and_every_stream_setting_through() {
+    let text = read("deploy/compose.yaml");
+    let docs = yaml_docs("compose.yaml", &text);
+    let env = get(&docs[0], "services.readbot.environment");
+    assert_eq!(s(env, "READBOT_MODE"), "${READBOT_MODE:-stream}");
+    for (key, _, _) in readbot::config::ENV_KEYS {
+        if key.starts_with("READBOT_STREAM_") {
+            assert_eq!(
+                s(env, key),
+                format!("${{{key}:-}}"),
+                "compose.yaml passes {key} through"
+            );
+        }
+    }
+}
+
+/// `128k` / `128KB` → bytes.
+fn size_bytes(v: &str) -> usize {
+    let v = v.trim().trim_end_matches(';').to_ascii_lowercase();
+    let (num, unit) = v.split_at(v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len()));
+    let n: usize = num.parse().expect("a size");
+    n * match unit.trim_end_matches('b') {
+        "" => 1,
+        "k" => 1024,
+        "m" => 1024 * 1024,
+        other => panic!("unit {other}"),
+    }
+}
+
+#[test]
+fn proxy_snippets_forward_the_callback_to_readbot_and_allow_its_body_limit() {
+    let limit = readbot::config::defaults::MAX_BODY_BYTES;
+    let nginx = read("deploy/nginx.conf");
+    assert!(nginx.contains("server 127.0.0.1:8080;"), "{nginx}");
+    assert!(nginx.contains("location = /dingtalk/callback {"));
+    assert!(nginx.contains("proxy_pass http://readbot;"));
+    let body = nginx
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("client_max_body_size"))
+        .expect("client_max_body_size");
+    assert!(
+        size_bytes(body) > limit,
+        "nginx lets readbot's own 413 through"
+    );
+    for t in [
+        "proxy_connect_timeout",
+        "proxy_read_timeout",
+        "client_body_timeout",
+    ] {
+        assert!(nginx.contains(t), "nginx.conf sets {t}");
+    }
+
+    let caddy = read("deploy/Caddyfile");
+    assert!(caddy.contains("handle /dingtalk/callback {"), "{caddy}");
+    assert!(caddy.contains("reverse_proxy 127.0.0.1:8080"));
+    let body = caddy
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("max_size"))
+        .expect("max_size");
+    assert!(
+        size_bytes(body) > limit,
+        "Caddy lets readbot's own 413 through"
+    );
+    assert!(caddy.contains("response_header_timeout"));
+
+    let readme = read("README.md");
+    assert!(readme.contains("deploy/nginx.conf") && readme.contains("deploy/Caddyfile"));
+}

@@ -10,6 +10,7 @@
 //!   frame, and hands bot messages (parsed by [`crate::dingtalk::callback::parse`],
 //!   the same parser as HTTP mode) to a [`BotMessageHandler`]. It never
 //!   imports the bot: the application wires the bot in as that handler.
+//! - [`probe`]: one open call for `readbot check` (the ticket is discarded).
 //!
 //! One connection at a time, one task: the socket, its keep-alive pings and
 //! its zombie timer live in one `select!` loop, and event-handler tasks live
@@ -19,6 +20,7 @@
 pub mod backoff;
 mod client;
 pub mod frame;
+pub mod probe;
 
 pub use client::{StreamClient, StreamSettings};
 pub use frame::{Event, EventStatus};
