@@ -164,3 +164,37 @@ fn the_loader_and_the_default_impls_share_one_set_of_defaults() {
     assert_eq!(d.not_ready_window, defaults::DINGTALK_NOT_READY_WINDOW);
     assert_eq!(d.name_concurrency, defaults::DINGTALK_NAME_CONCURRENCY);
 }
+
+#[test]
+fn server_limits_have_bounded_defaults_and_refuse_unsafe_values() {
+    let base = [("DINGTALK_APP_KEY", "k"), ("DINGTALK_APP_SECRET", "s")];
+    let c = Config::from_toml_str("", &env(&base)).unwrap();
+    assert_eq!(c.server, ServerConfig::default());
+    assert!(c.server.header_read_timeout <= Duration::from_secs(30));
+    assert!(c.server.shutdown_grace < Duration::from_secs(30));
+    assert_eq!(c.server.max_connections, 1024);
+    let toml = r#"
+        [server]
+        header_read_timeout_secs = 5
+        idle_timeout_secs = 7
+        max_connections = 10
+        shutdown_grace_secs = 3
+    "#;
+    let c = Config::from_toml_str(toml, &env(&base)).unwrap();
+    assert_eq!(c.server.header_read_timeout, Duration::from_secs(5));
+    assert_eq!(c.server.idle_timeout, Duration::from_secs(7));
+    assert_eq!(c.server.max_connections, 10);
+    assert_eq!(c.server.shutdown_grace, Duration::from_secs(3));
+    for (k, v) in [
+        ("READBOT_HEADER_READ_TIMEOUT_SECS", "31"),
+        ("READBOT_HEADER_READ_TIMEOUT_SECS", "0"),
+        ("READBOT_IDLE_TIMEOUT_SECS", "0"),
+        ("READBOT_MAX_CONNECTIONS", "0"),
+        ("READBOT_SHUTDOWN_GRACE_SECS", "30"),
+    ] {
+        let mut pairs = base.to_vec();
+        pairs.push((k, v));
+        let err = Config::from_toml_str(toml, &env(&pairs)).unwrap_err();
+        assert!(err.to_string().contains(k), "{err} should name {k}");
+    }
+}
