@@ -6,6 +6,7 @@
 //! HTTP callback and Stream mode feed the same [`Bot::accept`].
 
 pub mod command;
+pub mod queued;
 pub mod receipts;
 pub mod sentences;
 pub mod summary;
@@ -89,10 +90,10 @@ pub struct BotDeps {
     pub cfg: BotConfig,
 }
 
-/// An accepted message waiting for a worker, with its tracing span.
+/// An accepted message waiting for a worker: only what its answer needs
+/// (`queued`); its log span is made when a worker takes it.
 struct Job {
-    msg: Incoming,
-    span: tracing::Span,
+    msg: queued::Queued,
 }
 
 struct Inner {
@@ -180,8 +181,9 @@ impl Bot {
             Claim::New => {}
         }
         self.inner.in_flight.fetch_add(1, Ordering::SeqCst);
-        let span = tracing::info_span!("mention", msg_id = %msg.msg_id);
-        slot.send(Job { msg, span });
+        slot.send(Job {
+            msg: queued::Queued::new(&msg),
+        });
         Ok(Accepted::Started)
     }
 
@@ -203,7 +205,8 @@ impl Bot {
                             return;
                         };
                         let bot = Bot { inner };
-                        let Job { msg, span } = job;
+                        let span = tracing::info_span!("mention", msg_id = %job.msg.msg_id());
+                        let msg = job.msg.into_incoming();
                         tracing::Instrument::instrument(bot.process(msg), span).await;
                         if bot.inner.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
                             bot.inner.idle.notify_waiters();

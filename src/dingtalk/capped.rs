@@ -6,7 +6,7 @@
 /// body is refused with [`crate::dingtalk::DingTalkError::TooLarge`] after
 /// reading at most this much; a longer `Content-Length` is refused before
 /// reading any of it.
-pub const MAX_ANSWER_BYTES: usize = 8 * 1024 * 1024;
+pub const MAX_ANSWER_BYTES: usize = 2 * 1024 * 1024;
 
 /// Largest answer of Stream mode's open-connection call (an endpoint and a
 /// ticket).

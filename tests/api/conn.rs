@@ -336,7 +336,7 @@ async fn a_300_mb_answer_from_dingtalk_is_refused_at_the_cap() {
         "RSS grew by {grew} bytes for a capped answer"
     );
     report(&format!(
-        "oversized DingTalk answer: refused at the 8 MiB cap after {} MiB sent, RSS +{} MiB",
+        "oversized DingTalk answer: refused at the 2 MiB cap after {} MiB sent, RSS +{} MiB",
         read / (1024 * 1024),
         grew / (1024 * 1024)
     ));
