@@ -12,12 +12,12 @@
 //!   a byte at a time cannot hold a connection either.
 //! - **Connection cap** (`server.max_connections`): at the cap a new
 //!   connection takes the place of the oldest connection that is not being
-//!   answered (idle, or still sending its headers): a flood of slow clients
-//!   evicts itself, while a prompt client (a health probe, DingTalk's
-//!   callback) sends its request at once and is answered. At most
-//!   [`MAX_WAITING`] new connections wait (up to [`EVICTION_WAIT`]) for an
-//!   evicted one to go; beyond that, and when every connection is being
-//!   answered, a new connection is closed at once.
+//!   answered (idle, or still sending its headers) and is at least
+//!   [`EVICTION_MIN_AGE`] old: a flood of slow clients evicts itself, while a
+//!   prompt client (a health probe, DingTalk's callback) sends its request at
+//!   once and is answered. At most [`MAX_WAITING`] new connections wait (up
+//!   to [`EVICTION_WAIT`]) for room; beyond that a new connection is closed
+//!   at once.
 //! - **Bounded drain**: on the shutdown signal the listener closes, idle
 //!   connections close, requests being answered are finished, and whatever is
 //!   still open after `server.shutdown_grace_secs` is dropped.
@@ -48,6 +48,10 @@ pub const MAX_HEAD_BYTES: usize = 16 * 1024;
 
 /// New connections that may wait for an evicted connection's place.
 pub const MAX_WAITING: usize = 64;
+/// A connection younger than this is never evicted: a prompt client (a
+/// probe, a callback) sends its request well within it, so a flood of new
+/// connections cannot push it out before it is answered.
+pub const EVICTION_MIN_AGE: Duration = Duration::from_millis(500);
 /// How long a new connection waits for an evicted connection's place.
 pub const EVICTION_WAIT: Duration = Duration::from_secs(1);
 
@@ -65,13 +69,18 @@ impl Registry {
         self.next
     }
 
-    /// Asks the oldest connection that is not being answered (and not
-    /// already asked) to close. False when there is none.
+    /// Asks the oldest connection that is not being answered (not already
+    /// asked, and at least [`EVICTION_MIN_AGE`] old) to close. False when
+    /// there is none.
     fn evict_one(&self) -> bool {
         let victim = self
             .open
             .values()
-            .filter(|a| a.busy.load(Ordering::SeqCst) == 0 && !a.evicted.load(Ordering::SeqCst))
+            .filter(|a| {
+                a.busy.load(Ordering::SeqCst) == 0
+                    && !a.evicted.load(Ordering::SeqCst)
+                    && a.start.elapsed() >= EVICTION_MIN_AGE
+            })
             .min_by_key(|a| a.start);
         match victim {
             Some(a) => {
@@ -123,10 +132,9 @@ pub async fn serve(
                                 "connection limit reached; the oldest idle or slow connections make room"
                             );
                         }
-                        let evicted = lock(&registry).evict_one();
                         match waiting.clone().try_acquire_owned() {
-                            Ok(w) if evicted => Slot::Wait(w),
-                            _ => {
+                            Ok(w) => Slot::Wait(w),
+                            Err(_) => {
                                 drop(stream);
                                 continue;
                             }
@@ -139,16 +147,16 @@ pub async fn serve(
                     close: close_rx.clone(),
                     registry: registry.clone(),
                 };
-                let slots = slots.clone();
+                let (slots, registry) = (slots.clone(), registry.clone());
                 conns.spawn(async move {
                     let permit = match slot {
                         Slot::Now(p) => p,
                         Slot::Wait(w) => {
-                            let got = tokio::time::timeout(EVICTION_WAIT, slots.acquire_owned()).await;
+                            let got = wait_for_room(&slots, &registry).await;
                             drop(w);
                             match got {
-                                Ok(Ok(p)) => p,
-                                _ => return,
+                                Some(p) => p,
+                                None => return,
                             }
                         }
                     };
@@ -174,6 +182,26 @@ pub async fn serve(
         conns.shutdown().await;
     }
     Ok(())
+}
+
+/// Waits up to [`EVICTION_WAIT`] for a place, asking the oldest evictable
+/// connection to make room (again every 100 ms while none is old enough).
+async fn wait_for_room(
+    slots: &Arc<Semaphore>,
+    registry: &std::sync::Mutex<Registry>,
+) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    let until = Instant::now() + EVICTION_WAIT;
+    let mut asked = false;
+    while Instant::now() < until {
+        if !asked {
+            asked = lock(registry).evict_one();
+        }
+        let step = Duration::from_millis(100).min(until.saturating_duration_since(Instant::now()));
+        if let Ok(Ok(p)) = tokio::time::timeout(step, slots.clone().acquire_owned()).await {
+            return Some(p);
+        }
+    }
+    None
 }
 
 /// A connection's place: held now, or to be waited for.
@@ -454,6 +482,8 @@ mod tests {
         r.add(old.clone());
         // `old` was created before `young`.
         assert!(old.start < young.start);
+        assert!(!r.evict_one(), "nobody is old enough yet");
+        tokio::time::sleep(EVICTION_MIN_AGE).await;
         assert!(r.evict_one());
         assert!(
             old.evicted.load(Ordering::SeqCst),
