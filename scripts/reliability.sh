@@ -46,10 +46,15 @@ area "property tests" $st "property tests (callback parser, command parser, sign
 
 echo "== fail-closed, replay, exactly-once, faults, shutdown, secrets, rate limit (scale $READBOT_RELIABILITY_SCALE)"
 cargo test --locked --test api -- --nocapture --test-threads 2 \
-  reliability:: fail_closed:: replay:: exactly_once:: faults:: shutdown:: secrets:: >"$log/suite.out" 2>&1
+  reliability:: fail_closed:: replay:: exactly_once:: faults:: shutdown:: secrets:: conn:: >"$log/suite.out" 2>&1
 st=$?
 mapfile -t got < <(grep '^RELIABILITY ' "$log/suite.out" | sed 's/^RELIABILITY //')
 area "in-suite areas" $st "${got[@]}"
+
+echo "== queue memory"
+cargo test --locked --lib -- --nocapture bot::queued >"$log/queue.out" 2>&1
+st=$?
+area "queue memory" $st "queue memory: $(grep -oE 'worst case per waiting message: [0-9]+ B \(was [0-9]+ B\)' "$log/queue.out" || echo 'not measured')"
 
 echo "== crash test ($cycles cycles)"
 cargo build --locked --quiet --bin readbot --example crash_test >"$log/crash-build.out" 2>&1 \

@@ -66,8 +66,8 @@ impl BotMessageHandler for BotSink {
     }
 }
 
-/// How long in-flight summaries may run after a shutdown signal.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+/// Upper bound of the final store flush after the drain.
+const FINAL_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A built, bound, not yet serving readbot.
 pub struct Application {
@@ -165,8 +165,10 @@ impl Application {
         self.state.bot.clone()
     }
 
-    /// Serves until `shutdown` resolves, then stops accepting, lets in-flight
-    /// summaries finish (bounded), and flushes the store.
+    /// Serves until `shutdown` resolves, then stops accepting and drains
+    /// within `server.shutdown_grace` of the signal: open connections finish
+    /// their requests or are dropped, in-flight summaries finish or are left
+    /// (their claims expire after the retention); then the store is flushed.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -176,11 +178,15 @@ impl Application {
             router(self.state, self.config.bot.max_body_bytes).merge(ops_router(self.ops)),
         );
         let pruner = spawn_pruner(self.store.clone(), self.config.bot.dedup_retention);
+        let limits = self.config.server.clone();
+        let grace = limits.shutdown_grace;
         // Stream mode: the gateway connection stops on the same signal.
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let stream_task = self.stream.map(|c| tokio::spawn(c.run(stop_rx)));
+        let (signal_tx, signal_rx) = tokio::sync::oneshot::channel();
         let shutdown = async move {
             shutdown.await;
+            let _ = signal_tx.send(tokio::time::Instant::now());
             let _ = stop_tx.send(true);
         };
         if self.config.api_token.is_none() {
@@ -189,28 +195,30 @@ impl Application {
             );
         }
         tracing::info!(addr = %self.addr, mode = self.config.mode.as_str(), "readbot listening");
-        let served = axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let served = crate::http::serve::serve(self.listener, app, &limits, shutdown).await;
+        let deadline = signal_rx
+            .await
+            .unwrap_or_else(|_| tokio::time::Instant::now())
+            + grace;
         if let Some(mut task) = stream_task {
-            if tokio::time::timeout(Duration::from_secs(10), &mut task)
-                .await
-                .is_err()
-            {
+            if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
                 tracing::warn!("the stream connection did not stop in time");
                 task.abort();
             }
         }
         tracing::info!("shutting down: waiting for in-flight summaries");
-        if !bot.shutdown(SHUTDOWN_GRACE).await {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if !bot.shutdown(left).await {
             tracing::warn!(
                 left = bot.in_flight(),
-                "some summaries did not finish in time"
+                "some summaries did not finish within the shutdown grace; not answered"
             );
         }
         pruner.abort();
-        if let Err(e) = self.store.flush().await {
-            tracing::error!(error = %e.with_causes(), "final flush failed");
+        match tokio::time::timeout(FINAL_FLUSH_TIMEOUT, self.store.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e.with_causes(), "final flush failed"),
+            Err(_) => tracing::error!("final flush did not finish in time"),
         }
         served
     }

@@ -7,6 +7,7 @@
 
 pub mod command;
 mod fairness;
+pub mod queued;
 pub mod receipts;
 pub mod sentences;
 pub mod summary;
@@ -103,10 +104,10 @@ pub struct BotDeps {
     pub cfg: BotConfig,
 }
 
-/// An accepted message waiting for a worker, with its tracing span.
+/// An accepted message waiting for a worker: only what its answer needs
+/// (`queued`); its log span is made when a worker takes it.
 struct Job {
-    msg: Incoming,
-    span: tracing::Span,
+    msg: queued::Queued,
     /// The message's place in its group's share of the queue, given back
     /// when a worker takes it.
     place: fairness::Place,
@@ -210,8 +211,10 @@ impl Bot {
             Claim::New => {}
         }
         self.inner.in_flight.fetch_add(1, Ordering::SeqCst);
-        let span = tracing::info_span!("mention", msg_id = %msg.msg_id);
-        slot.send(Job { msg, span, place });
+        slot.send(Job {
+            msg: queued::Queued::new(&msg),
+            place,
+        });
         Ok(Accepted::Started)
     }
 
@@ -275,9 +278,11 @@ impl Bot {
                             return;
                         };
                         let bot = Bot { inner };
-                        let Job { msg, span, place } = job;
+                        let Job { msg, place } = job;
                         // No longer waiting: the group's place is free.
                         drop(place);
+                        let span = tracing::info_span!("mention", msg_id = %msg.msg_id());
+                        let msg = msg.into_incoming();
                         tracing::Instrument::instrument(bot.process(msg), span).await;
                         if bot.inner.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
                             bot.inner.idle.notify_waiters();

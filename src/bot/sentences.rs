@@ -177,7 +177,7 @@ pub fn dingtalk_error(e: &DingTalkError, lang: Lang) -> String {
             "DingTalk did not answer in time. Please ask again in a minute.",
             "钉钉没有及时响应，请一分钟后再问。",
         ),
-        DingTalkError::Decode(_) => (
+        DingTalkError::Decode(_) | DingTalkError::TooLarge { .. } => (
             "DingTalk sent an answer readbot could not understand. An admin can find the details in readbot's log.",
             "钉钉返回了 readbot 无法识别的内容，管理员可在 readbot 日志中查看详情。",
         ),

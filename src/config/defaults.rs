@@ -78,3 +78,17 @@ pub const STREAM_HEALTHY_AFTER: Duration = Duration::from_secs(60);
 pub const STREAM_PING_INTERVAL: Duration = Duration::from_secs(30);
 /// `stream.idle_timeout_ms` / `READBOT_STREAM_IDLE_TIMEOUT_MS`.
 pub const STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// `server.header_read_timeout_secs` / `READBOT_HEADER_READ_TIMEOUT_SECS`.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest `server.header_read_timeout_secs` accepted.
+pub const HEADER_READ_TIMEOUT_MAX: Duration = Duration::from_secs(30);
+/// `server.idle_timeout_secs` / `READBOT_IDLE_TIMEOUT_SECS`.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// `server.max_connections` / `READBOT_MAX_CONNECTIONS`.
+pub const MAX_CONNECTIONS: usize = 1024;
+/// `server.shutdown_grace_secs` / `READBOT_SHUTDOWN_GRACE_SECS`.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// The largest `server.shutdown_grace_secs` accepted: the deploy manifests
+/// give readbot 30 s after SIGTERM.
+pub const SHUTDOWN_GRACE_MAX: Duration = Duration::from_secs(25);

@@ -226,4 +226,24 @@ pub const ENV_KEYS: &[(&str, &str, &str)] = &[
         "bot.timezone",
         "IANA time zone of the times in replies",
     ),
+    (
+        "READBOT_HEADER_READ_TIMEOUT_SECS",
+        "server.header_read_timeout_secs",
+        "time for a request's headers (1-30)",
+    ),
+    (
+        "READBOT_IDLE_TIMEOUT_SECS",
+        "server.idle_timeout_secs",
+        "silent connection / slow body limit",
+    ),
+    (
+        "READBOT_MAX_CONNECTIONS",
+        "server.max_connections",
+        "open HTTP connections (plus a probe reserve)",
+    ),
+    (
+        "READBOT_SHUTDOWN_GRACE_SECS",
+        "server.shutdown_grace_secs",
+        "drain time after SIGTERM (1-25)",
+    ),
 ];

@@ -107,6 +107,38 @@ impl Default for StreamConfig {
     }
 }
 
+/// Limits of readbot's HTTP server against slow or hostile clients (see
+/// `http::serve`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// The request line and headers must arrive within this time of readbot
+    /// starting to wait for them (so a kept-alive connection waiting for its
+    /// next request is closed after it too). At most 30 s.
+    pub header_read_timeout: Duration,
+    /// A connection moving no bytes for this long while none of its requests
+    /// is being answered is closed; a request body must arrive within it.
+    pub idle_timeout: Duration,
+    /// Open connections. At the cap a new connection takes the place of the
+    /// oldest one that is not being answered (an idle or slow client), so a
+    /// prompt client (a health probe, a genuine callback) still gets in.
+    pub max_connections: usize,
+    /// After a shutdown signal: how long open connections and answers in
+    /// flight may take before they are dropped. Well under the 30 s after
+    /// which systemd, Compose and Kubernetes kill the process.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: defaults::HEADER_READ_TIMEOUT,
+            idle_timeout: defaults::IDLE_TIMEOUT,
+            max_connections: defaults::MAX_CONNECTIONS,
+            shutdown_grace: defaults::SHUTDOWN_GRACE,
+        }
+    }
+}
+
 /// DingTalk connection settings.
 #[derive(Debug, Clone)]
 pub struct DingTalkConfig {
@@ -244,6 +276,8 @@ pub struct Config {
     pub bot: BotConfig,
     /// Stream-mode settings (used when `mode` is [`Mode::Stream`]).
     pub stream: StreamConfig,
+    /// HTTP server limits (timeouts, connection cap, shutdown grace).
+    pub server: ServerConfig,
 }
 
 /// The settings the client subcommands read (see [`Config::load_client`]).

@@ -4,7 +4,7 @@
 use super::env::{parse_base, pick, pick_str, Env};
 use super::{
     defaults, BotConfig, ClientSettings, Config, ConfigError, DingTalkConfig, Mode, ReplyTimeZone,
-    RosterSource, Secret, StreamConfig,
+    RosterSource, Secret, ServerConfig, StreamConfig,
 };
 use crate::domain::RobotCode;
 use serde::Deserialize;
@@ -31,6 +31,17 @@ pub(super) struct RawFile {
     bot: RawBot,
     #[serde(default)]
     stream: RawStream,
+    #[serde(default)]
+    server: RawServer,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    header_read_timeout_secs: Option<u64>,
+    idle_timeout_secs: Option<u64>,
+    max_connections: Option<usize>,
+    shutdown_grace_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -334,6 +345,7 @@ impl RawFile {
             },
         };
         let stream = raw.stream.into_config(env)?;
+        let server = raw.server.into_config(env)?;
         Ok(Config {
             listen,
             data_dir,
@@ -344,6 +356,7 @@ impl RawFile {
             dingtalk,
             bot,
             stream,
+            server,
         })
     }
 }
@@ -402,5 +415,55 @@ impl RawStream {
             });
         }
         Ok(c)
+    }
+}
+
+impl RawServer {
+    /// The server limits: environment over file over [`ServerConfig::default`].
+    fn into_config(self, env: &dyn Env) -> Result<ServerConfig, ConfigError> {
+        let d = ServerConfig::default();
+        let secs = |key, file, default: Duration, max: Option<Duration>| {
+            let v = match pick::<u64>(env, key, file)? {
+                None => return Ok(default),
+                Some(v) => Duration::from_secs(v),
+            };
+            if v.is_zero() || max.is_some_and(|m| v > m) {
+                let most = max.map_or(String::new(), |m| format!(" and at most {}", m.as_secs()));
+                return Err(ConfigError::Invalid {
+                    key,
+                    message: format!("must be greater than 0{most}"),
+                });
+            }
+            Ok(v)
+        };
+        let max_connections = pick(env, "READBOT_MAX_CONNECTIONS", self.max_connections)?
+            .unwrap_or(d.max_connections);
+        if max_connections == 0 {
+            return Err(ConfigError::Invalid {
+                key: "READBOT_MAX_CONNECTIONS",
+                message: "must be greater than 0".into(),
+            });
+        }
+        Ok(ServerConfig {
+            header_read_timeout: secs(
+                "READBOT_HEADER_READ_TIMEOUT_SECS",
+                self.header_read_timeout_secs,
+                d.header_read_timeout,
+                Some(defaults::HEADER_READ_TIMEOUT_MAX),
+            )?,
+            idle_timeout: secs(
+                "READBOT_IDLE_TIMEOUT_SECS",
+                self.idle_timeout_secs,
+                d.idle_timeout,
+                None,
+            )?,
+            max_connections,
+            shutdown_grace: secs(
+                "READBOT_SHUTDOWN_GRACE_SECS",
+                self.shutdown_grace_secs,
+                d.shutdown_grace,
+                Some(defaults::SHUTDOWN_GRACE_MAX),
+            )?,
+        })
     }
 }

@@ -225,3 +225,37 @@ fn the_signature_window_is_five_minutes_and_at_most_an_hour() {
     pairs.push(("READBOT_DEDUP_RETENTION_SECS", "600"));
     assert!(Config::from_toml_str("", &env(&pairs)).is_ok());
 }
+
+#[test]
+fn server_limits_have_bounded_defaults_and_refuse_unsafe_values() {
+    let base = [("DINGTALK_APP_KEY", "k"), ("DINGTALK_APP_SECRET", "s")];
+    let c = Config::from_toml_str("", &env(&base)).unwrap();
+    assert_eq!(c.server, ServerConfig::default());
+    assert!(c.server.header_read_timeout <= Duration::from_secs(30));
+    assert!(c.server.shutdown_grace < Duration::from_secs(30));
+    assert_eq!(c.server.max_connections, 1024);
+    let toml = r#"
+        [server]
+        header_read_timeout_secs = 5
+        idle_timeout_secs = 7
+        max_connections = 10
+        shutdown_grace_secs = 3
+    "#;
+    let c = Config::from_toml_str(toml, &env(&base)).unwrap();
+    assert_eq!(c.server.header_read_timeout, Duration::from_secs(5));
+    assert_eq!(c.server.idle_timeout, Duration::from_secs(7));
+    assert_eq!(c.server.max_connections, 10);
+    assert_eq!(c.server.shutdown_grace, Duration::from_secs(3));
+    for (k, v) in [
+        ("READBOT_HEADER_READ_TIMEOUT_SECS", "31"),
+        ("READBOT_HEADER_READ_TIMEOUT_SECS", "0"),
+        ("READBOT_IDLE_TIMEOUT_SECS", "0"),
+        ("READBOT_MAX_CONNECTIONS", "0"),
+        ("READBOT_SHUTDOWN_GRACE_SECS", "30"),
+    ] {
+        let mut pairs = base.to_vec();
+        pairs.push((k, v));
+        let err = Config::from_toml_str(toml, &env(&pairs)).unwrap_err();
+        assert!(err.to_string().contains(k), "{err} should name {k}");
+    }
+}

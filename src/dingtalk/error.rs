@@ -213,6 +213,13 @@ pub enum DingTalkError {
     /// DingTalk answered something that is not the documented JSON.
     #[error("unexpected answer from DingTalk: {0}")]
     Decode(String),
+    /// DingTalk's answer was longer than readbot reads (`limit` bytes); the
+    /// rest was not read.
+    #[error("DingTalk's answer is larger than {limit} bytes; not read")]
+    TooLarge {
+        /// The cap, in bytes.
+        limit: usize,
+    },
     /// A `sessionWebhook` that is not on the configured DingTalk host; never called.
     #[error("session webhook is not on the configured DingTalk host")]
     UntrustedWebhook,
@@ -259,6 +266,7 @@ impl DingTalkError {
             DingTalkError::Timeout => "readbot.timeout".into(),
             DingTalkError::Transport(_) => "readbot.transport".into(),
             DingTalkError::Decode(_) => "readbot.decode".into(),
+            DingTalkError::TooLarge { .. } => "readbot.tooLarge".into(),
             DingTalkError::UntrustedWebhook => "readbot.untrustedWebhook".into(),
             DingTalkError::SessionExpired => "300001".into(),
         }

@@ -15,6 +15,7 @@
 //! - [`scripted`]: a scripted in-memory [`DingTalkApi`] for tests (no network).
 
 pub mod callback;
+pub mod capped;
 pub mod client;
 pub mod error;
 pub mod scripted;

@@ -20,6 +20,7 @@ pub mod error;
 pub mod extract;
 mod notices;
 pub mod ops;
+pub mod serve;
 
 pub use ops::{ops_router, OpsState};
 

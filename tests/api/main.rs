@@ -4,6 +4,7 @@
 mod budget;
 mod callback;
 mod cli;
+mod conn;
 mod deploy;
 mod exactly_once;
 mod fail_closed;

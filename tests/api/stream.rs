@@ -760,3 +760,25 @@ async fn soak() {
     );
     let (_fake, _tmp2) = app.stop().await;
 }
+
+#[tokio::test]
+async fn an_oversized_frame_is_not_buffered_and_the_connection_is_replaced() {
+    let app = stream_app(&[]).await;
+    // 2 MiB, twice the frame cap (`frame::MAX_FRAME_BYTES`).
+    let big = format!(
+        r#"{{"specVersion":"1.0","type":"SYSTEM","headers":{{"topic":"ping","messageId":"big"}},"data":"{}"}}"#,
+        "x".repeat(2 * 1024 * 1024)
+    );
+    assert!(app.fake.push_raw(&big));
+    connected(&app.fake, 2).await;
+    assert!(
+        app.fake.acks_for("big").is_empty(),
+        "the oversized frame was read"
+    );
+    let pushed = app
+        .fake
+        .push_mention(&mention("s-after-big", "user0002", "help"))
+        .expect("live");
+    assert_eq!(wait_ack(&app.fake, &pushed.message_id).await.code, 200);
+    app.one_reply(GROUP).await;
+}

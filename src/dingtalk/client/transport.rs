@@ -7,6 +7,7 @@ use super::token::{Cached, TokenCache};
 use super::wire;
 use super::RetryPolicy;
 use crate::config::DingTalkConfig;
+use crate::dingtalk::capped::{read_capped, Capped, MAX_ANSWER_BYTES};
 use crate::dingtalk::{DingTalkError, ErrorCode};
 use reqwest::header::{HeaderValue, ACCEPT};
 use serde_json::{json, Value};
@@ -369,10 +370,14 @@ impl Inner {
         {
             span.record("request_id", rid);
         }
-        let bytes = resp
-            .bytes()
+        let bytes = read_capped(resp, MAX_ANSWER_BYTES)
             .await
-            .map_err(|e| transport_failure(e, call.mode))?;
+            .map_err(|e| match e {
+                Capped::TooLarge => Failure::Fatal(DingTalkError::TooLarge {
+                    limit: MAX_ANSWER_BYTES,
+                }),
+                Capped::Read(e) => transport_failure(e, call.mode),
+            })?;
         let parsed: Result<Value, _> = serde_json::from_slice(&bytes);
         if let Some(rid) = parsed.as_ref().ok().and_then(wire::request_id) {
             span.record("request_id", rid.as_str());
@@ -409,7 +414,7 @@ fn outcome_label(e: &DingTalkError) -> &'static str {
         DingTalkError::SessionExpired => "session_expired",
         DingTalkError::Timeout => "timeout",
         DingTalkError::Transport(_) => "transport_error",
-        DingTalkError::Decode(_) => "decode_error",
+        DingTalkError::Decode(_) | DingTalkError::TooLarge { .. } => "decode_error",
         DingTalkError::UntrustedWebhook => "untrusted_webhook",
     }
 }

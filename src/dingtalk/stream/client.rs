@@ -192,13 +192,19 @@ impl StreamClient {
                 }
             })?;
         let status = resp.status();
-        let bytes = resp.bytes().await.map_err(|e| {
-            if e.is_timeout() {
-                StreamError::Timeout("open-connection call")
-            } else {
-                StreamError::Transport(chain(&e))
-            }
-        })?;
+        // The ticket answer is tiny; a larger body is not read.
+        let cap = crate::dingtalk::capped::MAX_TICKET_BYTES;
+        let bytes = crate::dingtalk::capped::read_capped(resp, cap)
+            .await
+            .map_err(|e| match e {
+                crate::dingtalk::capped::Capped::TooLarge => {
+                    StreamError::BadAnswer(format!("answer larger than {cap} bytes"))
+                }
+                crate::dingtalk::capped::Capped::Read(e) if e.is_timeout() => {
+                    StreamError::Timeout("open-connection call")
+                }
+                crate::dingtalk::capped::Capped::Read(e) => StreamError::Transport(chain(&e)),
+            })?;
         if !status.is_success() {
             let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
             let text = |keys: &[&str]| {
