@@ -58,6 +58,10 @@ pub const SUMMARY_TIMEOUT: Duration = Duration::from_secs(120);
 pub const RECEIPTS_CACHE: Duration = Duration::from_secs(10);
 /// `bot.max_queued_answers` / `READBOT_MAX_QUEUED_ANSWERS`.
 pub const MAX_QUEUED_ANSWERS: usize = 10_000;
+/// `bot.remind_cooldown_secs` / `READBOT_REMIND_COOLDOWN_SECS`.
+pub const REMIND_COOLDOWN: Duration = Duration::from_secs(600);
+/// `bot.remind_max_mentions` / `READBOT_REMIND_MAX_MENTIONS`.
+pub const REMIND_MAX_MENTIONS: usize = 200;
 
 /// `stream.backoff_base_ms` / `READBOT_STREAM_BACKOFF_BASE_MS`.
 pub const STREAM_BACKOFF_BASE: Duration = Duration::from_secs(1);

@@ -19,7 +19,7 @@ mod tests;
 pub use env::{Env, ProcessEnv, ENV_KEYS};
 pub use secret::Secret;
 
-use crate::domain::{RobotCode, RosterSource};
+use crate::domain::{RobotCode, RosterSource, UserId};
 use raw::RawFile;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -159,6 +159,38 @@ pub struct BotConfig {
     /// Accepted @mentions waiting for their answer; a callback beyond this
     /// gets `503` (nothing claimed) instead of waiting without bound.
     pub max_queued_answers: usize,
+    /// Who may remind the unread members of a notice and recall it.
+    pub remind_policy: RemindPolicy,
+    /// userIds allowed to remind and recall any notice (`bot.admins`).
+    pub admins: Vec<UserId>,
+    /// Least time between two reminders of one notice.
+    pub remind_cooldown: Duration,
+    /// Most people @-mentioned by one `remind` in the group.
+    pub remind_max_mentions: usize,
+}
+
+/// Who may remind (and recall) a notice: `bot.remind_policy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RemindPolicy {
+    /// The notice's author and the admins (`author`, the default).
+    #[default]
+    Author,
+    /// Only the admins (`admins`).
+    Admins,
+    /// Anyone in the group (`anyone`).
+    Anyone,
+}
+
+impl RemindPolicy {
+    /// Parses the config spelling.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim() {
+            "author" => Some(Self::Author),
+            "admins" => Some(Self::Admins),
+            "anyone" => Some(Self::Anyone),
+            _ => None,
+        }
+    }
 }
 
 impl Default for BotConfig {
@@ -173,6 +205,10 @@ impl Default for BotConfig {
             summary_timeout: defaults::SUMMARY_TIMEOUT,
             receipts_cache: defaults::RECEIPTS_CACHE,
             max_queued_answers: defaults::MAX_QUEUED_ANSWERS,
+            remind_policy: RemindPolicy::default(),
+            admins: Vec::new(),
+            remind_cooldown: defaults::REMIND_COOLDOWN,
+            remind_max_mentions: defaults::REMIND_MAX_MENTIONS,
         }
     }
 }

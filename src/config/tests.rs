@@ -164,3 +164,45 @@ fn the_loader_and_the_default_impls_share_one_set_of_defaults() {
     assert_eq!(d.not_ready_window, defaults::DINGTALK_NOT_READY_WINDOW);
     assert_eq!(d.name_concurrency, defaults::DINGTALK_NAME_CONCURRENCY);
 }
+
+#[test]
+fn remind_settings_from_file_and_env() {
+    let base = [("DINGTALK_APP_KEY", "k"), ("DINGTALK_APP_SECRET", "s")];
+    let c = Config::from_toml_str("", &env(&base)).unwrap();
+    assert_eq!(c.bot.remind_policy, RemindPolicy::Author);
+    assert!(c.bot.admins.is_empty());
+    assert_eq!(c.bot.remind_cooldown, Duration::from_secs(600));
+    assert_eq!(c.bot.remind_max_mentions, 200);
+    let toml = r#"
+        [bot]
+        remind_policy = "anyone"
+        admins = ["boss", "boss", "deputy"]
+        remind_cooldown_secs = 0
+        remind_max_mentions = 120
+    "#;
+    let c = Config::from_toml_str(toml, &env(&base)).unwrap();
+    assert_eq!(c.bot.remind_policy, RemindPolicy::Anyone);
+    let admins: Vec<&str> = c.bot.admins.iter().map(|a| a.as_str()).collect();
+    assert_eq!(admins, ["boss", "deputy"]);
+    assert_eq!(c.bot.remind_cooldown, Duration::ZERO);
+    assert_eq!(c.bot.remind_max_mentions, 120);
+    let mut pairs = base.to_vec();
+    pairs.extend([
+        ("READBOT_REMIND_POLICY", "admins"),
+        ("READBOT_ADMINS", " a1 , a2 "),
+    ]);
+    let c = Config::from_toml_str(toml, &env(&pairs)).unwrap();
+    assert_eq!(c.bot.remind_policy, RemindPolicy::Admins);
+    let admins: Vec<&str> = c.bot.admins.iter().map(|a| a.as_str()).collect();
+    assert_eq!(admins, ["a1", "a2"]);
+    for (k, v) in [
+        ("READBOT_REMIND_POLICY", "everyone"),
+        ("READBOT_REMIND_MAX_MENTIONS", "0"),
+        ("READBOT_REMIND_COOLDOWN_SECS", "soon"),
+    ] {
+        let mut pairs = base.to_vec();
+        pairs.push((k, v));
+        let err = Config::from_toml_str("", &env(&pairs)).unwrap_err();
+        assert!(err.to_string().contains(k), "{err} should name {k}");
+    }
+}
