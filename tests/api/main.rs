@@ -12,6 +12,7 @@ mod helpers;
 mod notices;
 mod ops;
 mod reliability;
+mod remind;
 mod sandbox;
 mod secrets;
 mod shutdown;
