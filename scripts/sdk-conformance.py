@@ -3,8 +3,8 @@
 
 Starts the stand-alone fake (`examples/fake_dingtalk`), points the official
 `alibabacloud-dingtalk` SDK's oauth2_1_0, robot_1_0 and im_1_0 clients at it
-(HTTP endpoint override) and calls token, send, query (every page) and both
-member lists, checking that the SDK's own models parse every answer and carry
+(HTTP endpoint override) and calls token, send, query (every page), direct
+messages (batchSend), recall and both member lists, checking that the SDK's own models parse every answer and carry
 the expected values, errors included. Then parses the fake's callback body
 with the official Stream SDK's `ChatbotMessage.from_dict` (`dingtalk-stream`)
 and answers it through that SDK's own session-webhook reply.
@@ -132,6 +132,42 @@ def run(c, info):
              "invalid.openConversationId", 400)
     c.raises("send: bad token", lambda: robot.org_group_send_with_options(req, send_headers("nope"), runtime),
              "InvalidAuthentication", 400)
+
+    # robot: direct messages (oToMessages/batchSend): ≤20 userIds, unknown users in invalidStaffIdList.
+    def oto_headers(t=token):
+        return robot_models.BatchSendOTOHeaders(x_acs_dingtalk_access_token=t)
+
+    oto = robot_models.BatchSendOTORequest(
+        robot_code=robot_code, user_ids=["user0001", "user0002", "nobody"], msg_key="sampleMarkdown",
+        msg_param=json.dumps({"title": "Reminder", "text": "Please read the notice."}))
+    r = robot.batch_send_otowith_options(oto, oto_headers(), runtime)
+    b = r.body
+    c.check("batchSend: processQueryKey parsed", isinstance(b.process_query_key, str) and b.process_query_key,
+            repr(b.process_query_key))
+    c.check("batchSend: invalidStaffIdList", b.invalid_staff_id_list == ["nobody"], repr(b.invalid_staff_id_list))
+    c.check("batchSend: flowControlledStaffIdList a list", b.flow_controlled_staff_id_list == [],
+            repr(b.flow_controlled_staff_id_list))
+    too_many = robot_models.BatchSendOTORequest(
+        robot_code=robot_code, user_ids=[f"user{i:04}" for i in range(1, 22)], msg_key="sampleText",
+        msg_param=json.dumps({"content": "x"}))
+    c.raises("batchSend: more than 20 userIds", lambda: robot.batch_send_otowith_options(
+        too_many, oto_headers(), runtime), "invalidParameter.userIds.overMax", 400)
+
+    # robot: recall (groupMessages/recall): successResult and failedResult, ≤20 keys.
+    def recall_headers(t=token):
+        return robot_models.OrgGroupRecallHeaders(x_acs_dingtalk_access_token=t)
+
+    rc = robot_models.OrgGroupRecallRequest(open_conversation_id=group, robot_code=robot_code,
+                                            process_query_keys=[key, "unknownKey"])
+    r = robot.org_group_recall_with_options(rc, recall_headers(), runtime)
+    b = r.body
+    c.check("recall: successResult", b.success_result == [key], repr(b.success_result))
+    c.check("recall: failedResult reason", isinstance((b.failed_result or {}).get("unknownKey"), str),
+            repr(b.failed_result))
+    rc = robot_models.OrgGroupRecallRequest(open_conversation_id=group, robot_code=robot_code,
+                                            process_query_keys=[f"k{i}" for i in range(21)])
+    c.raises("recall: more than 20 keys", lambda: robot.org_group_recall_with_options(
+        rc, recall_headers(), runtime), "invalidParameter.processQueryKeys.overMax", 400)
 
     # robot: query every page of the seeded notice.
     readers, next_token, pages = [], None, 0

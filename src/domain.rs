@@ -242,6 +242,39 @@ pub struct Receipts {
     pub truncated: bool,
 }
 
+/// How a reminder reached the unread members of a notice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReminderVia {
+    /// Real @-mentions in replies through the asker's `sessionWebhook`.
+    Mention,
+    /// Direct robot messages (`oToMessages/batchSend`).
+    Dm,
+}
+
+impl ReminderVia {
+    /// Stable name used in JSON, metrics and the API (`mention`, `dm`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReminderVia::Mention => "mention",
+            ReminderVia::Dm => "dm",
+        }
+    }
+}
+
+/// One reminder sent about a notice, as recorded in the store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reminder {
+    /// Who asked for it (`None`: readbot's API).
+    pub by: Option<UserId>,
+    /// When it was sent.
+    pub at: EpochMillis,
+    /// How many people it reached.
+    pub count: usize,
+    /// How it was sent.
+    pub via: ReminderVia,
+}
+
 /// An @mention delivered to readbot, whatever the transport (HTTP callback or
 /// Stream mode). Parsed from DingTalk's JSON by `dingtalk::callback`.
 #[derive(Debug, Clone, PartialEq, Eq)]

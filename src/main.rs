@@ -49,6 +49,10 @@ enum Command {
     Receipts(cli::remote::ReceiptsArgs),
     /// List the notices recorded for a group, newest first.
     Notices(cli::remote::NoticesArgs),
+    /// Remind a notice's unread members by direct message (DingTalk allows no @ outside a chat reply).
+    Remind(cli::outreach::RemindArgs),
+    /// Recall a notice from its group; readbot sends no more reminders for it.
+    Recall(cli::outreach::RecallArgs),
     /// Preview a reply template against sample data before deploying it.
     Render(cli::render::RenderArgs),
     /// Ask a running readbot whether it is alive (or ready, with --ready); for container health checks.
@@ -132,6 +136,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         )),
         Command::Notices(args) => Ok(ok(
             cli::remote::notices(config_path, &args, &mut stdout).await
+        )),
+        Command::Remind(args) => Ok(ok(
+            cli::outreach::remind(config_path, &args, &mut stdout).await
+        )),
+        Command::Recall(args) => Ok(ok(
+            cli::outreach::recall(config_path, &args, &mut stdout).await
         )),
         Command::Health(args) => Ok(ok(
             cli::remote::health(config_path, &args, &mut stdout).await

@@ -17,6 +17,8 @@
 //! | `readbot_summaries_in_flight` | gauge | – |
 //! | `readbot_replies_total` | counter | `delivery`: `session`, `session_timeout`, `untrusted_webhook` (a body's sessionWebhook refused: an attack signal; the send API is tried next), `group_send`, `failed`, `dropped` |
 //! | `readbot_notices_sent_total` | counter | `outcome`: `ok`, `dingtalk_error`, `store_error` |
+//! | `readbot_reminders_total` | counter | `via`: `mention`, `dm`; `outcome`: `ok`, `partial`, `refused`, `nobody`, `no_session`, `not_allowed`, `cooldown`, `recalled`, `in_progress`, `no_roster`, `failed` |
+//! | `readbot_recalls_total` | counter | `outcome`: `ok`, `failed` (DingTalk's `failedResult`), `not_allowed`, `error` |
 //! | `readbot_dingtalk_calls_total` | counter | `api`, `outcome` (see [`DINGTALK_OUTCOMES`]) |
 //! | `readbot_dingtalk_call_duration_seconds` | histogram | `api` (one logical call, retries included) |
 //! | `readbot_dingtalk_retries_total` | counter | `api`; `reason`: `backoff`, `token` |
@@ -46,6 +48,26 @@ pub const SUMMARIES_IN_FLIGHT: &str = "readbot_summaries_in_flight";
 pub const REPLIES: &str = "readbot_replies_total";
 /// `readbot_notices_sent_total`.
 pub const NOTICES_SENT: &str = "readbot_notices_sent_total";
+/// `readbot_reminders_total`.
+pub const REMINDERS: &str = "readbot_reminders_total";
+/// `readbot_recalls_total`.
+pub const RECALLS: &str = "readbot_recalls_total";
+/// `outcome` values of [`REMINDERS`].
+pub const REMINDER_OUTCOMES: &[&str] = &[
+    "ok",
+    "partial",
+    "refused",
+    "nobody",
+    "no_session",
+    "not_allowed",
+    "cooldown",
+    "recalled",
+    "in_progress",
+    "no_roster",
+    "failed",
+];
+/// `outcome` values of [`RECALLS`].
+pub const RECALL_OUTCOMES: &[&str] = &["ok", "failed", "not_allowed", "error"];
 /// `readbot_dingtalk_calls_total`.
 pub const DINGTALK_CALLS: &str = "readbot_dingtalk_calls_total";
 /// `readbot_dingtalk_call_duration_seconds`.
@@ -163,6 +185,14 @@ fn describe() {
         "Notices sent through the API, by outcome (ok, dingtalk_error, store_error)."
     );
     describe_counter!(
+        REMINDERS,
+        "Reminders of a notice's unread members, by via (mention: @ in the group; dm: direct messages) and outcome."
+    );
+    describe_counter!(
+        RECALLS,
+        "Notice recalls, by outcome (ok, failed: DingTalk's failedResult, not_allowed, error)."
+    );
+    describe_counter!(
         DINGTALK_CALLS,
         "Logical DingTalk API calls (one per page; retries not counted), by API and outcome."
     );
@@ -236,6 +266,14 @@ fn preregister() {
     for o in ["ok", "error"] {
         counter!(TOKEN_REFRESHES, "outcome" => o).increment(0);
     }
+    for via in ["mention", "dm"] {
+        for o in REMINDER_OUTCOMES {
+            counter!(REMINDERS, "via" => via, "outcome" => *o).increment(0);
+        }
+    }
+    for o in RECALL_OUTCOMES {
+        counter!(RECALLS, "outcome" => *o).increment(0);
+    }
 }
 
 /// The current metrics in Prometheus text format, or `None` when the
@@ -274,6 +312,16 @@ pub fn reply(delivery: &'static str) {
 /// A notice was sent through the API (or failed to).
 pub fn notice_sent(outcome: &'static str) {
     counter!(NOTICES_SENT, "outcome" => outcome).increment(1);
+}
+
+/// One reminder (`via`: `mention` or `dm`) ended with `outcome` (see [`REMINDER_OUTCOMES`]).
+pub fn reminder(via: &'static str, outcome: &'static str) {
+    counter!(REMINDERS, "via" => via, "outcome" => outcome).increment(1);
+}
+
+/// One recall ended with `outcome` (see [`RECALL_OUTCOMES`]).
+pub fn recall(outcome: &'static str) {
+    counter!(RECALLS, "outcome" => outcome).increment(1);
 }
 
 /// One logical DingTalk call ended.

@@ -7,7 +7,8 @@ use async_trait::async_trait;
 use axum::body::Bytes;
 use readbot::bot::Bot;
 use readbot::dingtalk::{
-    DingTalkApi, DingTalkError, GroupSend, ReadQuery, ReadState, Reply, Roster, RosterQuery,
+    DingTalkApi, DingTalkError, DirectSend, DirectSendOutcome, GroupSend, ReadQuery, ReadState,
+    Recall, RecallOutcome, Reply, Roster, RosterQuery,
 };
 use readbot::domain::{now_millis, ProcessQueryKey, SendStatus, UserId};
 use readbot::fake::{FakeConfig, FakeDingTalk, Mention};
@@ -73,6 +74,15 @@ impl DingTalkApi for StubApi {
     async fn reply_in_session(&self, _w: &str, _r: &Reply) -> Result<(), DingTalkError> {
         self.round_trip().await;
         Ok(())
+    }
+    async fn send_direct_messages(
+        &self,
+        _r: &DirectSend,
+    ) -> Result<DirectSendOutcome, DingTalkError> {
+        Ok(DirectSendOutcome::default())
+    }
+    async fn recall_group_messages(&self, _r: &Recall) -> Result<RecallOutcome, DingTalkError> {
+        Ok(RecallOutcome::default())
     }
 }
 

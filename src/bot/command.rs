@@ -4,7 +4,7 @@
 //! the text, and the reply language follows the question (any CJK character
 //! → Chinese).
 
-use crate::domain::Lang;
+use crate::domain::{Lang, ReminderVia};
 
 /// What the asker wants.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,6 +18,16 @@ pub enum Command {
     /// The ids an operator needs: the group's openConversationId, the
     /// asker's userId and the robot code.
     Id,
+    /// Remind the unread members of a notice: the asker's last one, or
+    /// notice N of the list; by @ in the group or by direct message.
+    Remind {
+        /// Notice N (1-based) of the list, or `None` for the asker's last.
+        n: Option<usize>,
+        /// @-mentions through the session webhook, or direct messages.
+        via: ReminderVia,
+    },
+    /// Recall a notice: the asker's last one, or notice N of the list.
+    Recall(Option<usize>),
     /// Help; carries the text that was not understood (empty for "help").
     Help(String),
 }
@@ -35,6 +45,15 @@ impl Command {
             Command::List => "list",
             Command::Status(_) => "status",
             Command::Id => "id",
+            Command::Remind {
+                via: ReminderVia::Mention,
+                ..
+            } => "remind",
+            Command::Remind {
+                via: ReminderVia::Dm,
+                ..
+            } => "remind_dm",
+            Command::Recall(_) => "recall",
             Command::Help(t) if t.is_empty() => "help",
             Command::Help(_) => "unknown",
         }
@@ -45,7 +64,10 @@ impl Command {
     /// understood (with `…` when cut); empty otherwise.
     pub fn log_args(&self) -> String {
         match self {
-            Command::Status(n) => n.to_string(),
+            Command::Status(n) | Command::Remind { n: Some(n), .. } | Command::Recall(Some(n)) => {
+                n.to_string()
+            }
+            Command::Remind { n: None, .. } | Command::Recall(None) => String::new(),
             Command::Help(t) => {
                 let mut shown: String = t.chars().take(LOGGED_ARGS_CHARS).collect();
                 if t.chars().count() > LOGGED_ARGS_CHARS {
@@ -167,6 +189,9 @@ fn parse_normalized(n: &str, original: &str) -> Command {
     ) {
         return Command::Id;
     }
+    if let Some(c) = parse_remind_or_recall(n) {
+        return c;
+    }
     if n == "list" || n == "列表" || n == "ls" || n == "notices" || n == "通知列表" {
         return Command::List;
     }
@@ -181,6 +206,56 @@ fn parse_normalized(n: &str, original: &str) -> Command {
     }
     let shown: String = original.trim().chars().take(80).collect();
     Command::Help(shown)
+}
+
+/// `remind [unread|dm] [N]`, `提醒[未读] [N]`, `私信提醒 [N]`, `recall [N]`,
+/// `撤回 [N]`; anything else after the keyword is not understood (`None`).
+fn parse_remind_or_recall(n: &str) -> Option<Command> {
+    // An optional index, as the whole rest.
+    let index = |rest: &str| -> Option<Option<usize>> {
+        if rest.trim().is_empty() {
+            Some(None)
+        } else {
+            number_after(rest).map(Some)
+        }
+    };
+    for kw in ["recall", "撤回"] {
+        if let Some(rest) = n.strip_prefix(kw) {
+            return index(rest).map(Command::Recall);
+        }
+    }
+    for kw in ["私信提醒", "私信提醒未读"] {
+        if let Some(rest) = n.strip_prefix(kw) {
+            if let Some(i) = index(rest) {
+                return Some(Command::Remind {
+                    n: i,
+                    via: ReminderVia::Dm,
+                });
+            }
+        }
+    }
+    for kw in ["提醒未读", "提醒"] {
+        if let Some(rest) = n.strip_prefix(kw) {
+            return index(rest).map(|i| Command::Remind {
+                n: i,
+                via: ReminderVia::Mention,
+            });
+        }
+    }
+    let rest = n.strip_prefix("remind")?;
+    if !rest.is_empty() && !rest.starts_with(' ') {
+        return None; // "reminder", "reminded": not the command.
+    }
+    let mut via = ReminderVia::Mention;
+    let mut idx = None;
+    for word in rest.split_whitespace() {
+        match word {
+            "unread" => {}
+            "dm" => via = ReminderVia::Dm,
+            w => idx = Some(number_after(w)?),
+        }
+    }
+    Some(Command::Remind { n: idx, via })
 }
 
 #[cfg(test)]
@@ -255,6 +330,50 @@ mod tests {
         assert_eq!(long.command.log_args(), "please forward t…");
         assert_eq!(parse("hi").command.log_args(), "hi");
         assert_eq!(parse("list").command.log_args(), "");
+    }
+
+    #[test]
+    fn remind_and_recall_commands() {
+        let mention = |n| Command::Remind {
+            n,
+            via: ReminderVia::Mention,
+        };
+        let dm = |n| Command::Remind {
+            n,
+            via: ReminderVia::Dm,
+        };
+        for (t, want) in [
+            ("remind", mention(None)),
+            ("Remind unread", mention(None)),
+            ("remind 3", mention(Some(3))),
+            ("remind unread 2", mention(Some(2))),
+            ("remind dm", dm(None)),
+            ("remind dm 4", dm(Some(4))),
+            ("remind 4 dm", dm(Some(4))),
+            ("提醒", mention(None)),
+            ("提醒未读", mention(None)),
+            ("提醒 2", mention(Some(2))),
+            ("提醒２", mention(Some(2))),
+            ("私信提醒", dm(None)),
+            ("私信提醒 3", dm(Some(3))),
+            ("recall", Command::Recall(None)),
+            ("recall 2", Command::Recall(Some(2))),
+            ("撤回", Command::Recall(None)),
+            ("撤回 1", Command::Recall(Some(1))),
+        ] {
+            assert_eq!(parse(t).command, want, "{t}");
+        }
+        assert_eq!(parse("提醒未读").lang, Lang::Zh);
+        for t in [
+            "reminder",
+            "remind me at noon",
+            "remind 0",
+            "recall everything",
+        ] {
+            assert!(matches!(parse(t).command, Command::Help(_)), "{t}");
+        }
+        // "未读" alone still asks who read.
+        assert_eq!(parse("未读").command, Command::WhoRead);
     }
 
     proptest! {

@@ -9,6 +9,7 @@ pub mod command;
 mod fairness;
 pub mod queued;
 pub mod receipts;
+pub mod remind;
 pub mod sentences;
 pub mod summary;
 #[cfg(test)]
@@ -45,6 +46,9 @@ pub enum BotError {
     /// No such notice is recorded.
     #[error("no notice is recorded under that key")]
     NoticeNotFound,
+    /// A reminder or recall was not sent (policy, cooldown, recalled, ...).
+    #[error(transparent)]
+    Remind(#[from] remind::Stop),
 }
 
 /// What [`Bot::accept`] did with a message.
@@ -132,6 +136,7 @@ struct Inner {
     /// Rate-limited logs of attack signals.
     replay_log: throttle::LogEvery,
     webhook_log: throttle::LogEvery,
+    reminding: remind::InProgress,
 }
 
 /// The bot. Cheap to clone.
@@ -158,6 +163,7 @@ impl Bot {
                 receipts,
                 refused: receipts::RefusedSources::default(),
                 bookkept: Arc::default(),
+                reminding: remind::InProgress::default(),
                 deps,
                 accepting: AtomicBool::new(true),
                 in_flight: AtomicUsize::new(0),
@@ -365,6 +371,10 @@ impl Bot {
             (Command::List, Some(group)) => self.list_reply(group, lang).await,
             (Command::WhoRead, Some(group)) => self.who_read_reply(msg, group, lang).await,
             (Command::Status(n), Some(group)) => self.status_reply(msg, group, *n, lang).await,
+            (Command::Remind { n, via }, Some(group)) => {
+                self.remind_reply(msg, group, *n, *via, lang).await
+            }
+            (Command::Recall(n), Some(group)) => self.recall_reply(msg, group, *n, lang).await,
         };
         match result {
             Ok(r) => r,
@@ -373,6 +383,7 @@ impl Bot {
                 let sentence = match &e {
                     BotError::DingTalk(d) => sentences::dingtalk_error(d, lang),
                     BotError::NoticeNotFound => sentences::notice_not_recorded(lang),
+                    BotError::Remind(stop) => stop.sentence(lang, &self.deps().cfg.timezone),
                     BotError::Store(_) | BotError::Render(_) => sentences::internal_error(lang),
                 };
                 self.error_reply(lang, sentence)
@@ -495,7 +506,7 @@ impl Bot {
         let outcome = if receipts.is_ok() { "ok" } else { "error" };
         crate::metrics::summary("chat", outcome, Some(started.elapsed()));
         let receipts = receipts?;
-        let markdown = summary::render_summary(
+        let mut markdown = summary::render_summary(
             &self.deps().renderer,
             &receipts,
             lang,
@@ -503,6 +514,10 @@ impl Bot {
             &msg.sender_nick,
             summary::Layout::of(&self.deps().cfg),
         )?;
+        let status = self.remind_status(&notice.key, lang).await;
+        if !status.is_empty() {
+            markdown = format!("{}\n\n{status}", markdown.trim_end());
+        }
         Ok(Reply {
             title: sentences::receipts_title(lang),
             markdown,

@@ -3,8 +3,9 @@
 //! (which only types its errors) nor to the templates (which lay a sentence
 //! out; see `error.<lang>.md.j2`).
 
+use crate::config::RemindPolicy;
 use crate::dingtalk::{DingTalkError, ErrorCode};
-use crate::domain::Lang;
+use crate::domain::{Lang, RosterSource};
 
 /// Picks the sentence in `lang`.
 fn say(lang: Lang, en: &str, zh: &str) -> String {
@@ -122,6 +123,280 @@ pub fn your_ids(group: Option<&str>, user: Option<&str>, robot_code: &str, lang:
                 "#### 你的 ID\n\n- 本群（openConversationId）：{group}\n- 你（userId）：{user}\n- 机器人（robotCode）：{robot_code}\n\n可用于 readbot check 的 --group 和 --user 参数，以及 readbot 发送接口的 openConversationId。"
             )
         }
+    }
+}
+
+// ----- reminders and recalls ---------------------------------------------------
+
+/// Title of a reminder (group @-message or direct message).
+pub fn remind_title(lang: Lang) -> String {
+    say(lang, "Reminder", "提醒")
+}
+
+/// Title of a recall confirmation.
+pub fn recall_title(lang: Lang) -> String {
+    say(lang, "Recall", "撤回")
+}
+
+/// What the roster of a reminder was, so the group knows who counts as unread.
+pub fn remind_roster(source: RosterSource, complete: bool, lang: Lang) -> String {
+    let (en, zh) = match source {
+        RosterSource::InnerGroup => ("the group's member list", "群成员列表"),
+        RosterSource::SceneGroup => ("the scene group's member list", "场景群成员列表"),
+        RosterSource::Learned => (
+            "the members readbot has seen in this group",
+            "readbot 在本群见过的成员",
+        ),
+    };
+    let (en_more, zh_more) = if complete {
+        ("", "")
+    } else {
+        (" (it may be incomplete)", "（可能不完整）")
+    };
+    match lang {
+        Lang::En => format!("Unread counted against {en}{en_more}."),
+        Lang::Zh => format!("未读按{zh}{zh_more}统计。"),
+    }
+}
+
+/// First line of a reminder @-message in the group.
+pub fn remind_header(title: &str, author: &str, sent_at: &str, lang: Lang) -> String {
+    match (lang, author.is_empty()) {
+        (Lang::En, false) => {
+            format!("Please read **{title}** (from {author}, sent {sent_at}). Not read yet:")
+        }
+        (Lang::En, true) => format!("Please read **{title}** (sent {sent_at}). Not read yet:"),
+        (Lang::Zh, false) => {
+            format!("请阅读 **{title}**（{author} 于 {sent_at} 发送）。以下成员尚未阅读：")
+        }
+        (Lang::Zh, true) => format!("请阅读 **{title}**（{sent_at} 发送）。以下成员尚未阅读："),
+    }
+}
+
+/// Ends the last @-message when the mention cap left people out.
+pub fn remind_more(rest: usize, lang: Lang) -> String {
+    match lang {
+        Lang::En => format!(
+            "{rest} more have not read it and were not mentioned here. Say \"remind dm\" to send each of them a direct message."
+        ),
+        Lang::Zh => format!("另有 {rest} 人未读，未在此提及。发送“私信提醒”可逐一私信提醒他们。"),
+    }
+}
+
+/// No fresh `sessionWebhook`: only a reply through one can @ anyone.
+pub fn remind_no_session(lang: Lang) -> String {
+    say(
+        lang,
+        "I can only @ people in a direct reply to your message, and DingTalk gave me no reply link that is still valid. Say \"remind dm\" to send the unread members a direct message instead.",
+        "只有直接回复你的消息时我才能 @ 成员，但钉钉没有给出仍然有效的回复链接。发送“私信提醒”可改为私信提醒未读成员。",
+    )
+}
+
+/// The asker may not remind (or recall, `recall` true) under the policy.
+pub fn not_allowed(policy: RemindPolicy, recall: bool, lang: Lang) -> String {
+    let (en_act, zh_act) = if recall {
+        ("recall", "撤回")
+    } else {
+        ("send reminders about", "提醒")
+    };
+    match (lang, policy) {
+        (Lang::En, RemindPolicy::Admins) => {
+            format!("Only readbot's admins may {en_act} notices here.")
+        }
+        (Lang::En, _) => {
+            format!("Only the notice's author and readbot's admins may {en_act} this notice.")
+        }
+        (Lang::Zh, RemindPolicy::Admins) => format!("只有 readbot 管理员可以{zh_act}通知。"),
+        (Lang::Zh, _) => format!("只有通知的发送人和 readbot 管理员可以{zh_act}这条通知。"),
+    }
+}
+
+/// A reminder came too soon after the last one; `next` is when one is allowed.
+pub fn remind_cooldown(next: &str, lang: Lang) -> String {
+    match lang {
+        Lang::En => format!(
+            "This notice was reminded a short while ago. The next reminder is allowed at {next}."
+        ),
+        Lang::Zh => format!("这条通知刚提醒过，下次提醒最早在 {next}。"),
+    }
+}
+
+/// The notice was recalled: no reminders.
+pub fn remind_recalled(lang: Lang) -> String {
+    say(
+        lang,
+        "That notice was recalled, so readbot sends no reminders about it.",
+        "这条通知已撤回，readbot 不再为它发送提醒。",
+    )
+}
+
+/// No roster: readbot cannot tell who has not read.
+pub fn remind_no_roster(lang: Lang) -> String {
+    say(
+        lang,
+        "readbot does not know this group's member list, so it cannot tell who has not read the notice.",
+        "readbot 不知道本群的成员列表，无法判断谁还没有阅读。",
+    )
+}
+
+/// Nobody is left to remind.
+pub fn remind_nobody(lang: Lang) -> String {
+    say(
+        lang,
+        "Everyone has read it; there is nobody to remind.",
+        "所有人都已阅读，无需提醒。",
+    )
+}
+
+/// Another reminder of the same notice is being sent right now.
+pub fn remind_in_progress(lang: Lang) -> String {
+    say(
+        lang,
+        "A reminder about this notice is being sent right now.",
+        "这条通知的提醒正在发送中。",
+    )
+}
+
+/// The @-messages stopped after `reached` of `total` people.
+pub fn remind_stopped(reached: usize, total: usize, cause: &str, lang: Lang) -> String {
+    match lang {
+        Lang::En => format!("The reminder stopped after mentioning {reached} of {total}. {cause}"),
+        Lang::Zh => format!("提醒在 @ 了 {total} 人中的 {reached} 人后中止。{cause}"),
+    }
+}
+
+/// The direct message an unread member gets: (title, markdown).
+pub fn remind_dm(title: &str, author: &str, sent_at: &str, lang: Lang) -> (String, String) {
+    let author = if author.is_empty() {
+        say(lang, "someone", "有人")
+    } else {
+        author.to_owned()
+    };
+    match lang {
+        Lang::En => (
+            format!("Reminder: {title}"),
+            format!(
+                "{author} sent the notice **{title}** to your group on {sent_at}, and you have not read it yet. Please open the group and read it."
+            ),
+        ),
+        Lang::Zh => (
+            format!("提醒：{title}"),
+            format!("{author} 于 {sent_at} 在群里发送了通知 **{title}**，你还没有阅读，请打开群聊查看。"),
+        ),
+    }
+}
+
+/// Names shown in a list before "and N more".
+const NAMES_SHOWN: usize = 20;
+
+fn names(list: &[String], lang: Lang) -> String {
+    let shown = list
+        .iter()
+        .take(NAMES_SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(say(lang, ", ", "、").as_str());
+    let more = list.len().saturating_sub(NAMES_SHOWN);
+    match (lang, more) {
+        (_, 0) => shown,
+        (Lang::En, m) => format!("{shown} and {m} more"),
+        (Lang::Zh, m) => format!("{shown} 等另外 {m} 人"),
+    }
+}
+
+/// The confirmation of `remind dm` to the asker.
+pub fn remind_dm_done(
+    sent: usize,
+    total: usize,
+    invalid: &[String],
+    flow_controlled: &[String],
+    unsent: &[String],
+    lang: Lang,
+) -> String {
+    let mut out = match lang {
+        Lang::En => format!("Sent a direct message to {sent} of {total} unread members."),
+        Lang::Zh => format!("已私信提醒 {total} 位未读成员中的 {sent} 位。"),
+    };
+    if !invalid.is_empty() {
+        out.push(' ');
+        out.push_str(&match lang {
+            Lang::En => format!(
+                "DingTalk refused {} as unknown or invalid users: {}.",
+                invalid.len(),
+                names(invalid, lang)
+            ),
+            Lang::Zh => format!(
+                "钉钉认为 {} 人无效或不存在：{}。",
+                invalid.len(),
+                names(invalid, lang)
+            ),
+        });
+    }
+    if !flow_controlled.is_empty() {
+        out.push(' ');
+        out.push_str(&match lang {
+            Lang::En => format!(
+                "DingTalk held back {} because of flow control (try again later): {}.",
+                flow_controlled.len(),
+                names(flow_controlled, lang)
+            ),
+            Lang::Zh => format!(
+                "钉钉因限流未发送 {} 人（请稍后再试）：{}。",
+                flow_controlled.len(),
+                names(flow_controlled, lang)
+            ),
+        });
+    }
+    if !unsent.is_empty() {
+        out.push(' ');
+        out.push_str(&match lang {
+            Lang::En => format!(
+                "{} were not sent to because DingTalk failed: {}.",
+                unsent.len(),
+                names(unsent, lang)
+            ),
+            Lang::Zh => format!(
+                "因钉钉出错，{} 人未发送：{}。",
+                unsent.len(),
+                names(unsent, lang)
+            ),
+        });
+    }
+    out
+}
+
+/// The notice was recalled.
+pub fn recall_done(title: &str, lang: Lang) -> String {
+    match lang {
+        Lang::En => format!("Recalled **{title}**. readbot sends no more reminders about it."),
+        Lang::Zh => format!("已撤回 **{title}**，readbot 不再为它发送提醒。"),
+    }
+}
+
+/// DingTalk did not recall the notice; `reason` is its `failedResult` text.
+pub fn recall_failed(reason: &str, lang: Lang) -> String {
+    let reason = reason.trim();
+    match (lang, reason.is_empty()) {
+        (Lang::En, false) => format!("DingTalk did not recall the notice: {reason}"),
+        (Lang::En, true) => "DingTalk did not recall the notice and gave no reason.".to_owned(),
+        (Lang::Zh, false) => format!("钉钉未能撤回这条通知：{reason}"),
+        (Lang::Zh, true) => "钉钉未能撤回这条通知，也没有说明原因。".to_owned(),
+    }
+}
+
+/// The summary's line about reminders: "reminded 2× · last 14:05".
+pub fn reminded_line(count: usize, last: &str, lang: Lang) -> String {
+    match lang {
+        Lang::En => format!("Reminded {count}× · last {last}"),
+        Lang::Zh => format!("已提醒 {count} 次 · 最近 {last}"),
+    }
+}
+
+/// The summary's line about a recall through readbot.
+pub fn recalled_line(at: &str, lang: Lang) -> String {
+    match lang {
+        Lang::En => format!("Recalled through readbot at {at}."),
+        Lang::Zh => format!("已于 {at} 通过 readbot 撤回。"),
     }
 }
 

@@ -937,3 +937,151 @@ async fn a_callback_nick_is_shown_only_when_dingtalk_has_no_name_and_never_as_ma
     );
     assert!(!seen.contains("]("), "{seen}");
 }
+
+// ---------------------------------------------------------------- reminders and recall
+
+/// `n` members u1..un with names, only u1 has read.
+fn big_group(api: &ScriptedApi, n: usize) {
+    let members: Vec<Member> = (1..=n)
+        .map(|i| member(&format!("u{i}"), Some(&format!("Person {i}"))))
+        .collect();
+    api.on_roster(move |_| {
+        Ok(Roster {
+            members: members.clone(),
+            complete: true,
+        })
+    });
+    api.on_read_state(|_| Ok(read_by(&["u1"])));
+}
+
+#[tokio::test]
+async fn remind_policy_decides_who_may_remind() {
+    let cfg = |policy| BotConfig {
+        remind_policy: policy,
+        admins: vec![uid("boss")],
+        remind_cooldown: Duration::ZERO,
+        ..BotConfig::default()
+    };
+    use crate::config::RemindPolicy::*;
+    for (policy, sender, allowed) in [
+        (Author, Some("u2"), true),
+        (Author, Some("boss"), true),
+        (Author, Some("u3"), false),
+        (Author, None, false),
+        (Admins, Some("u2"), false),
+        (Admins, Some("boss"), true),
+        (Anyone, Some("u3"), true),
+        (Anyone, None, false),
+    ] {
+        let h = Harness::with(cfg(policy), None);
+        h.notice("keyR", "Fire drill", Some("u2"), 10).await;
+        usual_group(&h.api);
+        let seen = h.ask_text("remind dm", sender).await;
+        let sent = h.api.count(Method::SendDirectMessages);
+        assert_eq!(sent == 1, allowed, "{policy:?} {sender:?}: {seen}");
+        if !allowed {
+            assert!(seen.contains("may send reminders"), "{seen}");
+            assert!(h
+                .store
+                .reminders(&ProcessQueryKey::parse("keyR").unwrap())
+                .await
+                .unwrap()
+                .is_empty());
+        } else {
+            assert!(seen.contains("Sent a direct message to 2 of 2"), "{seen}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_failing_mention_message_stops_the_reminder_and_records_who_was_reached() {
+    let h = Harness::new();
+    h.notice("keyM", "Fire drill", Some("u1"), 10).await;
+    big_group(&h.api, 121);
+    h.api.push_reply_in_session(Ok(()));
+    h.api.push_reply_in_session(Err(DingTalkError::Timeout));
+    h.bot.process(mention("m-stop", "remind", Some("u1"))).await;
+    let replies = h.api.session_replies();
+    // Two @-messages attempted, then the answer saying where it stopped.
+    assert_eq!(replies.len(), 3, "{replies:#?}");
+    assert_eq!(replies[0].1.at_user_ids.len(), 50);
+    assert!(
+        replies[0].1.markdown.contains("@u2 @u3"),
+        "{}",
+        replies[0].1.markdown
+    );
+    let last = &replies[2].1.markdown;
+    assert!(
+        last.contains("stopped after mentioning 50 of 120"),
+        "{last}"
+    );
+    assert!(last.contains("did not answer in time"), "{last}");
+    let recorded = h
+        .store
+        .reminders(&ProcessQueryKey::parse("keyM").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(recorded.len(), 1);
+    assert_eq!(recorded[0].count, 50);
+    assert_eq!(recorded[0].via, crate::domain::ReminderVia::Mention);
+    assert_eq!(recorded[0].by, Some(uid("u1")));
+}
+
+#[tokio::test]
+async fn remind_dm_that_dingtalk_refuses_records_nothing() {
+    let h = Harness::new();
+    h.notice("keyD", "Fire drill", Some("u1"), 10).await;
+    usual_group(&h.api);
+    h.api.push_direct(Err(DingTalkError::Api {
+        status: 403,
+        code: ErrorCode::AuthError,
+        message: "no".into(),
+        request_id: None,
+    }));
+    let seen = h.ask_text("私信提醒", Some("u1")).await;
+    assert!(seen.contains("qyapi_robot_sendmsg"), "{seen}");
+    assert!(h
+        .store
+        .reminders(&ProcessQueryKey::parse("keyD").unwrap())
+        .await
+        .unwrap()
+        .is_empty());
+    // Nothing recorded, so no cooldown: the next try goes out.
+    let seen = h.ask_text("私信提醒", Some("u1")).await;
+    assert!(seen.contains("已私信提醒 2 位未读成员中的 2 位"), "{seen}");
+}
+
+#[tokio::test]
+async fn recall_failure_reason_reaches_the_asker_and_nothing_is_marked() {
+    let h = Harness::new();
+    h.notice("keyC", "Fire drill", Some("u1"), 10).await;
+    h.api.push_recall(Ok(crate::dingtalk::RecallOutcome {
+        recalled: Vec::new(),
+        failed: vec![(
+            ProcessQueryKey::parse("keyC").unwrap(),
+            "超过撤回时限".into(),
+        )],
+    }));
+    let seen = h.ask_text("recall", Some("u1")).await;
+    assert!(
+        seen.contains("DingTalk did not recall the notice: 超过撤回时限"),
+        "{seen}"
+    );
+    let key = ProcessQueryKey::parse("keyC").unwrap();
+    assert_eq!(h.store.recalled_at(&key).await.unwrap(), None);
+    let seen = h.ask_text("recall", Some("u1")).await;
+    assert!(seen.contains("Recalled **Fire drill**"), "{seen}");
+    assert!(h.store.recalled_at(&key).await.unwrap().is_some());
+    let recalls: Vec<_> = h
+        .api
+        .calls()
+        .into_iter()
+        .filter_map(|c| match c {
+            Call::RecallGroupMessages(r) => Some(r),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(recalls.len(), 2);
+    assert_eq!(recalls[1].keys, [key]);
+    assert_eq!(recalls[1].group, group());
+}

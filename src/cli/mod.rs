@@ -4,6 +4,7 @@
 //!   callback URL and the console permissions;
 //! - [`remote`]: `send`, `receipts`, `notices` and `health`, which talk to a
 //!   running readbot over its HTTP API;
+//! - [`outreach`]: `remind` and `recall`, also over readbot's HTTP API;
 //! - [`render`]: preview a template file against sample data.
 //!
 //! Each command writes its results to the `out` writer it is given (stdout in
@@ -12,6 +13,7 @@
 //! found, 2 usage or configuration error.
 
 pub mod check;
+pub mod outreach;
 pub mod remote;
 pub mod render;
 

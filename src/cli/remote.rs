@@ -268,6 +268,20 @@ impl Remote {
         }
     }
 
+    /// POSTs `body` as JSON to the API path `segments`.
+    pub(super) async fn post(&self, segments: &[&str], body: &Value) -> Result<Value, CliError> {
+        let url = self.url(segments);
+        self.request(self.http.post(url).json(body))
+            .await
+            .map(|(_, v)| v)
+    }
+
+    /// DELETEs the API path `segments`.
+    pub(super) async fn delete(&self, segments: &[&str]) -> Result<Value, CliError> {
+        let url = self.url(segments);
+        self.request(self.http.delete(url)).await.map(|(_, v)| v)
+    }
+
     async fn get(&self, segments: &[&str], query: &[(&str, String)]) -> Result<Value, CliError> {
         let mut url = self.url(segments);
         if !query.is_empty() {
@@ -369,7 +383,7 @@ pub async fn send(
     Ok(())
 }
 
-fn pretty(v: &Value) -> String {
+pub(super) fn pretty(v: &Value) -> String {
     serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
 }
 

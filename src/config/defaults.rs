@@ -67,6 +67,10 @@ pub const MAX_QUEUED_ANSWERS: usize = 10_000;
 pub const MAX_READ_NAMES: usize = 30;
 /// `bot.timezone` / `READBOT_TIMEZONE`: the IANA zone reply times are shown in.
 pub const TIMEZONE: &str = "Asia/Shanghai";
+/// `bot.remind_cooldown_secs` / `READBOT_REMIND_COOLDOWN_SECS`.
+pub const REMIND_COOLDOWN: Duration = Duration::from_secs(600);
+/// `bot.remind_max_mentions` / `READBOT_REMIND_MAX_MENTIONS`.
+pub const REMIND_MAX_MENTIONS: usize = 200;
 
 /// `stream.backoff_base_ms` / `READBOT_STREAM_BACKOFF_BASE_MS`.
 pub const STREAM_BACKOFF_BASE: Duration = Duration::from_secs(1);

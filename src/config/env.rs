@@ -246,4 +246,24 @@ pub const ENV_KEYS: &[(&str, &str, &str)] = &[
         "server.shutdown_grace_secs",
         "drain time after SIGTERM (1-25)",
     ),
+    (
+        "READBOT_REMIND_POLICY",
+        "bot.remind_policy",
+        "who may remind and recall: author (and admins), admins, anyone",
+    ),
+    (
+        "READBOT_ADMINS",
+        "bot.admins",
+        "comma list of userIds who may remind and recall any notice",
+    ),
+    (
+        "READBOT_REMIND_COOLDOWN_SECS",
+        "bot.remind_cooldown_secs",
+        "least time between two reminders of one notice (0: none)",
+    ),
+    (
+        "READBOT_REMIND_MAX_MENTIONS",
+        "bot.remind_max_mentions",
+        "most people one chat `remind` @-mentions",
+    ),
 ];

@@ -21,7 +21,7 @@ pub use env::{Env, ProcessEnv, ENV_KEYS};
 pub use secret::Secret;
 pub use timezone::ReplyTimeZone;
 
-use crate::domain::{RobotCode, RosterSource};
+use crate::domain::{RobotCode, RosterSource, UserId};
 use raw::RawFile;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -198,6 +198,38 @@ pub struct BotConfig {
     pub max_read_names: usize,
     /// The zone reply times are shown in (and named in the reply).
     pub timezone: ReplyTimeZone,
+    /// Who may remind the unread members of a notice and recall it.
+    pub remind_policy: RemindPolicy,
+    /// userIds allowed to remind and recall any notice (`bot.admins`).
+    pub admins: Vec<UserId>,
+    /// Least time between two reminders of one notice.
+    pub remind_cooldown: Duration,
+    /// Most people @-mentioned by one `remind` in the group.
+    pub remind_max_mentions: usize,
+}
+
+/// Who may remind (and recall) a notice: `bot.remind_policy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RemindPolicy {
+    /// The notice's author and the admins (`author`, the default).
+    #[default]
+    Author,
+    /// Only the admins (`admins`).
+    Admins,
+    /// Anyone in the group (`anyone`).
+    Anyone,
+}
+
+impl RemindPolicy {
+    /// Parses the config spelling.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim() {
+            "author" => Some(Self::Author),
+            "admins" => Some(Self::Admins),
+            "anyone" => Some(Self::Anyone),
+            _ => None,
+        }
+    }
 }
 
 impl Default for BotConfig {
@@ -214,6 +246,10 @@ impl Default for BotConfig {
             max_queued_answers: defaults::MAX_QUEUED_ANSWERS,
             max_read_names: defaults::MAX_READ_NAMES,
             timezone: ReplyTimeZone::default(),
+            remind_policy: RemindPolicy::default(),
+            admins: Vec::new(),
+            remind_cooldown: defaults::REMIND_COOLDOWN,
+            remind_max_mentions: defaults::REMIND_MAX_MENTIONS,
         }
     }
 }

@@ -3,10 +3,10 @@
 
 use super::env::{parse_base, pick, pick_str, Env};
 use super::{
-    defaults, BotConfig, ClientSettings, Config, ConfigError, DingTalkConfig, Mode, ReplyTimeZone,
-    RosterSource, Secret, ServerConfig, StreamConfig,
+    defaults, BotConfig, ClientSettings, Config, ConfigError, DingTalkConfig, Mode, RemindPolicy,
+    ReplyTimeZone, RosterSource, Secret, ServerConfig, StreamConfig,
 };
-use crate::domain::RobotCode;
+use crate::domain::{RobotCode, UserId};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -85,6 +85,10 @@ struct RawBot {
     max_queued_answers: Option<usize>,
     max_read_names: Option<usize>,
     timezone: Option<String>,
+    remind_policy: Option<String>,
+    admins: Option<Vec<String>>,
+    remind_cooldown_secs: Option<u64>,
+    remind_max_mentions: Option<usize>,
 }
 
 impl RawFile {
@@ -263,7 +267,18 @@ impl RawFile {
                 out
             }
         };
+        let remind = remind_settings(
+            env,
+            b.remind_policy,
+            b.admins,
+            b.remind_cooldown_secs,
+            b.remind_max_mentions,
+        )?;
         let bot = BotConfig {
+            remind_policy: remind.0,
+            admins: remind.1,
+            remind_cooldown: remind.2,
+            remind_max_mentions: remind.3,
             roster_sources,
             name_ttl: secs("READBOT_NAME_TTL_SECS", b.name_ttl_secs, defaults::NAME_TTL)?,
             list_limit: positive(
@@ -466,4 +481,50 @@ impl RawServer {
             )?,
         })
     }
+}
+
+/// `bot.remind_policy`, `bot.admins`, `bot.remind_cooldown_secs` and
+/// `bot.remind_max_mentions`, environment over file, checked.
+fn remind_settings(
+    env: &dyn Env,
+    policy: Option<String>,
+    admins: Option<Vec<String>>,
+    cooldown_secs: Option<u64>,
+    max_mentions: Option<usize>,
+) -> Result<(RemindPolicy, Vec<UserId>, Duration, usize), ConfigError> {
+    let policy = match pick_str(env, "READBOT_REMIND_POLICY", policy) {
+        None => RemindPolicy::default(),
+        Some(p) => RemindPolicy::parse(&p).ok_or_else(|| ConfigError::Invalid {
+            key: "READBOT_REMIND_POLICY",
+            message: format!("{p:?} is not one of author, admins, anyone"),
+        })?,
+    };
+    let admins = match env.get("READBOT_ADMINS") {
+        Some(v) => v.split(',').map(|s| s.trim().to_owned()).collect(),
+        None => admins.unwrap_or_default(),
+    };
+    let mut ids: Vec<UserId> = Vec::new();
+    for a in admins.iter().filter(|a| !a.trim().is_empty()) {
+        let id = UserId::parse(a.trim()).map_err(|e| ConfigError::Invalid {
+            key: "READBOT_ADMINS",
+            message: format!("{a:?}: {e}"),
+        })?;
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    // Zero is allowed: no cooldown.
+    let cooldown = Duration::from_secs(
+        pick(env, "READBOT_REMIND_COOLDOWN_SECS", cooldown_secs)?
+            .unwrap_or(defaults::REMIND_COOLDOWN.as_secs()),
+    );
+    let max_mentions = pick(env, "READBOT_REMIND_MAX_MENTIONS", max_mentions)?
+        .unwrap_or(defaults::REMIND_MAX_MENTIONS);
+    if max_mentions == 0 {
+        return Err(ConfigError::Invalid {
+            key: "READBOT_REMIND_MAX_MENTIONS",
+            message: "must be greater than 0".into(),
+        });
+    }
+    Ok((policy, ids, cooldown, max_mentions))
 }

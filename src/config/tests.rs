@@ -195,6 +195,48 @@ fn read_names_and_time_zone() {
 }
 
 #[test]
+fn remind_settings_from_file_and_env() {
+    let base = [("DINGTALK_APP_KEY", "k"), ("DINGTALK_APP_SECRET", "s")];
+    let c = Config::from_toml_str("", &env(&base)).unwrap();
+    assert_eq!(c.bot.remind_policy, RemindPolicy::Author);
+    assert!(c.bot.admins.is_empty());
+    assert_eq!(c.bot.remind_cooldown, Duration::from_secs(600));
+    assert_eq!(c.bot.remind_max_mentions, 200);
+    let toml = r#"
+        [bot]
+        remind_policy = "anyone"
+        admins = ["boss", "boss", "deputy"]
+        remind_cooldown_secs = 0
+        remind_max_mentions = 120
+    "#;
+    let c = Config::from_toml_str(toml, &env(&base)).unwrap();
+    assert_eq!(c.bot.remind_policy, RemindPolicy::Anyone);
+    let admins: Vec<&str> = c.bot.admins.iter().map(|a| a.as_str()).collect();
+    assert_eq!(admins, ["boss", "deputy"]);
+    assert_eq!(c.bot.remind_cooldown, Duration::ZERO);
+    assert_eq!(c.bot.remind_max_mentions, 120);
+    let mut pairs = base.to_vec();
+    pairs.extend([
+        ("READBOT_REMIND_POLICY", "admins"),
+        ("READBOT_ADMINS", " a1 , a2 "),
+    ]);
+    let c = Config::from_toml_str(toml, &env(&pairs)).unwrap();
+    assert_eq!(c.bot.remind_policy, RemindPolicy::Admins);
+    let admins: Vec<&str> = c.bot.admins.iter().map(|a| a.as_str()).collect();
+    assert_eq!(admins, ["a1", "a2"]);
+    for (k, v) in [
+        ("READBOT_REMIND_POLICY", "everyone"),
+        ("READBOT_REMIND_MAX_MENTIONS", "0"),
+        ("READBOT_REMIND_COOLDOWN_SECS", "soon"),
+    ] {
+        let mut pairs = base.to_vec();
+        pairs.push((k, v));
+        let err = Config::from_toml_str("", &env(&pairs)).unwrap_err();
+        assert!(err.to_string().contains(k), "{err} should name {k}");
+    }
+}
+
+#[test]
 fn the_signature_window_is_five_minutes_and_at_most_an_hour() {
     let base = [("DINGTALK_APP_KEY", "k"), ("DINGTALK_APP_SECRET", "s")];
     let c = Config::from_toml_str("", &env(&base)).unwrap();

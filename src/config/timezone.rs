@@ -42,6 +42,14 @@ impl ReplyTimeZone {
         Ok(Self { name, tz })
     }
 
+    /// UTC, for machine-facing text (API error messages, logs).
+    pub fn utc() -> Self {
+        Self {
+            name: "UTC".into(),
+            tz: TimeZone::UTC,
+        }
+    }
+
     /// The zone's IANA name, as replies show it (`Asia/Shanghai`).
     pub fn name(&self) -> &str {
         &self.name

@@ -150,6 +150,65 @@ pub struct Reply {
     pub at_user_ids: Vec<UserId>,
 }
 
+/// At most this many `userIds` per `oToMessages/batchSend` call (the
+/// documented limit; the client splits longer lists).
+pub const MAX_DIRECT_USERS_PER_CALL: usize = 20;
+
+/// At most this many `processQueryKeys` per `groupMessages/recall` call (the
+/// client splits longer lists).
+pub const MAX_RECALL_KEYS_PER_CALL: usize = 20;
+
+/// A direct (1:1) robot message to several users (`oToMessages/batchSend`).
+/// DingTalk cannot @ anyone in it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DirectSend {
+    /// Sending robot.
+    pub robot_code: RobotCode,
+    /// Recipients; any number (sent in calls of [`MAX_DIRECT_USERS_PER_CALL`]).
+    pub users: Vec<UserId>,
+    /// What to send.
+    pub message: OutgoingMessage,
+}
+
+/// What DingTalk did with a [`DirectSend`], over all its calls.
+#[derive(Debug, Clone, Default)]
+pub struct DirectSendOutcome {
+    /// Users DingTalk accepted the message for, in request order.
+    pub sent: Vec<UserId>,
+    /// Users DingTalk refused as unknown or invalid (`invalidStaffIdList`).
+    pub invalid: Vec<UserId>,
+    /// Users DingTalk refused because of flow control (`flowControlledStaffIdList`).
+    pub flow_controlled: Vec<UserId>,
+    /// Users never sent to because a call failed (see `error`); later
+    /// batches are not attempted after a failure.
+    pub unsent: Vec<UserId>,
+    /// The error that stopped the remaining batches, when one did (the
+    /// first batch failing is an `Err` of the whole call instead).
+    pub error: Option<DingTalkError>,
+    /// `processQueryKey` of each accepted call.
+    pub keys: Vec<ProcessQueryKey>,
+}
+
+/// A recall of group messages the robot sent (`groupMessages/recall`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recall {
+    /// The group the messages were sent to.
+    pub group: OpenConversationId,
+    /// The robot that sent them.
+    pub robot_code: RobotCode,
+    /// Their keys (sent in calls of [`MAX_RECALL_KEYS_PER_CALL`]).
+    pub keys: Vec<ProcessQueryKey>,
+}
+
+/// What DingTalk did with a [`Recall`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RecallOutcome {
+    /// Keys recalled.
+    pub recalled: Vec<ProcessQueryKey>,
+    /// Keys DingTalk did not recall, with its reason verbatim.
+    pub failed: Vec<(ProcessQueryKey, String)>,
+}
+
 /// The operations readbot needs from DingTalk.
 ///
 /// Implemented over HTTP by [`client::DingTalkClient`]; the bot logic and the
@@ -173,6 +232,17 @@ pub trait DingTalkApi: Send + Sync + 'static {
     /// POSTs a reply to a `sessionWebhook`. Refuses ([`DingTalkError::UntrustedWebhook`])
     /// any URL whose scheme and host are not those of the configured old-API base.
     async fn reply_in_session(&self, webhook: &str, reply: &Reply) -> Result<(), DingTalkError>;
+
+    /// `POST /v1.0/robot/oToMessages/batchSend` in calls of at most
+    /// [`MAX_DIRECT_USERS_PER_CALL`] users. `Err` only when nothing was sent.
+    async fn send_direct_messages(
+        &self,
+        req: &DirectSend,
+    ) -> Result<DirectSendOutcome, DingTalkError>;
+
+    /// `POST /v1.0/robot/groupMessages/recall` in calls of at most
+    /// [`MAX_RECALL_KEYS_PER_CALL`] keys.
+    async fn recall_group_messages(&self, req: &Recall) -> Result<RecallOutcome, DingTalkError>;
 }
 
 #[cfg(test)]

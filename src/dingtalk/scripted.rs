@@ -13,6 +13,8 @@
 //! | [`DingTalkApi::roster`] | `Ok`: no members, not complete |
 //! | [`DingTalkApi::user_names`] | `Ok`: no names (DingTalk knows nobody) |
 //! | [`DingTalkApi::reply_in_session`] | `Ok(())` |
+//! | [`DingTalkApi::send_direct_messages`] | `Ok`: every user sent to |
+//! | [`DingTalkApi::recall_group_messages`] | `Ok`: every key recalled |
 //!
 //! Every call, answered or not, is appended to the log ([`ScriptedApi::calls`])
 //! before it is answered, so a test asserts on what was asked of DingTalk
@@ -47,7 +49,8 @@
 //! ```
 
 use super::{
-    DingTalkApi, DingTalkError, GroupSend, ReadQuery, ReadState, Reply, Roster, RosterQuery,
+    DingTalkApi, DingTalkError, DirectSend, DirectSendOutcome, GroupSend, ReadQuery, ReadState,
+    Recall, RecallOutcome, Reply, Roster, RosterQuery,
 };
 use crate::domain::{ProcessQueryKey, SendStatus, UserId};
 use async_trait::async_trait;
@@ -68,6 +71,10 @@ pub enum Method {
     UserNames,
     /// [`DingTalkApi::reply_in_session`] (`sessionWebhook`).
     ReplyInSession,
+    /// [`DingTalkApi::send_direct_messages`] (`oToMessages/batchSend`, all batches).
+    SendDirectMessages,
+    /// [`DingTalkApi::recall_group_messages`] (`groupMessages/recall`).
+    RecallGroupMessages,
 }
 
 /// One call made to the [`ScriptedApi`], with its request.
@@ -88,6 +95,10 @@ pub enum Call {
         /// The reply.
         reply: Reply,
     },
+    /// [`DingTalkApi::send_direct_messages`].
+    SendDirectMessages(DirectSend),
+    /// [`DingTalkApi::recall_group_messages`].
+    RecallGroupMessages(Recall),
 }
 
 impl Call {
@@ -99,6 +110,8 @@ impl Call {
             Call::Roster(_) => Method::Roster,
             Call::UserNames(_) => Method::UserNames,
             Call::ReplyInSession { .. } => Method::ReplyInSession,
+            Call::SendDirectMessages(_) => Method::SendDirectMessages,
+            Call::RecallGroupMessages(_) => Method::RecallGroupMessages,
         }
     }
 }
@@ -108,6 +121,8 @@ type ReadStateFn = dyn FnMut(&ReadQuery) -> Result<ReadState, DingTalkError> + S
 type RosterFn = dyn FnMut(&RosterQuery) -> Result<Roster, DingTalkError> + Send;
 type UserNamesFn = dyn FnMut(&[UserId]) -> Result<Vec<(UserId, String)>, DingTalkError> + Send;
 type ReplyFn = dyn FnMut(&str, &Reply) -> Result<(), DingTalkError> + Send;
+type DirectFn = dyn FnMut(&DirectSend) -> Result<DirectSendOutcome, DingTalkError> + Send;
+type RecallFn = dyn FnMut(&Recall) -> Result<RecallOutcome, DingTalkError> + Send;
 
 /// The answers of one method: a queue, then a handler, then the default.
 struct Script<T, F: ?Sized> {
@@ -145,6 +160,8 @@ struct State {
     roster: Script<Roster, RosterFn>,
     user_names: Script<Vec<(UserId, String)>, UserNamesFn>,
     reply: Script<(), ReplyFn>,
+    direct: Script<DirectSendOutcome, DirectFn>,
+    recall: Script<RecallOutcome, RecallFn>,
     calls: Vec<Call>,
     sent: usize,
     latency: Duration,
@@ -249,6 +266,44 @@ impl ScriptedApi {
         f: impl FnMut(&str, &Reply) -> Result<(), DingTalkError> + Send + 'static,
     ) {
         self.lock().reply.handler = Some(Box::new(f));
+    }
+
+    /// Queues the answer of the next unanswered `send_direct_messages`.
+    pub fn push_direct(&self, answer: Result<DirectSendOutcome, DingTalkError>) {
+        self.lock().direct.queue.push_back(answer);
+    }
+
+    /// Answers `send_direct_messages` through `f` once its queue is empty.
+    pub fn on_direct(
+        &self,
+        f: impl FnMut(&DirectSend) -> Result<DirectSendOutcome, DingTalkError> + Send + 'static,
+    ) {
+        self.lock().direct.handler = Some(Box::new(f));
+    }
+
+    /// Queues the answer of the next unanswered `recall_group_messages`.
+    pub fn push_recall(&self, answer: Result<RecallOutcome, DingTalkError>) {
+        self.lock().recall.queue.push_back(answer);
+    }
+
+    /// Answers `recall_group_messages` through `f` once its queue is empty.
+    pub fn on_recall(
+        &self,
+        f: impl FnMut(&Recall) -> Result<RecallOutcome, DingTalkError> + Send + 'static,
+    ) {
+        self.lock().recall.handler = Some(Box::new(f));
+    }
+
+    /// The direct-message requests made so far.
+    pub fn direct_sends(&self) -> Vec<DirectSend> {
+        self.lock()
+            .calls
+            .iter()
+            .filter_map(|c| match c {
+                Call::SendDirectMessages(d) => Some(d.clone()),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Every call so far, oldest first.
@@ -382,6 +437,33 @@ impl DingTalkApi for ScriptedApi {
         };
         self.answer(call, |s| {
             s.reply.next(|f| f(webhook, reply)).unwrap_or(Ok(()))
+        })
+        .await
+    }
+
+    async fn send_direct_messages(
+        &self,
+        req: &DirectSend,
+    ) -> Result<DirectSendOutcome, DingTalkError> {
+        self.answer(Call::SendDirectMessages(req.clone()), |s| {
+            s.direct.next(|f| f(req)).unwrap_or_else(|| {
+                Ok(DirectSendOutcome {
+                    sent: req.users.clone(),
+                    ..DirectSendOutcome::default()
+                })
+            })
+        })
+        .await
+    }
+
+    async fn recall_group_messages(&self, req: &Recall) -> Result<RecallOutcome, DingTalkError> {
+        self.answer(Call::RecallGroupMessages(req.clone()), |s| {
+            s.recall.next(|f| f(req)).unwrap_or_else(|| {
+                Ok(RecallOutcome {
+                    recalled: req.keys.clone(),
+                    failed: Vec::new(),
+                })
+            })
         })
         .await
     }

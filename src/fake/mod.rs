@@ -11,6 +11,8 @@
 //! | `POST /v1.0/robot/groupMessages/query` | new | [`Api::Query`] |
 //! | `POST /v1.0/im/innerGroups/memberLists/query` | new | [`Api::InnerMembers`] |
 //! | `POST /v1.0/im/sceneGroups/members/batchQuery` | new | [`Api::SceneMembers`] |
+//! | `POST /v1.0/robot/oToMessages/batchSend` | new | [`Api::BatchSend`] |
+//! | `POST /v1.0/robot/groupMessages/recall` | new | [`Api::Recall`] |
 //! | `POST /topapi/v2/user/get?access_token=…` | old | [`Api::UserGet`] |
 //! | `POST /robot/sendBySession?session=…` | webhook | [`Api::SendBySession`] |
 //! | `POST /v1.0/gateway/connections/open` | new (Stream mode) | [`Api::GatewayOpen`] |
@@ -47,7 +49,13 @@
 //!   cool-app scene group without the right `coolAppCode`: HTTP 400
 //!   `resource.unavailable`;
 //! - old API: an issued token that has expired answers errcode `42001`, an
-//!   unknown or missing token `40014`.
+//!   unknown or missing token `40014`;
+//! - `batchSend`: more than 20 `userIds` (or more than 20 `processQueryKeys`
+//!   in a recall) answer HTTP 400 `invalidParameter.<field>.overMax`; users
+//!   the directory does not know come back in `invalidStaffIdList`;
+//! - recall: a key that is unknown or of another group or robot is in
+//!   `failedResult` with a reason; a recalled notice's read query answers
+//!   `sendStatus` `RECALLED`; recalling it again succeeds.
 
 mod cursor;
 pub mod gateway;
@@ -127,6 +135,10 @@ pub enum Api {
     InnerMembers,
     /// `POST /v1.0/im/sceneGroups/members/batchQuery`.
     SceneMembers,
+    /// `POST /v1.0/robot/oToMessages/batchSend`.
+    BatchSend,
+    /// `POST /v1.0/robot/groupMessages/recall`.
+    Recall,
     /// `POST /topapi/v2/user/get`.
     UserGet,
     /// `POST /robot/sendBySession`.
@@ -205,6 +217,24 @@ pub struct SentMessage {
     pub at_user_ids: Vec<String>,
     /// The `processQueryKey` returned for an OpenAPI send.
     pub process_query_key: Option<String>,
+}
+
+/// One accepted `oToMessages/batchSend` call: a direct robot message to
+/// each of its users (no @ is possible in it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectBatch {
+    /// `userIds` as sent, in order.
+    pub user_ids: Vec<String>,
+    /// The users who got it (neither invalid nor flow-controlled).
+    pub delivered_to: Vec<String>,
+    /// `msgKey`.
+    pub msg_key: String,
+    /// The title, for message kinds that have one.
+    pub title: Option<String>,
+    /// The visible text.
+    pub text: String,
+    /// The `processQueryKey` answered.
+    pub process_query_key: String,
 }
 
 /// An @-mention of the robot, to be turned into a callback body by
@@ -480,6 +510,44 @@ impl FakeDingTalk {
             .filter(|m| m.group == group)
             .cloned()
             .collect()
+    }
+
+    /// The `sendStatus` the read query answers for a notice (`RECALLED`
+    /// once recalled), or `None` for an unknown key.
+    pub fn send_status(&self, process_query_key: &str) -> Option<String> {
+        self.lock()
+            .notices
+            .get(process_query_key)
+            .map(|n| n.status.clone())
+    }
+
+    // ----- direct messages and recalls -----------------------------------------
+
+    /// Every accepted `oToMessages/batchSend` call, in order.
+    pub fn direct_batches(&self) -> Vec<DirectBatch> {
+        self.lock().direct.clone()
+    }
+
+    /// From now on `batchSend` reports these users in `invalidStaffIdList`.
+    pub fn set_invalid_users(&self, users: &[&str]) {
+        self.lock()
+            .invalid_users
+            .extend(users.iter().map(|u| (*u).to_owned()));
+    }
+
+    /// From now on `batchSend` reports these users in
+    /// `flowControlledStaffIdList` (and does not deliver to them).
+    pub fn set_flow_controlled(&self, users: &[&str]) {
+        self.lock()
+            .flow_controlled
+            .extend(users.iter().map(|u| (*u).to_owned()));
+    }
+
+    /// From now on a recall of this key fails with `reason` in `failedResult`.
+    pub fn fail_recall(&self, process_query_key: &str, reason: &str) {
+        self.lock()
+            .recall_failures
+            .insert(process_query_key.to_owned(), reason.to_owned());
     }
 
     // ----- sessions -------------------------------------------------------------

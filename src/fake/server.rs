@@ -30,6 +30,10 @@ const SCENE_ONE_PAGE: usize = 1000;
 const MEMBERS_MAX_PAGE: i64 = 1000;
 /// `maxResults` of the inner-group member list when absent.
 const INNER_DEFAULT_PAGE: usize = 100;
+/// Most `userIds` of one `oToMessages/batchSend` (the doc text says 20).
+const BATCH_SEND_MAX_USERS: usize = 20;
+/// Most `processQueryKeys` of one `groupMessages/recall`.
+const RECALL_MAX_KEYS: usize = 20;
 
 /// `msgKey`s of the robot message catalogue.
 const MSG_KEYS: &[&str] = &[
@@ -61,6 +65,8 @@ pub(crate) fn router(fake: FakeDingTalk) -> Router {
             "/v1.0/im/sceneGroups/members/batchQuery",
             post(scene_members),
         )
+        .route("/v1.0/robot/oToMessages/batchSend", post(batch_send))
+        .route("/v1.0/robot/groupMessages/recall", post(group_recall))
         .route("/topapi/v2/user/get", post(user_get))
         .route("/robot/sendBySession", post(send_by_session))
         .route(
@@ -166,11 +172,8 @@ async fn group_send(
     resp
 }
 
-fn send_message(
-    st: &mut State,
-    cfg: &FakeConfig,
-    req: &Map<String, Value>,
-) -> Result<Value, ApiErr> {
+/// The request's `robotCode`, which must be the app's.
+fn own_robot<'a>(cfg: &FakeConfig, req: &'a Map<String, Value>) -> Result<&'a str, ApiErr> {
     let robot = opt_str(req, "robotCode")?
         .ok_or_else(|| bad("invalidParameter.robotCode.missing", "robotCode is missing"))?;
     if robot != cfg.robot_code {
@@ -179,28 +182,11 @@ fn send_message(
             "The appKey does not match the robotCode",
         ));
     }
-    let group = opt_str(req, "openConversationId")?.ok_or_else(|| {
-        bad(
-            "openConversationId.notExisted",
-            "openConversationId不能和token同时为空",
-        )
-    })?;
-    let kind = st
-        .groups
-        .get(group)
-        .map(|g| g.kind.clone())
-        .ok_or_else(|| bad("invalid.openConversationId", "Invalid openConversationId"))?;
-    if let GroupKind::Scene {
-        cool_app_code: Some(code),
-    } = &kind
-    {
-        if opt_str(req, "coolAppCode")? != Some(code.as_str()) {
-            return Err(bad(
-                "resource.unavailable",
-                "The bot is disabled or the cool app is not installed",
-            ));
-        }
-    }
+    Ok(robot)
+}
+
+/// `(msgKey, title, text)` of a robot message's `msgKey` + `msgParam`.
+fn robot_message(req: &Map<String, Value>) -> Result<(&str, Option<String>, String), ApiErr> {
     let msg_key = opt_str(req, "msgKey")?
         .ok_or_else(|| bad("invalidParameter.msgKey.missing", "msgKey is missing"))?;
     if !MSG_KEYS.contains(&msg_key) {
@@ -232,6 +218,120 @@ fn send_message(
         ),
         _ => (field("title"), field("text").unwrap_or_default()),
     };
+    Ok((msg_key, title, text))
+}
+
+/// A required array of strings, at most `max` long (`overMax` beyond).
+fn string_list(req: &Map<String, Value>, field: &str, max: usize) -> Result<Vec<String>, ApiErr> {
+    let list = match req.get(field) {
+        None | Some(Value::Null) => {
+            return Err(bad(
+                &format!("invalidParameter.{field}.missing"),
+                &format!("{field} is missing"),
+            ))
+        }
+        Some(Value::Array(a)) => a,
+        Some(_) => return Err(param_invalid(field)),
+    };
+    if list.is_empty() {
+        return Err(bad(
+            &format!("invalidParameter.{field}.missing"),
+            &format!("{field} is empty"),
+        ));
+    }
+    if list.len() > max {
+        return Err(bad(
+            &format!("invalidParameter.{field}.overMax"),
+            &format!("{field}超过最大值"),
+        ));
+    }
+    list.iter()
+        .map(|v| {
+            v.as_str()
+                .map(str::to_owned)
+                .ok_or_else(|| param_invalid(field))
+        })
+        .collect()
+}
+
+async fn batch_send(
+    AxState(fake): AxState<FakeDingTalk>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    new_api(fake, Api::BatchSend, true, headers, body, send_direct).await
+}
+
+fn send_direct(
+    st: &mut State,
+    cfg: &FakeConfig,
+    req: &Map<String, Value>,
+) -> Result<Value, ApiErr> {
+    own_robot(cfg, req)?;
+    let users = string_list(req, "userIds", BATCH_SEND_MAX_USERS)?;
+    let (msg_key, title, text) = robot_message(req)?;
+    Ok(st.record_direct(users, msg_key, title, text))
+}
+
+async fn group_recall(
+    AxState(fake): AxState<FakeDingTalk>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    new_api(fake, Api::Recall, true, headers, body, recall).await
+}
+
+fn recall(st: &mut State, cfg: &FakeConfig, req: &Map<String, Value>) -> Result<Value, ApiErr> {
+    let robot = own_robot(cfg, req)?;
+    let group = opt_str(req, "openConversationId")?.ok_or_else(|| {
+        bad(
+            "invalidParameter.openConversationId.missing",
+            "openConversationId is missing",
+        )
+    })?;
+    let keys = string_list(req, "processQueryKeys", RECALL_MAX_KEYS)?;
+    let mut ok = Vec::new();
+    let mut failed = Map::new();
+    for key in keys {
+        match st.recall(&key, group, robot) {
+            Ok(()) => ok.push(Value::String(key)),
+            Err(reason) => {
+                failed.insert(key, Value::String(reason));
+            }
+        }
+    }
+    Ok(json!({ "successResult": ok, "failedResult": failed }))
+}
+
+fn send_message(
+    st: &mut State,
+    cfg: &FakeConfig,
+    req: &Map<String, Value>,
+) -> Result<Value, ApiErr> {
+    let robot = own_robot(cfg, req)?;
+    let group = opt_str(req, "openConversationId")?.ok_or_else(|| {
+        bad(
+            "openConversationId.notExisted",
+            "openConversationId不能和token同时为空",
+        )
+    })?;
+    let kind = st
+        .groups
+        .get(group)
+        .map(|g| g.kind.clone())
+        .ok_or_else(|| bad("invalid.openConversationId", "Invalid openConversationId"))?;
+    if let GroupKind::Scene {
+        cool_app_code: Some(code),
+    } = &kind
+    {
+        if opt_str(req, "coolAppCode")? != Some(code.as_str()) {
+            return Err(bad(
+                "resource.unavailable",
+                "The bot is disabled or the cool app is not installed",
+            ));
+        }
+    }
+    let (msg_key, title, text) = robot_message(req)?;
     let key = st.record_send(group, robot, msg_key, title, text);
     Ok(json!({ "processQueryKey": key }))
 }

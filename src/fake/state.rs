@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use rand::Rng as _;
 
-use super::{now_ms, Api, Fault, GroupKind, SentMessage, Via};
+use super::{now_ms, Api, DirectBatch, Fault, GroupKind, SentMessage, Via};
 
 /// `n` random bytes, standard base64 (with `+`, `/` and `=`).
 pub(crate) fn random_b64(n: usize) -> String {
@@ -96,6 +96,15 @@ pub(crate) struct State {
     pub notices: HashMap<String, Notice>,
     pub sent: Vec<SentMessage>,
     pub sessions: HashMap<String, Session>,
+    /// Every accepted `oToMessages/batchSend` call, in order.
+    pub direct: Vec<DirectBatch>,
+    /// userIds `batchSend` reports in `invalidStaffIdList` (besides users
+    /// the directory does not know).
+    pub invalid_users: std::collections::HashSet<String>,
+    /// userIds `batchSend` reports in `flowControlledStaffIdList`.
+    pub flow_controlled: std::collections::HashSet<String>,
+    /// Recall reasons set by tests: `processQueryKey` → `failedResult` reason.
+    pub recall_failures: HashMap<String, String>,
     pub faults: Vec<(Api, Fault, usize)>,
     pub latency: Duration,
     pub calls: HashMap<Api, usize>,
@@ -113,6 +122,10 @@ impl State {
             notices: HashMap::new(),
             sent: Vec::new(),
             sessions: HashMap::new(),
+            direct: Vec::new(),
+            invalid_users: Default::default(),
+            flow_controlled: Default::default(),
+            recall_failures: HashMap::new(),
             faults: Vec::new(),
             latency: Duration::ZERO,
             calls: HashMap::new(),
@@ -172,6 +185,61 @@ impl State {
             process_query_key: Some(key.clone()),
         });
         key
+    }
+
+    /// Records one `batchSend` call and answers it: users the directory
+    /// does not know, or marked invalid, are `invalidStaffIdList`; users
+    /// marked flow-controlled are `flowControlledStaffIdList`; the rest get it.
+    pub fn record_direct(
+        &mut self,
+        users: Vec<String>,
+        msg_key: &str,
+        title: Option<String>,
+        text: String,
+    ) -> serde_json::Value {
+        let key = process_query_key();
+        let mut invalid = Vec::new();
+        let mut flow = Vec::new();
+        let mut delivered = Vec::new();
+        for u in &users {
+            if self.invalid_users.contains(u) || !self.users.contains_key(u) {
+                invalid.push(u.clone());
+            } else if self.flow_controlled.contains(u) {
+                flow.push(u.clone());
+            } else {
+                delivered.push(u.clone());
+            }
+        }
+        self.direct.push(DirectBatch {
+            user_ids: users,
+            delivered_to: delivered,
+            msg_key: msg_key.to_owned(),
+            title,
+            text,
+            process_query_key: key.clone(),
+        });
+        serde_json::json!({
+            "processQueryKey": key,
+            "invalidStaffIdList": invalid,
+            "flowControlledStaffIdList": flow,
+        })
+    }
+
+    /// Recalls one group message: `Err(reason)` for a key that is unknown,
+    /// of another group or robot, or given a reason by a test. Recalling a
+    /// recalled message again succeeds (nothing changes).
+    pub fn recall(&mut self, key: &str, group: &str, robot: &str) -> Result<(), String> {
+        if let Some(reason) = self.recall_failures.get(key) {
+            return Err(reason.clone());
+        }
+        let Some(n) = self.notices.get_mut(key) else {
+            return Err("processQueryKey不存在".to_owned());
+        };
+        if n.group != group || n.robot_code != robot {
+            return Err("消息不属于该群或该机器人".to_owned());
+        }
+        n.status = "RECALLED".to_owned();
+        Ok(())
     }
 
     pub fn mark_read(&mut self, key: &str, users: &[&str]) -> bool {

@@ -895,3 +895,98 @@ async fn deliver_mention_signs_with_the_app_secret() {
     assert_eq!(sign, FakeDingTalk::sign(ts, &fake.config().app_secret));
     assert_eq!(body["msgId"], m.msg_id.as_str());
 }
+
+fn direct(users: &[String], robot: &str) -> Value {
+    json!({
+        "robotCode": robot,
+        "userIds": users,
+        "msgKey": "sampleMarkdown",
+        "msgParam": json!({ "title": "提醒", "text": "请阅读通知" }).to_string(),
+    })
+}
+
+#[tokio::test]
+async fn batch_send_caps_user_ids_and_reports_invalid_and_flow_controlled() {
+    let (fake, c) = start().await;
+    fake.add_group(
+        "cid1",
+        GroupKind::Inner,
+        &[("u1", "A"), ("u2", "B"), ("u3", "C")],
+    );
+    fake.set_flow_controlled(&["u2"]);
+    fake.set_invalid_users(&["u3"]);
+    let t = token(&c, &fake).await;
+    let robot = fake.config().robot_code.clone();
+    let path = "/v1.0/robot/oToMessages/batchSend";
+
+    let too_many: Vec<String> = (0..21).map(|i| format!("u{i}")).collect();
+    let a = post(&c, &fake, path, Some(&t), direct(&too_many, &robot)).await;
+    assert_api_err(&a, 400, "invalidParameter.userIds.overMax");
+    let a = post(&c, &fake, path, Some(&t), direct(&[], &robot)).await;
+    assert_api_err(&a, 400, "invalidParameter.userIds.missing");
+    let users: Vec<String> = ["u1", "u2", "u3", "nobody"].map(String::from).to_vec();
+    let a = post(&c, &fake, path, Some(&t), direct(&users, "other")).await;
+    assert_api_err(&a, 400, "invalidParameter.robotCode.auth");
+    let a = post(&c, &fake, path, None, direct(&users, &robot)).await;
+    assert_api_err(&a, 400, "InvalidAuthentication");
+
+    let a = post(&c, &fake, path, Some(&t), direct(&users, &robot)).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.body["invalidStaffIdList"], json!(["u3", "nobody"]));
+    assert_eq!(a.body["flowControlledStaffIdList"], json!(["u2"]));
+    assert!(a.body["processQueryKey"].is_string());
+    let batches = fake.direct_batches();
+    assert_eq!(batches.len(), 1, "refused calls are not recorded");
+    assert_eq!(batches[0].user_ids, users);
+    assert_eq!(batches[0].delivered_to, ["u1"]);
+    assert_eq!(batches[0].title.as_deref(), Some("提醒"));
+    assert_eq!(fake.calls(Api::BatchSend), 5);
+}
+
+#[tokio::test]
+async fn recall_caps_keys_and_reports_failed_result() {
+    let (fake, c) = start().await;
+    fake.add_group("cid1", GroupKind::Inner, &[("u1", "A")]);
+    let k1 = fake.seed_notice("cid1", "one", "text");
+    let k2 = fake.seed_notice("cid1", "two", "text");
+    let other = fake.seed_notice("cid2", "elsewhere", "text");
+    fake.fail_recall(&k2, "消息已超过撤回时限");
+    let t = token(&c, &fake).await;
+    let robot = fake.config().robot_code.clone();
+    let path = "/v1.0/robot/groupMessages/recall";
+    let body = |keys: Vec<String>| json!({ "openConversationId": "cid1", "robotCode": robot, "processQueryKeys": keys });
+
+    let a = post(
+        &c,
+        &fake,
+        path,
+        Some(&t),
+        body((0..21).map(|i| format!("k{i}")).collect()),
+    )
+    .await;
+    assert_api_err(&a, 400, "invalidParameter.processQueryKeys.overMax");
+
+    let a = post(
+        &c,
+        &fake,
+        path,
+        Some(&t),
+        body(vec![
+            k1.clone(),
+            k2.clone(),
+            other.clone(),
+            "unknown".into(),
+        ]),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.body["successResult"], json!([k1]));
+    let failed = a.body["failedResult"].as_object().unwrap();
+    assert_eq!(failed[&k2], "消息已超过撤回时限");
+    assert!(failed[&other].is_string());
+    assert!(failed["unknown"].is_string());
+    assert_eq!(failed.len(), 3);
+    assert_eq!(fake.send_status(&k1).as_deref(), Some("RECALLED"));
+    assert_eq!(fake.send_status(&k2).as_deref(), Some("SUCCESS"));
+    assert_eq!(fake.send_status(&other).as_deref(), Some("SUCCESS"));
+}

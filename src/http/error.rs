@@ -94,6 +94,18 @@ impl From<BotError> for AppError {
                 "not_found",
                 "no notice is recorded under that processQueryKey",
             ),
+            BotError::Remind(stop) => {
+                use crate::bot::remind::Stop;
+                let (status, code) = match &stop {
+                    Stop::Cooldown { .. } => (StatusCode::TOO_MANY_REQUESTS, "cooldown"),
+                    Stop::InProgress => (StatusCode::CONFLICT, "in_progress"),
+                    Stop::Recalled => (StatusCode::CONFLICT, "recalled"),
+                    Stop::NoRoster => (StatusCode::CONFLICT, "no_roster"),
+                    Stop::NotAllowed { .. } => (StatusCode::FORBIDDEN, "not_allowed"),
+                    Stop::RecallFailed(_) => (StatusCode::BAD_GATEWAY, "recall_failed"),
+                };
+                Self::new(status, code, stop.to_string())
+            }
             other => Self::internal(other),
         }
     }

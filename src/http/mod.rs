@@ -30,7 +30,7 @@ use crate::dingtalk::signature::Verifier;
 use crate::dingtalk::stream::StatusHandle;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::middleware;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use std::sync::Arc;
 
@@ -81,6 +81,8 @@ fn api_router(state: AppState) -> Router<AppState> {
         .route("/notices", post(notices::create).get(notices::list))
         .route("/notices/{key}/receipts", get(notices::receipts))
         .method_not_allowed_fallback(method_not_allowed)
+        .route("/notices/{key}", delete(notices::remind::recall))
+        .route("/notices/{key}/reminders", post(notices::remind::create))
         .route_layer(middleware::from_fn_with_state(
             state,
             auth::require_api_token,

@@ -5,7 +5,8 @@
 
 use super::{Claim, SignatureUse, Store};
 use crate::domain::{
-    EpochMillis, MsgId, Notice, OpenConversationId, ProcessQueryKey, RobotCode, UserId,
+    EpochMillis, MsgId, Notice, OpenConversationId, ProcessQueryKey, Reminder, ReminderVia,
+    RobotCode, UserId,
 };
 use std::sync::Arc;
 
@@ -473,6 +474,49 @@ pub(crate) async fn callback_names_never_override_api_names<S: Store>(s: &S) {
 /// Instantiates every conformance case for one backend. `$make` is an
 /// expression returning `(guard, store)`; the guard (e.g. a temporary
 /// folder) outlives the store.
+pub(crate) fn reminder(
+    by: Option<&str>,
+    at: EpochMillis,
+    count: usize,
+    via: ReminderVia,
+) -> Reminder {
+    Reminder {
+        by: by.map(uid),
+        at,
+        count,
+        via,
+    }
+}
+
+pub(crate) async fn reminders_in_time_order_per_notice<S: Store>(s: &S) {
+    let k = |x: &str| ProcessQueryKey::parse(x).unwrap();
+    assert!(s.reminders(&k("k1")).await.unwrap().is_empty());
+    let late = reminder(Some("alice"), 5_000, 50, ReminderVia::Mention);
+    let early = reminder(None, -3, 7, ReminderVia::Dm);
+    let tie = reminder(Some("bob"), 5_000, 1, ReminderVia::Dm);
+    s.record_reminder(&k("k1"), &late).await.unwrap();
+    s.record_reminder(&k("k1"), &early).await.unwrap();
+    s.record_reminder(&k("k1"), &tie).await.unwrap();
+    // A key that is a prefix of another keeps its own list.
+    s.record_reminder(&k("k10"), &early).await.unwrap();
+    assert_eq!(
+        s.reminders(&k("k1")).await.unwrap(),
+        [early.clone(), late, tie],
+        "oldest first; a tie keeps recording order"
+    );
+    assert_eq!(s.reminders(&k("k10")).await.unwrap(), [early]);
+    assert!(s.reminders(&k("k")).await.unwrap().is_empty());
+}
+
+pub(crate) async fn recall_mark_keeps_the_first_time<S: Store>(s: &S) {
+    let k = |x: &str| ProcessQueryKey::parse(x).unwrap();
+    assert_eq!(s.recalled_at(&k("k1")).await.unwrap(), None);
+    s.mark_recalled(&k("k1"), 1_000).await.unwrap();
+    s.mark_recalled(&k("k1"), 2_000).await.unwrap();
+    assert_eq!(s.recalled_at(&k("k1")).await.unwrap(), Some(1_000));
+    assert_eq!(s.recalled_at(&k("k10")).await.unwrap(), None);
+}
+
 macro_rules! conformance {
     ($backend:ident, $make:expr) => {
         mod $backend {
@@ -549,6 +593,16 @@ macro_rules! conformance {
             async fn callback_names_never_override_api_names() {
                 let (_guard, s) = $make;
                 super::callback_names_never_override_api_names(&s).await;
+            }
+            #[tokio::test]
+            async fn reminders_in_time_order_per_notice() {
+                let (_guard, s) = $make;
+                super::reminders_in_time_order_per_notice(&s).await;
+            }
+            #[tokio::test]
+            async fn recall_mark_keeps_the_first_time() {
+                let (_guard, s) = $make;
+                super::recall_mark_keeps_the_first_time(&s).await;
             }
             #[tokio::test]
             async fn learned_roster() {

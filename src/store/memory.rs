@@ -5,7 +5,9 @@
 //! `sent_at` descending, ties broken by key ascending (byte order).
 
 use super::{Claim, SignatureUse, Store, StoreError};
-use crate::domain::{EpochMillis, MsgId, Notice, OpenConversationId, ProcessQueryKey, UserId};
+use crate::domain::{
+    EpochMillis, MsgId, Notice, OpenConversationId, ProcessQueryKey, Reminder, UserId,
+};
 use async_trait::async_trait;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -28,6 +30,8 @@ struct Inner {
     /// Signed timestamp → (last write, message ids it came with).
     signatures: HashMap<EpochMillis, (EpochMillis, Vec<MsgId>)>,
     roster: HashMap<OpenConversationId, BTreeMap<UserId, EpochMillis>>,
+    reminders: HashMap<ProcessQueryKey, Vec<Reminder>>,
+    recalled: HashMap<ProcessQueryKey, EpochMillis>,
 }
 
 impl Inner {
@@ -71,7 +75,19 @@ impl Inner {
                 group.as_str().len() + users.keys().map(|u| u.as_str().len() + TIME).sum::<usize>()
             })
             .sum();
-        (notices + marks + names + signatures + roster) as u64
+        let reminders: usize = self
+            .reminders
+            .iter()
+            .map(|(key, list)| {
+                key.as_str().len()
+                    + list
+                        .iter()
+                        .map(|r| r.by.as_ref().map_or(0, |b| b.as_str().len()) + 2 * TIME + 1)
+                        .sum::<usize>()
+            })
+            .sum();
+        let recalled: usize = self.recalled.keys().map(|k| k.as_str().len() + TIME).sum();
+        (notices + marks + names + signatures + roster + reminders + recalled) as u64
     }
 }
 
@@ -285,6 +301,36 @@ impl Store for MemoryStore {
             .get(group)
             .map(|r| r.keys().cloned().collect())
             .unwrap_or_default())
+    }
+
+    async fn record_reminder(
+        &self,
+        key: &ProcessQueryKey,
+        reminder: &Reminder,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock()?;
+        let list = inner.reminders.entry(key.clone()).or_default();
+        // Time order, a tie after the earlier record (the sled key order).
+        let at = list.partition_point(|r| r.at <= reminder.at);
+        list.insert(at, reminder.clone());
+        Ok(())
+    }
+
+    async fn reminders(&self, key: &ProcessQueryKey) -> Result<Vec<Reminder>, StoreError> {
+        Ok(self.lock()?.reminders.get(key).cloned().unwrap_or_default())
+    }
+
+    async fn mark_recalled(
+        &self,
+        key: &ProcessQueryKey,
+        at: EpochMillis,
+    ) -> Result<(), StoreError> {
+        self.lock()?.recalled.entry(key.clone()).or_insert(at);
+        Ok(())
+    }
+
+    async fn recalled_at(&self, key: &ProcessQueryKey) -> Result<Option<EpochMillis>, StoreError> {
+        Ok(self.lock()?.recalled.get(key).copied())
     }
 
     async fn flush(&self) -> Result<(), StoreError> {

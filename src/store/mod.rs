@@ -15,7 +15,9 @@ pub mod memory;
 pub mod sled_store;
 
 pub use crate::config::{SledConfig, StoreConfig};
-use crate::domain::{EpochMillis, MsgId, Notice, OpenConversationId, ProcessQueryKey, UserId};
+use crate::domain::{
+    EpochMillis, MsgId, Notice, OpenConversationId, ProcessQueryKey, Reminder, UserId,
+};
 use async_trait::async_trait;
 use std::borrow::Cow;
 use std::path::PathBuf;
@@ -244,6 +246,25 @@ pub trait Store: Send + Sync + 'static {
     /// Everyone ever seen in `group`, sorted by user id.
     async fn learned_members(&self, group: &OpenConversationId) -> Result<Vec<UserId>, StoreError>;
 
+    /// Records a reminder sent about the notice `key` durably (flushed
+    /// before returning). Reminders of one notice are kept in time order.
+    async fn record_reminder(
+        &self,
+        key: &ProcessQueryKey,
+        reminder: &Reminder,
+    ) -> Result<(), StoreError>;
+
+    /// The reminders recorded for the notice `key`, oldest first.
+    async fn reminders(&self, key: &ProcessQueryKey) -> Result<Vec<Reminder>, StoreError>;
+
+    /// Marks the notice `key` as recalled at `at`, durably (flushed before
+    /// returning). Marking it again keeps the first time.
+    async fn mark_recalled(&self, key: &ProcessQueryKey, at: EpochMillis)
+        -> Result<(), StoreError>;
+
+    /// When the notice `key` was recalled, if it was.
+    async fn recalled_at(&self, key: &ProcessQueryKey) -> Result<Option<EpochMillis>, StoreError>;
+
     /// Flushes everything written so far to disk (claims included).
     async fn flush(&self) -> Result<(), StoreError>;
 
@@ -271,5 +292,27 @@ mod tests {
         }
         let store = open(&config).unwrap();
         assert_eq!(store.notice(&n.key).await.unwrap(), Some(n));
+    }
+
+    #[tokio::test]
+    async fn reminders_and_recalls_survive_a_reopen() {
+        use crate::domain::{Reminder, ReminderVia};
+        let dir = tempfile::tempdir().unwrap();
+        let config = StoreConfig::sled(dir.path());
+        let key = ProcessQueryKey::parse("k1").unwrap();
+        let r = Reminder {
+            by: None,
+            at: 7,
+            count: 3,
+            via: ReminderVia::Dm,
+        };
+        {
+            let store = open(&config).unwrap();
+            store.record_reminder(&key, &r).await.unwrap();
+            store.mark_recalled(&key, 9).await.unwrap();
+        }
+        let store = open(&config).unwrap();
+        assert_eq!(store.reminders(&key).await.unwrap(), [r]);
+        assert_eq!(store.recalled_at(&key).await.unwrap(), Some(9));
     }
 }

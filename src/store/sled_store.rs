@@ -16,6 +16,8 @@
 //! | `names`     | userId                                            | JSON `{name, fetched_at}`      |
 //! | `roster`    | group ‖ 0x00 ‖ userId                             | i64 BE last seen               |
 //! | `signatures`| i64 BE signed timestamp                           | JSON `{at, ids}` (≤ limit msgIds) |
+//! | `reminders` | key ‖ 0x00 ‖ ord(at) ‖ u64 BE sled id             | JSON [`Reminder`]              |
+//! | `recalled`  | processQueryKey                                   | i64 BE recall time             |
 //!
 //! A `names` entry carries `verified` (`true`: from DingTalk's member or
 //! user APIs; `false` or absent: learned from a callback, or written before
@@ -23,7 +25,7 @@
 //!
 //! # Durability
 //!
-//! `record_notice` flushes before returning. A claim (`claim_message`) is
+//! `record_notice`, `record_reminder` and `mark_recalled` flush before returning. A claim (`claim_message`) is
 //! taken in memory (`PendingClaims`), visible at once to every later claim in
 //! this process; [`Store::make_claim_durable`] (or [`Store::flush`]) writes
 //! it to `dedup` and flushes, and the caller awaits that before it acts on
@@ -43,7 +45,9 @@
 //! and skip entries that do not (defence in depth).
 
 use super::{Claim, SignatureUse, SledConfig, Store, StoreError};
-use crate::domain::{EpochMillis, MsgId, Notice, OpenConversationId, ProcessQueryKey, UserId};
+use crate::domain::{
+    EpochMillis, MsgId, Notice, OpenConversationId, ProcessQueryKey, Reminder, UserId,
+};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionError};
@@ -157,6 +161,8 @@ pub struct SledStore {
     names: Tree,
     roster: Tree,
     signatures: Tree,
+    reminders: Tree,
+    recalled: Tree,
 }
 
 impl std::fmt::Debug for SledStore {
@@ -248,6 +254,19 @@ fn roster_key(group: &OpenConversationId, user: &UserId) -> Vec<u8> {
     k
 }
 
+/// `key ‖ 0x00`: the prefix of a notice's reminders.
+fn reminder_prefix(key: &ProcessQueryKey) -> Vec<u8> {
+    let mut k = Vec::with_capacity(key.as_str().len() + 1);
+    k.extend_from_slice(key.as_str().as_bytes());
+    k.push(SEP);
+    k
+}
+
+/// Order-preserving map of `i64` to big-endian bytes (oldest first).
+fn ord_time(t: EpochMillis) -> [u8; 8] {
+    ((t as u64) ^ (1 << 63)).to_be_bytes()
+}
+
 fn decode_notice(key: &[u8], bytes: &[u8]) -> Result<Notice, StoreError> {
     serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
         record: format!("notice {:?}", String::from_utf8_lossy(key).as_ref()),
@@ -329,6 +348,8 @@ impl SledStore {
             names: tree("names")?,
             roster: tree("roster")?,
             signatures: tree("signatures")?,
+            reminders: tree("reminders")?,
+            recalled: tree("recalled")?,
             commit: Default::default(),
             pending: Default::default(),
             dir: dir.into(),
@@ -785,6 +806,72 @@ impl Store for SledStore {
             out.push(user);
         }
         Ok(out)
+    }
+
+    async fn record_reminder(
+        &self,
+        key: &ProcessQueryKey,
+        reminder: &Reminder,
+    ) -> Result<(), StoreError> {
+        let value = serde_json::to_vec(reminder)
+            .map_err(|e| StoreError::backend("cannot encode the reminder", e))?;
+        let id = self
+            .db
+            .generate_id()
+            .map_err(sled_failed("cannot number the reminder"))?;
+        let mut k = reminder_prefix(key);
+        k.extend_from_slice(&ord_time(reminder.at));
+        k.extend_from_slice(&id.to_be_bytes());
+        self.reminders
+            .insert(k, value)
+            .map_err(sled_failed("cannot write the reminder"))?;
+        self.durable().await
+    }
+
+    async fn reminders(&self, key: &ProcessQueryKey) -> Result<Vec<Reminder>, StoreError> {
+        let mut out = Vec::new();
+        for entry in self.reminders.scan_prefix(reminder_prefix(key)) {
+            let (k, v) = entry.map_err(sled_failed("cannot read the reminders"))?;
+            let r: Reminder = serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt {
+                record: format!("reminder {:?}", String::from_utf8_lossy(&k).as_ref()),
+                source: Some(e.into()),
+            })?;
+            out.push(r);
+        }
+        Ok(out)
+    }
+
+    async fn mark_recalled(
+        &self,
+        key: &ProcessQueryKey,
+        at: EpochMillis,
+    ) -> Result<(), StoreError> {
+        // Keep the first time: only insert when absent.
+        let _ = self
+            .recalled
+            .compare_and_swap(
+                key.as_str().as_bytes(),
+                None::<&[u8]>,
+                Some(&at.to_be_bytes()[..]),
+            )
+            .map_err(sled_failed("cannot mark the notice recalled"))?;
+        self.durable().await
+    }
+
+    async fn recalled_at(&self, key: &ProcessQueryKey) -> Result<Option<EpochMillis>, StoreError> {
+        let k = key.as_str().as_bytes();
+        let Some(v) = self
+            .recalled
+            .get(k)
+            .map_err(sled_failed("cannot read the recall mark"))?
+        else {
+            return Ok(None);
+        };
+        let bytes: [u8; 8] = v.as_ref().try_into().map_err(|_| StoreError::Corrupt {
+            record: format!("recall mark {:?}", key.as_str()),
+            source: None,
+        })?;
+        Ok(Some(i64::from_be_bytes(bytes)))
     }
 
     async fn flush(&self) -> Result<(), StoreError> {

@@ -91,7 +91,8 @@ fn one_line(s: &str) -> &str {
 #[tokio::test]
 async fn every_subcommand_has_help_and_usage_errors_exit_2() {
     for sub in [
-        "serve", "sandbox", "check", "send", "receipts", "notices", "render", "health",
+        "serve", "sandbox", "check", "send", "receipts", "notices", "render", "health", "remind",
+        "recall",
     ] {
         let r = readbot(&[sub, "--help"], &[], None).await;
         assert_eq!(r.code, 0, "{sub}: {r:?}");
@@ -345,6 +346,28 @@ async fn send_receipts_and_notices_round_trip() {
     assert_eq!(r.code, 0, "{r:?}");
     let v: Value = serde_json::from_str(&r.stdout).expect("json");
     assert_eq!(v["notices"].as_array().map(Vec::len), Some(1));
+
+    // Remind the unread of the first notice by direct message, then recall it.
+    app.fake.set_flow_controlled(&["user0004"]);
+    let r = readbot(&["remind", &key], &env, None).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout
+            .starts_with("direct message sent to 2 of 3 unread members\n"),
+        "{r:?}"
+    );
+    assert!(r.stdout.contains("flow_controlled  user0004"), "{r:?}");
+    assert_eq!(app.fake.direct_batches().len(), 1);
+    let r = readbot(&["remind", &key], &env, None).await;
+    assert_eq!(r.code, 1, "cooldown: {r:?}");
+    assert!(
+        one_line(&r.stderr).contains("429 Too Many Requests: cooldown"),
+        "{r:?}"
+    );
+    let r = readbot(&["recall", &key], &env, None).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.starts_with("recalled at 20"), "{r:?}");
+    assert_eq!(app.fake.send_status(&key).as_deref(), Some("RECALLED"));
     app.stop().await;
 }
 

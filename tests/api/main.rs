@@ -15,6 +15,7 @@ mod notices;
 mod ops;
 mod refusals;
 mod reliability;
+mod remind;
 mod replay;
 mod sandbox;
 mod secrets;

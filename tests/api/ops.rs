@@ -354,6 +354,33 @@ impl Store for FlakyStore {
         self.check()?;
         self.inner.learned_members(group).await
     }
+    async fn record_reminder(
+        &self,
+        key: &ProcessQueryKey,
+        reminder: &readbot::domain::Reminder,
+    ) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.record_reminder(key, reminder).await
+    }
+    async fn reminders(
+        &self,
+        key: &ProcessQueryKey,
+    ) -> Result<Vec<readbot::domain::Reminder>, StoreError> {
+        self.check()?;
+        self.inner.reminders(key).await
+    }
+    async fn mark_recalled(
+        &self,
+        key: &ProcessQueryKey,
+        at: EpochMillis,
+    ) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.mark_recalled(key, at).await
+    }
+    async fn recalled_at(&self, key: &ProcessQueryKey) -> Result<Option<EpochMillis>, StoreError> {
+        self.check()?;
+        self.inner.recalled_at(key).await
+    }
     async fn flush(&self) -> Result<(), StoreError> {
         self.check()?;
         if self.flush_broken.load(Ordering::SeqCst) {

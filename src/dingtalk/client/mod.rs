@@ -17,6 +17,7 @@
 //!   the app secret are never logged.
 
 mod limiter;
+mod outreach;
 mod token;
 mod transport;
 mod wire;
@@ -26,8 +27,8 @@ mod tests;
 
 use crate::config::DingTalkConfig;
 use crate::dingtalk::{
-    DingTalkApi, DingTalkError, ErrorCode, GroupSend, ReadQuery, ReadState, Reply, Roster,
-    RosterQuery,
+    DingTalkApi, DingTalkError, DirectSend, DirectSendOutcome, ErrorCode, GroupSend, ReadQuery,
+    ReadState, Recall, RecallOutcome, Reply, Roster, RosterQuery,
 };
 use crate::domain::{now_millis, Member, ProcessQueryKey, SendStatus, UserId};
 use async_trait::async_trait;
@@ -669,5 +670,16 @@ impl DingTalkApi for DingTalkClient {
             }) => Err(DingTalkError::SessionExpired),
             Err(e) => Err(e),
         }
+    }
+
+    async fn send_direct_messages(
+        &self,
+        req: &DirectSend,
+    ) -> Result<DirectSendOutcome, DingTalkError> {
+        self.direct_send(req).await
+    }
+
+    async fn recall_group_messages(&self, req: &Recall) -> Result<RecallOutcome, DingTalkError> {
+        self.recall(req).await
     }
 }

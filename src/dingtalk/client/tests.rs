@@ -995,3 +995,104 @@ fn backoff_is_bounded_and_jittered() {
     }
     assert_eq!(p.max_retries, 5);
 }
+
+const BATCH_SEND: &str = "/v1.0/robot/oToMessages/batchSend";
+const RECALL: &str = "/v1.0/robot/groupMessages/recall";
+
+fn direct_to(n: usize) -> DirectSend {
+    DirectSend {
+        robot_code: RobotCode::parse("robot1").unwrap(),
+        users: (1..=n).map(|i| uid(&format!("u{i}"))).collect(),
+        message: OutgoingMessage::markdown("t", "x"),
+    }
+}
+
+#[tokio::test]
+async fn direct_messages_go_in_batches_of_twenty_and_stop_at_a_failing_batch() {
+    let server = MockServer::start().await;
+    mount_tokens(&server, Duration::ZERO).await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    Mock::given(method("POST"))
+        .and(path(BATCH_SEND))
+        .respond_with(move |_: &Request| match c.fetch_add(1, Ordering::SeqCst) {
+            0 => ResponseTemplate::new(200).set_body_json(json!({
+                "processQueryKey": "k1", "invalidStaffIdList": ["u2"],
+                "flowControlledStaffIdList": ["u3"]
+            })),
+            1 => api_error(400, "invalidParameter.userIds.overMax"),
+            _ => ResponseTemplate::new(200).set_body_json(json!({"processQueryKey": "k"})),
+        })
+        .mount(&server)
+        .await;
+    let client = client_with(&server, |_| {});
+    let out = client.send_direct_messages(&direct_to(45)).await.unwrap();
+    let sizes: Vec<usize> = bodies(&server, BATCH_SEND)
+        .await
+        .iter()
+        .map(|b| b["userIds"].as_array().unwrap().len())
+        .collect();
+    assert_eq!(sizes, [20, 20], "stops after the failing batch");
+    let first = &bodies(&server, BATCH_SEND).await[0];
+    assert_eq!(first["robotCode"], "robot1");
+    assert_eq!(first["msgKey"], "sampleMarkdown");
+    assert!(first["msgParam"].is_string(), "msgParam is a JSON string");
+    assert_eq!(out.invalid, [uid("u2")]);
+    assert_eq!(out.flow_controlled, [uid("u3")]);
+    assert_eq!(out.sent.len(), 18);
+    assert_eq!(out.unsent.len(), 25);
+    assert_eq!(out.unsent[0], uid("u21"));
+    assert!(out.error.is_some());
+
+    // The first batch failing is an error of the whole call.
+    let server = MockServer::start().await;
+    mount_tokens(&server, Duration::ZERO).await;
+    Mock::given(method("POST"))
+        .and(path(BATCH_SEND))
+        .respond_with(api_error(
+            403,
+            "Forbidden.AccessDenied.AccessTokenPermissionDenied",
+        ))
+        .mount(&server)
+        .await;
+    let client = client_with(&server, |_| {});
+    assert!(client.send_direct_messages(&direct_to(3)).await.is_err());
+}
+
+#[tokio::test]
+async fn recall_reads_success_and_failed_results() {
+    let server = MockServer::start().await;
+    mount_tokens(&server, Duration::ZERO).await;
+    Mock::given(method("POST"))
+        .and(path(RECALL))
+        .and(body_partial_json(json!({
+            "openConversationId": "cidGROUP==", "robotCode": "robot1",
+            "processQueryKeys": ["a", "b", "c"]
+        })))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "successResult": ["a"], "failedResult": {"b": "too late"}
+        })))
+        .mount(&server)
+        .await;
+    let client = client_with(&server, |_| {});
+    let out = client
+        .recall_group_messages(&Recall {
+            group: OpenConversationId::parse("cidGROUP==").unwrap(),
+            robot_code: RobotCode::parse("robot1").unwrap(),
+            keys: ["a", "b", "c"]
+                .iter()
+                .map(|k| ProcessQueryKey::parse(*k).unwrap())
+                .collect(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(out.recalled, [ProcessQueryKey::parse("a").unwrap()]);
+    assert_eq!(
+        out.failed,
+        [
+            (ProcessQueryKey::parse("b").unwrap(), "too late".to_owned()),
+            (ProcessQueryKey::parse("c").unwrap(), String::new()),
+        ]
+    );
+    assert_eq!(hits(&server, RECALL).await, 1);
+}

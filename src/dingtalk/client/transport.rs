@@ -29,10 +29,12 @@ pub(crate) enum Api {
     SceneGroupMembers,
     UserGet,
     SessionReply,
+    DirectSend,
+    Recall,
 }
 
 impl Api {
-    pub(crate) const ALL: [Api; 7] = [
+    pub(crate) const ALL: [Api; 9] = [
         Api::Token,
         Api::Send,
         Api::Query,
@@ -40,6 +42,8 @@ impl Api {
         Api::SceneGroupMembers,
         Api::UserGet,
         Api::SessionReply,
+        Api::DirectSend,
+        Api::Recall,
     ];
 
     pub(crate) fn name(self) -> &'static str {
@@ -51,6 +55,8 @@ impl Api {
             Api::SceneGroupMembers => "im.sceneGroups.members.batchQuery",
             Api::UserGet => "topapi.v2.user.get",
             Api::SessionReply => "robot.sendBySession",
+            Api::DirectSend => "robot.oToMessages.batchSend",
+            Api::Recall => "robot.groupMessages.recall",
         }
     }
 

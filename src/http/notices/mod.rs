@@ -2,6 +2,7 @@
 //! Mounted under `/api/v1` behind the bearer-token layer ([`super::auth`]);
 //! handlers take checked inputs from [`request`] and call the [`Bot`](crate::bot::Bot).
 
+pub(super) mod remind;
 mod request;
 
 use request::{ListQuery, NoticeListing, SendNoticeRequest};
