@@ -58,6 +58,8 @@ pub const SUMMARY_TIMEOUT: Duration = Duration::from_secs(120);
 pub const RECEIPTS_CACHE: Duration = Duration::from_secs(10);
 /// `bot.max_queued_answers` / `READBOT_MAX_QUEUED_ANSWERS`.
 pub const MAX_QUEUED_ANSWERS: usize = 10_000;
+/// `bot.reconcile_interval_secs` / `READBOT_RECONCILE_INTERVAL_SECS`.
+pub const RECONCILE_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// `stream.backoff_base_ms` / `READBOT_STREAM_BACKOFF_BASE_MS`.
 pub const STREAM_BACKOFF_BASE: Duration = Duration::from_secs(1);

@@ -159,6 +159,9 @@ pub struct BotConfig {
     /// Accepted @mentions waiting for their answer; a callback beyond this
     /// gets `503` (nothing claimed) instead of waiting without bound.
     pub max_queued_answers: usize,
+    /// A notice answered from read events gets a reconciling query pass
+    /// once its data is older than this since its last pass.
+    pub reconcile_interval: Duration,
 }
 
 impl Default for BotConfig {
@@ -173,6 +176,7 @@ impl Default for BotConfig {
             summary_timeout: defaults::SUMMARY_TIMEOUT,
             receipts_cache: defaults::RECEIPTS_CACHE,
             max_queued_answers: defaults::MAX_QUEUED_ANSWERS,
+            reconcile_interval: defaults::RECONCILE_INTERVAL,
         }
     }
 }
@@ -235,6 +239,25 @@ pub struct Config {
     pub bot: BotConfig,
     /// Stream-mode settings (used when `mode` is [`Mode::Stream`]).
     pub stream: StreamConfig,
+    /// HTTP event push (read and recall events); off unless both keys are set.
+    pub events: EventsConfig,
+}
+
+/// The keys of the HTTP event push subscription (`POST /dingtalk/events`).
+/// Stream mode needs none: events arrive on the gateway connection.
+#[derive(Debug, Clone, Default)]
+pub struct EventsConfig {
+    /// `DINGTALK_EVENT_TOKEN`: the subscription's token (signatures).
+    pub token: Option<Secret>,
+    /// `DINGTALK_EVENT_AES_KEY`: the 43-character EncodingAESKey.
+    pub aes_key: Option<Secret>,
+}
+
+impl EventsConfig {
+    /// Both keys, when the HTTP push endpoint is on.
+    pub fn keys(&self) -> Option<(&Secret, &Secret)> {
+        self.token.as_ref().zip(self.aes_key.as_ref())
+    }
 }
 
 /// The settings the client subcommands read (see [`Config::load_client`]).

@@ -3,8 +3,8 @@
 
 use super::env::{parse_base, pick, pick_str, Env};
 use super::{
-    defaults, BotConfig, ClientSettings, Config, ConfigError, DingTalkConfig, Mode, RosterSource,
-    Secret, StreamConfig,
+    defaults, BotConfig, ClientSettings, Config, ConfigError, DingTalkConfig, EventsConfig, Mode,
+    RosterSource, Secret, StreamConfig,
 };
 use crate::domain::RobotCode;
 use serde::Deserialize;
@@ -58,6 +58,8 @@ struct RawDingTalk {
     max_pages: Option<usize>,
     not_ready_window_secs: Option<u64>,
     name_concurrency: Option<usize>,
+    event_token: Option<String>,
+    event_aes_key: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -72,6 +74,7 @@ struct RawBot {
     summary_timeout_secs: Option<u64>,
     receipts_cache_secs: Option<u64>,
     max_queued_answers: Option<usize>,
+    reconcile_interval_secs: Option<u64>,
 }
 
 impl RawFile {
@@ -175,6 +178,25 @@ impl RawFile {
                 Ok(v)
             }
         };
+        let events = EventsConfig {
+            token: pick_str(env, "DINGTALK_EVENT_TOKEN", d.event_token).map(Secret::new),
+            aes_key: pick_str(env, "DINGTALK_EVENT_AES_KEY", d.event_aes_key).map(Secret::new),
+        };
+        match (&events.token, &events.aes_key) {
+            (Some(_), None) => return Err(ConfigError::Missing("DINGTALK_EVENT_AES_KEY")),
+            (None, Some(_)) => return Err(ConfigError::Missing("DINGTALK_EVENT_TOKEN")),
+            (Some(_), Some(k)) => {
+                let k = k.expose().trim();
+                let base64 = |c: char| c.is_ascii_alphanumeric() || c == '+' || c == '/';
+                if k.len() != 43 || !k.chars().all(base64) {
+                    return Err(ConfigError::Invalid {
+                        key: "DINGTALK_EVENT_AES_KEY",
+                        message: "must be the console's 43-character EncodingAESKey".into(),
+                    });
+                }
+            }
+            (None, None) => {}
+        }
         let dingtalk = DingTalkConfig {
             app_key,
             app_secret,
@@ -277,6 +299,11 @@ impl RawFile {
                 pick(env, "READBOT_MAX_QUEUED_ANSWERS", b.max_queued_answers)?
                     .unwrap_or(defaults::MAX_QUEUED_ANSWERS),
             )?,
+            reconcile_interval: secs(
+                "READBOT_RECONCILE_INTERVAL_SECS",
+                b.reconcile_interval_secs,
+                defaults::RECONCILE_INTERVAL,
+            )?,
         };
         let mode = match pick_str(env, "READBOT_MODE", raw.mode) {
             None => defaults::MODE,
@@ -302,6 +329,7 @@ impl RawFile {
             dingtalk,
             bot,
             stream,
+            events,
         })
     }
 }

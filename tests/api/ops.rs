@@ -9,7 +9,9 @@ use crate::helpers::*;
 use async_trait::async_trait;
 use readbot::app::Application;
 use readbot::dingtalk::client::DingTalkClient;
-use readbot::domain::{EpochMillis, MsgId, Notice, OpenConversationId, ProcessQueryKey, UserId};
+use readbot::domain::{
+    EpochMillis, EventTrust, MsgId, Notice, OpenConversationId, ProcessQueryKey, ReadRecord, UserId,
+};
 use readbot::fake::{Api, Fault, GroupKind};
 use readbot::store::memory::MemoryStore;
 use readbot::store::{Claim, Store, StoreError};
@@ -337,6 +339,53 @@ impl Store for FlakyStore {
     async fn size_bytes(&self) -> Result<u64, StoreError> {
         self.check()?;
         self.inner.size_bytes().await
+    }
+    async fn record_reads(
+        &self,
+        key: &ProcessQueryKey,
+        reads: &[ReadRecord],
+    ) -> Result<usize, StoreError> {
+        self.check()?;
+        self.inner.record_reads(key, reads).await
+    }
+    async fn reads(&self, key: &ProcessQueryKey) -> Result<Vec<ReadRecord>, StoreError> {
+        self.check()?;
+        self.inner.reads(key).await
+    }
+    async fn mark_recalled(
+        &self,
+        key: &ProcessQueryKey,
+        at: EpochMillis,
+    ) -> Result<bool, StoreError> {
+        self.check()?;
+        self.inner.mark_recalled(key, at).await
+    }
+    async fn recalled_at(&self, key: &ProcessQueryKey) -> Result<Option<EpochMillis>, StoreError> {
+        self.check()?;
+        self.inner.recalled_at(key).await
+    }
+    async fn reconciled_at(
+        &self,
+        key: &ProcessQueryKey,
+    ) -> Result<Option<EpochMillis>, StoreError> {
+        self.check()?;
+        self.inner.reconciled_at(key).await
+    }
+    async fn set_reconciled_at(
+        &self,
+        key: &ProcessQueryKey,
+        at: EpochMillis,
+    ) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.set_reconciled_at(key, at).await
+    }
+    async fn event_trust(&self) -> Result<EventTrust, StoreError> {
+        self.check()?;
+        self.inner.event_trust().await
+    }
+    async fn set_event_trust(&self, trust: &EventTrust) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.set_event_trust(trust).await
     }
 }
 
