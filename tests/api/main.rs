@@ -5,6 +5,7 @@ mod budget;
 mod callback;
 mod cli;
 mod deploy;
+mod events;
 mod exactly_once;
 mod fail_closed;
 mod faults;
