@@ -4,7 +4,9 @@
 use crate::bot::{Accepted, Bot, BotDeps};
 use crate::config::{Config, Mode};
 use crate::dingtalk::signature::Verifier;
-use crate::dingtalk::stream::{BotMessageHandler, Handlers, StreamClient, StreamSettings};
+use crate::dingtalk::stream::{
+    BotMessageHandler, Event, EventHandler, EventStatus, Handlers, StreamClient, StreamSettings,
+};
 use crate::dingtalk::DingTalkApi;
 use crate::domain::{now_millis, Incoming};
 use crate::http::{ops_router, router, with_json_method_not_allowed, AppState, OpsState};
@@ -41,6 +43,9 @@ pub enum StartError {
     /// The Stream-mode client could not be built.
     #[error(transparent)]
     Stream(#[from] crate::dingtalk::stream::StreamError),
+    /// The HTTP event push keys are unusable.
+    #[error("DINGTALK_EVENT_AES_KEY: {0}")]
+    EventKeys(crate::dingtalk::event_crypto::EventCryptoError),
 }
 
 /// Stream mode hands bot messages to the same entry point as the HTTP
@@ -68,6 +73,28 @@ impl BotMessageHandler for BotSink {
 
 /// Upper bound of the final store flush after the drain.
 const FINAL_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+/// Stream mode hands `robot_msg_read` / `robot_msg_recall` events to the
+/// bot; the ack waits for the store (`LATER` on a failure: redelivered).
+struct EventSink(Bot);
+
+#[async_trait::async_trait]
+impl EventHandler for EventSink {
+    async fn handle(&self, event: Event) -> EventStatus {
+        use crate::dingtalk::events;
+        match events::parse_stream(&event.event_type, &event.event_id, &event.data) {
+            Ok(ev) => match self.0.on_event(&ev, "stream").await {
+                Ok(()) => EventStatus::Success,
+                Err(_) => EventStatus::Later,
+            },
+            Err(e) => {
+                // Redelivery would not make it readable.
+                crate::metrics::event("other", "stream", "bad_payload");
+                tracing::warn!(error = %e, event_type = %event.event_type, "unreadable event dropped");
+                EventStatus::Success
+            }
+        }
+    }
+}
 
 /// A built, bound, not yet serving readbot.
 pub struct Application {
@@ -116,16 +143,47 @@ impl Application {
         let window = i64::try_from(config.bot.signature_window.as_millis()).unwrap_or(i64::MAX);
         let stream = match config.mode {
             Mode::Http => None,
-            Mode::Stream => Some(StreamClient::new(
-                StreamSettings::from_config(&config),
-                Handlers::new(Arc::new(BotSink(bot.clone()))),
-            )?),
+            Mode::Stream => {
+                let events: Arc<dyn EventHandler> = Arc::new(EventSink(bot.clone()));
+                Some(StreamClient::new(
+                    StreamSettings::from_config(&config),
+                    Handlers::new(Arc::new(BotSink(bot.clone())))
+                        .on_event(crate::dingtalk::events::READ, events.clone())
+                        .on_event(crate::dingtalk::events::RECALL, events),
+                )?)
+            }
         };
+        let event_crypto = match config.events.keys() {
+            Some((token, aes_key)) => Some(Arc::new(
+                crate::dingtalk::event_crypto::EventCrypto::new(
+                    token.clone(),
+                    aes_key,
+                    &config.dingtalk.app_key,
+                    window,
+                )
+                .map_err(StartError::EventKeys)?,
+            )),
+            None => None,
+        };
+        // Event intake's clock: the gateway connection (Stream), or the
+        // process (HTTP push, when its keys are set).
+        match (&stream, &event_crypto) {
+            (Some(s), _) => {
+                let status = s.status();
+                bot.set_event_intake(Arc::new(move || status.snapshot().connected_since));
+            }
+            (None, Some(_)) => {
+                let start = now_millis();
+                bot.set_event_intake(Arc::new(move || Some(start)));
+            }
+            (None, None) => {}
+        }
         let state = AppState {
             bot,
             verifier: Arc::new(Verifier::new(&config.dingtalk.app_secret, window)),
             api_token: config.api_token.clone().map(Arc::new),
             stream: stream.as_ref().map(StreamClient::status),
+            events: event_crypto,
         };
         let listener =
             TcpListener::bind(config.listen)

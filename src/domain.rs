@@ -240,6 +240,33 @@ pub struct Receipts {
     pub pages: usize,
     /// True when paging stopped at the page cap before `hasMore` was false.
     pub truncated: bool,
+    /// Where the reads came from: stored read events alone, or a query pass.
+    #[serde(default)]
+    pub reads_from: ReadsFrom,
+    /// The stored reads (time and source per reader), by time.
+    #[serde(default)]
+    pub read_times: Vec<ReadRecord>,
+}
+
+/// Where the reads of a set of [`Receipts`] came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadsFrom {
+    /// Read events received live (no query call).
+    Events,
+    /// A read query just now (merged with any stored events).
+    #[default]
+    Query,
+}
+
+impl ReadsFrom {
+    /// Stable name used in JSON, templates and metrics (`events`, `query`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReadsFrom::Events => "events",
+            ReadsFrom::Query => "query",
+        }
+    }
 }
 
 /// How a reminder reached the unread members of a notice.
@@ -299,6 +326,69 @@ pub struct Incoming {
     pub mentioned: Vec<UserId>,
     /// When DingTalk created the message.
     pub created_at: Option<EpochMillis>,
+}
+
+/// Where readbot learned that someone read a notice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadSource {
+    /// A `robot_msg_read` event (Stream or HTTP push): the time is the read's own.
+    Event,
+    /// First seen by a read query: the time is when the query saw it (the
+    /// read happened at or before it).
+    Query,
+}
+
+impl ReadSource {
+    /// Stable name used in JSON and metrics (`event`, `query`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReadSource::Event => "event",
+            ReadSource::Query => "query",
+        }
+    }
+}
+
+/// One stored read of a notice.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadRecord {
+    /// The reader.
+    pub user_id: UserId,
+    /// When they read it (event) or when a query first saw it (query).
+    pub at: EpochMillis,
+    /// Where the read came from.
+    pub source: ReadSource,
+}
+
+impl ReadRecord {
+    /// Whether this record should replace `old` (same reader): an event
+    /// replaces a query's first sighting (it knows the real time); within
+    /// one source the earlier time wins. Anything else, duplicates
+    /// included, changes nothing.
+    pub fn supersedes(&self, old: &ReadRecord) -> bool {
+        match (self.source, old.source) {
+            (ReadSource::Event, ReadSource::Query) => true,
+            (ReadSource::Query, ReadSource::Event) => false,
+            _ => self.at < old.at,
+        }
+    }
+}
+
+/// Whether pushed read events are complete enough to answer from alone,
+/// as stored (one record per app).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct EventTrust {
+    /// A query pass over a notice with enough readers found every one of
+    /// them already recorded from events, and no later pass found a gap.
+    pub verified: bool,
+    /// When `verified` last changed.
+    pub changed_at: Option<EpochMillis>,
+    /// When the last reconciliation pass ran.
+    pub last_pass_at: Option<EpochMillis>,
+    /// When a pass last found readers the events had missed.
+    pub last_gap_at: Option<EpochMillis>,
+    /// Readers the last gap missed.
+    pub last_gap_missed: usize,
 }
 
 #[cfg(test)]

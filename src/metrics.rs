@@ -26,6 +26,11 @@
 //! | `readbot_dingtalk_in_flight` | gauge | `api` (requests on the wire now, measured at scrape) |
 //! | `readbot_store_size_bytes` | gauge | – (`Store::size_bytes`: for sled, the bytes of its data folder; measured at scrape) |
 //! | `readbot_store_notices` | gauge | – (notices recorded, measured at scrape) |
+//! | `readbot_events_total` | counter | `type`: `read`, `recall`, `other`; `via`: `stream`, `http`; `outcome`: `recorded`, `duplicate`, `unknown_key`, `no_reader`, `bad_payload`, `store_error` |
+//! | `readbot_event_push_refused_total` | counter | `reason`: `signature`, `decrypt`, `bad_request` |
+//! | `readbot_event_trust` | gauge | – (1 while pushed reads are trusted alone) |
+//! | `readbot_event_gaps_total` | counter | – (reconciliations that found readers the events had missed) |
+//! | `readbot_receipt_reads_total` | counter | `from`: `events`, `query` (where a summary's reads came from) |
 
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -357,6 +362,42 @@ pub fn dingtalk_in_flight(api: &'static str, n: u64) {
 /// Scrape-time gauge of @mentions being answered.
 pub fn in_flight(n: usize) {
     gauge!(SUMMARIES_IN_FLIGHT).set(n as f64);
+}
+
+/// `readbot_events_total`.
+pub const EVENTS: &str = "readbot_events_total";
+/// `readbot_event_push_refused_total`.
+pub const EVENT_PUSH_REFUSED: &str = "readbot_event_push_refused_total";
+/// `readbot_event_trust`.
+pub const EVENT_TRUST: &str = "readbot_event_trust";
+/// `readbot_event_gaps_total`.
+pub const EVENT_GAPS: &str = "readbot_event_gaps_total";
+/// `readbot_receipt_reads_total`.
+pub const RECEIPT_READS: &str = "readbot_receipt_reads_total";
+
+/// One pushed event and what became of it.
+pub fn event(kind: &'static str, via: &'static str, outcome: &'static str) {
+    counter!(EVENTS, "type" => kind, "via" => via, "outcome" => outcome).increment(1);
+}
+
+/// An HTTP event push was refused before its payload was read.
+pub fn event_push_refused(reason: &'static str) {
+    counter!(EVENT_PUSH_REFUSED, "reason" => reason).increment(1);
+}
+
+/// Whether pushed reads are trusted alone right now.
+pub fn event_trust(trusted: bool) {
+    gauge!(EVENT_TRUST).set(if trusted { 1.0 } else { 0.0 });
+}
+
+/// A reconciliation found readers the events had missed.
+pub fn event_gap() {
+    counter!(EVENT_GAPS).increment(1);
+}
+
+/// A set of receipts took its reads from `events` or a `query`.
+pub fn receipt_reads(from: &'static str) {
+    counter!(RECEIPT_READS, "from" => from).increment(1);
 }
 
 #[cfg(test)]

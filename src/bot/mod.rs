@@ -7,6 +7,7 @@
 
 pub mod command;
 mod fairness;
+pub mod push;
 pub mod queued;
 pub mod receipts;
 pub mod remind;
@@ -137,6 +138,7 @@ struct Inner {
     replay_log: throttle::LogEvery,
     webhook_log: throttle::LogEvery,
     reminding: remind::InProgress,
+    push: push::PushState,
 }
 
 /// The bot. Cheap to clone.
@@ -164,6 +166,7 @@ impl Bot {
                 refused: receipts::RefusedSources::default(),
                 bookkept: Arc::default(),
                 reminding: remind::InProgress::default(),
+                push: push::PushState::default(),
                 deps,
                 accepting: AtomicBool::new(true),
                 in_flight: AtomicUsize::new(0),
@@ -542,9 +545,29 @@ impl Bot {
             refused: &self.inner.refused,
             bookkept: &self.inner.bookkept,
         };
+        let push = push::PushDeps {
+            api: d.api.as_ref(),
+            store: d.store.as_ref(),
+            robot: &d.robot_code,
+            reconcile_interval: d.cfg.reconcile_interval,
+            state: &self.inner.push,
+        };
         self.inner
             .receipts
-            .get_or_collect(&notice.key, || receipts::collect(&deps, notice, asker))
+            .get_or_collect(&notice.key, || async {
+                let mut found = None;
+                let reads = async {
+                    let (state, from, times) = push::reads(&push, notice).await?;
+                    found = Some((from, times));
+                    Ok(state)
+                };
+                let mut r = receipts::collect_with(&deps, notice, asker, reads).await?;
+                if let Some((from, times)) = found {
+                    r.reads_from = from;
+                    r.read_times = times;
+                }
+                Ok(r)
+            })
             .await
     }
 
@@ -565,6 +588,47 @@ impl Bot {
             ),
             at_user_ids: Vec::new(),
         }
+    }
+
+    // Read and recall events (see `push`).
+
+    /// Sets the clock of event intake: since when it has been continuously
+    /// up (`None` while down). Without it, summaries always query.
+    pub fn set_event_intake(&self, uptime: push::IntakeUptime) {
+        self.inner.push.set_uptime(uptime);
+    }
+
+    /// Takes one pushed event (Stream `via = "stream"` or HTTP push
+    /// `"http"`): stored durably before this returns; `Err` only when the
+    /// store failed and the event must be redelivered.
+    pub async fn on_event(
+        &self,
+        event: &crate::dingtalk::events::PushEvent,
+        via: &'static str,
+    ) -> Result<(), StoreError> {
+        push::take(self.store().as_ref(), event, via).await
+    }
+
+    /// Stores a `robot_msg_read` durably; a store failure is returned so
+    /// that the event is redelivered.
+    pub async fn on_read_event(
+        &self,
+        ev: &crate::dingtalk::events::ReadEvent,
+    ) -> Result<push::Intake, StoreError> {
+        push::on_read(self.store().as_ref(), ev).await
+    }
+
+    /// Marks the notice of a `robot_msg_recall` recalled (durably).
+    pub async fn on_recall_event(
+        &self,
+        ev: &crate::dingtalk::events::RecallEvent,
+    ) -> Result<push::Intake, StoreError> {
+        push::on_recall(self.store().as_ref(), ev).await
+    }
+
+    /// Event intake and its verification, for `/healthz`.
+    pub async fn push_status(&self) -> push::PushStatus {
+        self.inner.push.status(self.store().as_ref()).await
     }
 
     fn no_notices(&self, lang: Lang) -> Reply {

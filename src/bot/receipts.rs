@@ -490,6 +490,8 @@ pub fn tally(roll: Roll, notice: &Notice, names: &HashMap<UserId, String>) -> Re
         roster_complete: roll.complete && has_roster,
         pages: roll.pages,
         truncated: roll.truncated,
+        reads_from: crate::domain::ReadsFrom::Query,
+        read_times: Vec::new(),
     }
 }
 
@@ -506,7 +508,19 @@ pub async fn collect(
         robot_code: notice.robot_code.clone(),
         sent_at: notice.sent_at,
     };
-    let (state, roster) = tokio::join!(deps.api.read_state(&query), roster(deps, notice, asker));
+    let reads = async { Ok(deps.api.read_state(&query).await?) };
+    collect_with(deps, notice, asker, reads).await
+}
+
+/// [`collect`] with the read state coming from `reads` (a query pass, or
+/// stored read events), awaited alongside the roster.
+pub async fn collect_with(
+    deps: &ReceiptsDeps<'_>,
+    notice: &Notice,
+    asker: Option<&UserId>,
+    reads: impl Future<Output = Result<ReadState, BotError>>,
+) -> Result<Receipts, BotError> {
+    let (state, roster) = tokio::join!(reads, roster(deps, notice, asker));
     let roll = Roll::new(state?, roster?, deps.robot_code, notice.author.as_ref());
 
     let roster_names = roll.roster_names();
@@ -803,6 +817,8 @@ mod tests {
             roster_complete: true,
             pages: 1,
             truncated: false,
+            reads_from: crate::domain::ReadsFrom::Query,
+            read_times: Vec::new(),
         }
     }
 

@@ -71,6 +71,8 @@ pub const TIMEZONE: &str = "Asia/Shanghai";
 pub const REMIND_COOLDOWN: Duration = Duration::from_secs(600);
 /// `bot.remind_max_mentions` / `READBOT_REMIND_MAX_MENTIONS`.
 pub const REMIND_MAX_MENTIONS: usize = 200;
+/// `bot.reconcile_interval_secs` / `READBOT_RECONCILE_INTERVAL_SECS`.
+pub const RECONCILE_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// `stream.backoff_base_ms` / `READBOT_STREAM_BACKOFF_BASE_MS`.
 pub const STREAM_BACKOFF_BASE: Duration = Duration::from_secs(1);

@@ -266,4 +266,19 @@ pub const ENV_KEYS: &[(&str, &str, &str)] = &[
         "bot.remind_max_mentions",
         "most people one chat `remind` @-mentions",
     ),
+    (
+        "DINGTALK_EVENT_TOKEN",
+        "dingtalk.event_token",
+        "HTTP event push token (with the AES key: turns POST /dingtalk/events on)",
+    ),
+    (
+        "DINGTALK_EVENT_AES_KEY",
+        "dingtalk.event_aes_key",
+        "HTTP event push EncodingAESKey (43 characters)",
+    ),
+    (
+        "READBOT_RECONCILE_INTERVAL_SECS",
+        "bot.reconcile_interval_secs",
+        "re-check a notice's pushed reads with one query pass after this long",
+    ),
 ];

@@ -206,6 +206,9 @@ pub struct BotConfig {
     pub remind_cooldown: Duration,
     /// Most people @-mentioned by one `remind` in the group.
     pub remind_max_mentions: usize,
+    /// A notice answered from read events gets a reconciling query pass
+    /// once its data is older than this since its last pass.
+    pub reconcile_interval: Duration,
 }
 
 /// Who may remind (and recall) a notice: `bot.remind_policy`.
@@ -250,6 +253,7 @@ impl Default for BotConfig {
             admins: Vec::new(),
             remind_cooldown: defaults::REMIND_COOLDOWN,
             remind_max_mentions: defaults::REMIND_MAX_MENTIONS,
+            reconcile_interval: defaults::RECONCILE_INTERVAL,
         }
     }
 }
@@ -314,6 +318,25 @@ pub struct Config {
     pub stream: StreamConfig,
     /// HTTP server limits (timeouts, connection cap, shutdown grace).
     pub server: ServerConfig,
+    /// HTTP event push (read and recall events); off unless both keys are set.
+    pub events: EventsConfig,
+}
+
+/// The keys of the HTTP event push subscription (`POST /dingtalk/events`).
+/// Stream mode needs none: events arrive on the gateway connection.
+#[derive(Debug, Clone, Default)]
+pub struct EventsConfig {
+    /// `DINGTALK_EVENT_TOKEN`: the subscription's token (signatures).
+    pub token: Option<Secret>,
+    /// `DINGTALK_EVENT_AES_KEY`: the 43-character EncodingAESKey.
+    pub aes_key: Option<Secret>,
+}
+
+impl EventsConfig {
+    /// Both keys, when the HTTP push endpoint is on.
+    pub fn keys(&self) -> Option<(&Secret, &Secret)> {
+        self.token.as_ref().zip(self.aes_key.as_ref())
+    }
 }
 
 /// The settings the client subcommands read (see [`Config::load_client`]).

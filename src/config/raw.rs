@@ -3,8 +3,8 @@
 
 use super::env::{parse_base, pick, pick_str, Env};
 use super::{
-    defaults, BotConfig, ClientSettings, Config, ConfigError, DingTalkConfig, Mode, RemindPolicy,
-    ReplyTimeZone, RosterSource, Secret, ServerConfig, StreamConfig,
+    defaults, BotConfig, ClientSettings, Config, ConfigError, DingTalkConfig, EventsConfig, Mode,
+    RemindPolicy, ReplyTimeZone, RosterSource, Secret, ServerConfig, StreamConfig,
 };
 use crate::domain::{RobotCode, UserId};
 use serde::Deserialize;
@@ -69,6 +69,8 @@ struct RawDingTalk {
     max_pages: Option<usize>,
     not_ready_window_secs: Option<u64>,
     name_concurrency: Option<usize>,
+    event_token: Option<String>,
+    event_aes_key: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -89,6 +91,7 @@ struct RawBot {
     admins: Option<Vec<String>>,
     remind_cooldown_secs: Option<u64>,
     remind_max_mentions: Option<usize>,
+    reconcile_interval_secs: Option<u64>,
 }
 
 impl RawFile {
@@ -203,6 +206,25 @@ impl RawFile {
                 Ok(v)
             }
         };
+        let events = EventsConfig {
+            token: pick_str(env, "DINGTALK_EVENT_TOKEN", d.event_token).map(Secret::new),
+            aes_key: pick_str(env, "DINGTALK_EVENT_AES_KEY", d.event_aes_key).map(Secret::new),
+        };
+        match (&events.token, &events.aes_key) {
+            (Some(_), None) => return Err(ConfigError::Missing("DINGTALK_EVENT_AES_KEY")),
+            (None, Some(_)) => return Err(ConfigError::Missing("DINGTALK_EVENT_TOKEN")),
+            (Some(_), Some(k)) => {
+                let k = k.expose().trim();
+                let base64 = |c: char| c.is_ascii_alphanumeric() || c == '+' || c == '/';
+                if k.len() != 43 || !k.chars().all(base64) {
+                    return Err(ConfigError::Invalid {
+                        key: "DINGTALK_EVENT_AES_KEY",
+                        message: "must be the console's 43-character EncodingAESKey".into(),
+                    });
+                }
+            }
+            (None, None) => {}
+        }
         let dingtalk = DingTalkConfig {
             app_key,
             app_secret,
@@ -333,6 +355,11 @@ impl RawFile {
                     })?
                 }
             },
+            reconcile_interval: secs(
+                "READBOT_RECONCILE_INTERVAL_SECS",
+                b.reconcile_interval_secs,
+                defaults::RECONCILE_INTERVAL,
+            )?,
         };
         // A signature record must outlive every moment its timestamp is
         // accepted (up to a window after it was first seen, which is up to a
@@ -372,6 +399,7 @@ impl RawFile {
             bot,
             stream,
             server,
+            events,
         })
     }
 }

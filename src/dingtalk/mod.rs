@@ -11,6 +11,8 @@
 //! - [`signature`]: callback signature computation and verification.
 //! - [`stream`]: Stream mode: the WebSocket gateway's frames, acks and the
 //!   connection loop.
+//! - [`events`]: read and recall events (Stream `data` and HTTP push payloads).
+//! - [`event_crypto`]: the HTTP event push's signature and AES-256-CBC envelope.
 //! - [`error`]: typed errors and the wire rules about them (transient, refusal).
 //! - [`scripted`]: a scripted in-memory [`DingTalkApi`] for tests (no network).
 
@@ -18,6 +20,8 @@ pub mod callback;
 pub mod capped;
 pub mod client;
 pub mod error;
+pub mod event_crypto;
+pub mod events;
 pub mod scripted;
 pub mod signature;
 pub mod stream;

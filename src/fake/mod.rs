@@ -22,7 +22,8 @@
 //!
 //! Files: `server.rs` owns the HTTP routes (and mounts the gateway's open
 //! call), `gateway.rs` the Stream gateway, `respond.rs` the answers both
-//! share, `state.rs` the data behind them, `cursor.rs` the paging tokens.
+//! share, `state.rs` the data behind them, `cursor.rs` the paging tokens;
+//! `events.rs` pushes read and recall events (gateway and encrypted HTTP).
 //! Imports between them run one way: server → gateway → respond → state.
 //!
 //! New-API answers carry the `x-acs-request-id` header; their errors are
@@ -58,6 +59,7 @@
 //!   `sendStatus` `RECALLED`; recalling it again succeeds.
 
 mod cursor;
+pub mod events;
 pub mod gateway;
 mod respond;
 mod server;
@@ -76,6 +78,7 @@ use tokio::sync::watch;
 
 use state::State;
 
+pub use events::EventPusher;
 pub use gateway::{Pushed, StreamAck, StreamConnection, StreamOpen};
 
 /// Settings of the fake app and robot.

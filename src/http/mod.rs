@@ -17,6 +17,7 @@
 mod auth;
 mod callback;
 pub mod error;
+mod events;
 pub mod extract;
 mod notices;
 pub mod ops;
@@ -46,6 +47,8 @@ pub struct AppState {
     /// Stream mode: the gateway connection's status (shown in `/healthz`).
     /// `None` in HTTP mode; in Stream mode the callback route is off.
     pub stream: Option<StatusHandle>,
+    /// HTTP event push keys; `None` turns `POST /dingtalk/events` off (404).
+    pub events: Option<Arc<crate::dingtalk::event_crypto::EventCrypto>>,
 }
 
 /// Builds the router. `max_body` bounds every request body (413 beyond).
@@ -53,6 +56,9 @@ pub fn router(state: AppState, max_body: usize) -> Router {
     let mut routes = Router::new();
     if state.stream.is_none() {
         routes = routes.route("/dingtalk/callback", post(callback::callback));
+    }
+    if state.events.is_some() {
+        routes = routes.route("/dingtalk/events", post(events::events));
     }
     routes
         .nest("/api/v1", api_router(state.clone()))
@@ -89,15 +95,18 @@ fn api_router(state: AppState) -> Router<AppState> {
         ))
 }
 
-/// Liveness (always 200 while serving), the receive mode, and in Stream mode
-/// the gateway connection (`state`: connecting, connected, backoff, ...).
+/// Liveness (always 200 while serving), the receive mode, in Stream mode
+/// the gateway connection (`state`: connecting, connected, backoff, ...),
+/// and event intake (`events`: up since, verified, last gap).
 async fn healthz(State(state): State<AppState>) -> Json<serde_json::Value> {
+    let events = state.bot.push_status().await;
     match &state.stream {
-        None => Json(serde_json::json!({ "status": "ok", "mode": "http" })),
+        None => Json(serde_json::json!({ "status": "ok", "mode": "http", "events": events })),
         Some(s) => Json(serde_json::json!({
             "status": "ok",
             "mode": "stream",
             "stream": s.snapshot(),
+            "events": events,
         })),
     }
 }

@@ -2,7 +2,9 @@
 //! branches of each. They drive the start-up check of every template
 //! (overrides included) and `readbot render --sample`.
 
-use super::view::{ErrorView, HelpView, ListItemView, ListView, PersonView, SummaryView};
+use super::view::{
+    ErrorView, HelpView, ListItemView, ListView, PersonView, ProgressView, SummaryView,
+};
 use minijinja::value::{Serde, Value};
 use serde::Serialize;
 
@@ -46,6 +48,17 @@ pub(super) fn sample_summary() -> SummaryView {
         fallback: false,
         truncated: false,
         asker: "Li Lei".into(),
+        reads_from: "events".into(),
+        progress: vec![
+            ProgressView {
+                percent: 50,
+                within_minutes: 12,
+            },
+            ProgressView {
+                percent: 80,
+                within_minutes: 125,
+            },
+        ],
     }
 }
 
@@ -64,6 +77,8 @@ pub(super) fn summary() -> Vec<Sample> {
         truncated: true,
         send_status: "RECALLED".into(),
         author: String::new(),
+        reads_from: "query".into(),
+        progress: vec![],
         ..sample_summary()
     };
     let nobody = SummaryView {

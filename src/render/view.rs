@@ -57,6 +57,22 @@ pub struct SummaryView {
     pub truncated: bool,
     /// The asker's display name.
     pub asker: String,
+    /// Where the reads came from: `events` (read events received live, no
+    /// query) or `query` (DingTalk queried just now).
+    pub reads_from: String,
+    /// Read progress from the stored read times, e.g. 50% and 80% of the
+    /// members and how long after sending each was reached (empty when not
+    /// reached or unknown).
+    pub progress: Vec<ProgressView>,
+}
+
+/// One read-progress milestone of a summary.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ProgressView {
+    /// Share of the members, in percent (50, 80, 100).
+    pub percent: u32,
+    /// Minutes after sending that it was reached (at least 1).
+    pub within_minutes: u64,
 }
 
 /// One line of `list.<lang>.md.j2`.

@@ -5,8 +5,8 @@
 
 use super::{Claim, SignatureUse, Store};
 use crate::domain::{
-    EpochMillis, MsgId, Notice, OpenConversationId, ProcessQueryKey, Reminder, ReminderVia,
-    RobotCode, UserId,
+    EpochMillis, EventTrust, MsgId, Notice, OpenConversationId, ProcessQueryKey, ReadRecord,
+    ReadSource, Reminder, ReminderVia, RobotCode, UserId,
 };
 use std::sync::Arc;
 
@@ -471,6 +471,113 @@ pub(crate) async fn callback_names_never_override_api_names<S: Store>(s: &S) {
     assert!(s.callback_names(&[uid("u2")], 0).await.unwrap().is_empty());
 }
 
+fn read(user: &str, at: EpochMillis, source: ReadSource) -> ReadRecord {
+    ReadRecord {
+        user_id: uid(user),
+        at,
+        source,
+    }
+}
+
+pub(crate) async fn reads_merge_by_reader<S: Store>(s: &S) {
+    let k = ProcessQueryKey::parse("k1+/=").unwrap();
+    let k10 = ProcessQueryKey::parse("k1+/=0").unwrap();
+    assert!(s.reads(&k).await.unwrap().is_empty());
+    // First sightings by a query, then events (one out of order, one duplicate).
+    let q = [
+        read("bob", 500, ReadSource::Query),
+        read("cy", 500, ReadSource::Query),
+    ];
+    assert_eq!(s.record_reads(&k, &q).await.unwrap(), 2);
+    assert_eq!(
+        s.record_reads(&k, &q).await.unwrap(),
+        0,
+        "same again: nothing"
+    );
+    let later_query = [read("bob", 900, ReadSource::Query)];
+    assert_eq!(
+        s.record_reads(&k, &later_query).await.unwrap(),
+        0,
+        "first sighting stays"
+    );
+    assert_eq!(
+        s.record_reads(&k, &[read("ann", 300, ReadSource::Event)])
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        s.record_reads(&k, &[read("bob", 200, ReadSource::Event)])
+            .await
+            .unwrap(),
+        1,
+        "an event replaces a sighting"
+    );
+    assert_eq!(
+        s.record_reads(&k, &[read("ann", 300, ReadSource::Event)])
+            .await
+            .unwrap(),
+        0,
+        "duplicate event"
+    );
+    assert_eq!(
+        s.record_reads(&k, &[read("ann", 400, ReadSource::Event)])
+            .await
+            .unwrap(),
+        0,
+        "a later copy"
+    );
+    assert_eq!(
+        s.record_reads(&k, &[read("ann", 100, ReadSource::Query)])
+            .await
+            .unwrap(),
+        0,
+        "a query never replaces an event"
+    );
+    // Another key sharing the prefix does not leak in.
+    s.record_reads(&k10, &[read("dan", 1, ReadSource::Event)])
+        .await
+        .unwrap();
+    assert_eq!(
+        s.reads(&k).await.unwrap(),
+        vec![
+            read("bob", 200, ReadSource::Event),
+            read("ann", 300, ReadSource::Event),
+            read("cy", 500, ReadSource::Query),
+        ],
+        "by time, then user"
+    );
+    assert_eq!(s.reads(&k10).await.unwrap().len(), 1);
+}
+
+pub(crate) async fn recall_reconcile_and_trust<S: Store>(s: &S) {
+    let k = ProcessQueryKey::parse("k1").unwrap();
+    assert_eq!(s.recalled_at(&k).await.unwrap(), None);
+    assert!(s.mark_recalled(&k, 10).await.unwrap());
+    assert!(
+        !s.mark_recalled(&k, 20).await.unwrap(),
+        "the first mark stays"
+    );
+    assert_eq!(s.recalled_at(&k).await.unwrap(), Some(10));
+    assert_eq!(s.reconciled_at(&k).await.unwrap(), None);
+    s.set_reconciled_at(&k, 30).await.unwrap();
+    s.set_reconciled_at(&k, 40).await.unwrap();
+    assert_eq!(s.reconciled_at(&k).await.unwrap(), Some(40));
+    let other = ProcessQueryKey::parse("k2").unwrap();
+    assert_eq!(s.reconciled_at(&other).await.unwrap(), None);
+    assert_eq!(s.recalled_at(&other).await.unwrap(), None);
+    assert_eq!(s.event_trust().await.unwrap(), EventTrust::default());
+    let t = EventTrust {
+        verified: true,
+        changed_at: Some(5),
+        last_pass_at: Some(6),
+        last_gap_at: None,
+        last_gap_missed: 0,
+    };
+    s.set_event_trust(&t).await.unwrap();
+    assert_eq!(s.event_trust().await.unwrap(), t);
+}
+
 /// Instantiates every conformance case for one backend. `$make` is an
 /// expression returning `(guard, store)`; the guard (e.g. a temporary
 /// folder) outlives the store.
@@ -603,6 +710,16 @@ macro_rules! conformance {
             async fn recall_mark_keeps_the_first_time() {
                 let (_guard, s) = $make;
                 super::recall_mark_keeps_the_first_time(&s).await;
+            }
+            #[tokio::test]
+            async fn reads_merge_by_reader() {
+                let (_guard, s) = $make;
+                super::reads_merge_by_reader(&s).await;
+            }
+            #[tokio::test]
+            async fn recall_reconcile_and_trust() {
+                let (_guard, s) = $make;
+                super::recall_reconcile_and_trust(&s).await;
             }
             #[tokio::test]
             async fn learned_roster() {

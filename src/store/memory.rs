@@ -6,7 +6,8 @@
 
 use super::{Claim, SignatureUse, Store, StoreError};
 use crate::domain::{
-    EpochMillis, MsgId, Notice, OpenConversationId, ProcessQueryKey, Reminder, UserId,
+    EpochMillis, EventTrust, MsgId, Notice, OpenConversationId, ProcessQueryKey, ReadRecord,
+    Reminder, UserId,
 };
 use async_trait::async_trait;
 use std::cmp::Reverse;
@@ -32,6 +33,9 @@ struct Inner {
     roster: HashMap<OpenConversationId, BTreeMap<UserId, EpochMillis>>,
     reminders: HashMap<ProcessQueryKey, Vec<Reminder>>,
     recalled: HashMap<ProcessQueryKey, EpochMillis>,
+    reads: HashMap<ProcessQueryKey, BTreeMap<UserId, ReadRecord>>,
+    reconciled: HashMap<ProcessQueryKey, EpochMillis>,
+    trust: EventTrust,
 }
 
 impl Inner {
@@ -87,7 +91,17 @@ impl Inner {
             })
             .sum();
         let recalled: usize = self.recalled.keys().map(|k| k.as_str().len() + TIME).sum();
-        (notices + marks + names + signatures + roster + reminders + recalled) as u64
+        let reads: usize = self
+            .reads
+            .iter()
+            .map(|(key, rs)| {
+                key.as_str().len()
+                    + rs.keys()
+                        .map(|u| u.as_str().len() + TIME + 1)
+                        .sum::<usize>()
+            })
+            .sum();
+        (notices + marks + names + signatures + roster + reminders + recalled + reads) as u64
     }
 }
 
@@ -320,24 +334,82 @@ impl Store for MemoryStore {
         Ok(self.lock()?.reminders.get(key).cloned().unwrap_or_default())
     }
 
-    async fn mark_recalled(
-        &self,
-        key: &ProcessQueryKey,
-        at: EpochMillis,
-    ) -> Result<(), StoreError> {
-        self.lock()?.recalled.entry(key.clone()).or_insert(at);
-        Ok(())
-    }
-
-    async fn recalled_at(&self, key: &ProcessQueryKey) -> Result<Option<EpochMillis>, StoreError> {
-        Ok(self.lock()?.recalled.get(key).copied())
-    }
-
     async fn flush(&self) -> Result<(), StoreError> {
         Ok(())
     }
 
     async fn size_bytes(&self) -> Result<u64, StoreError> {
         Ok(self.lock()?.estimated_bytes())
+    }
+
+    async fn record_reads(
+        &self,
+        key: &ProcessQueryKey,
+        reads: &[ReadRecord],
+    ) -> Result<usize, StoreError> {
+        let mut inner = self.lock()?;
+        let stored = inner.reads.entry(key.clone()).or_default();
+        let mut changed = 0;
+        for r in reads {
+            let replace = stored.get(&r.user_id).is_none_or(|old| r.supersedes(old));
+            if replace {
+                stored.insert(r.user_id.clone(), r.clone());
+                changed += 1;
+            }
+        }
+        Ok(changed)
+    }
+
+    async fn reads(&self, key: &ProcessQueryKey) -> Result<Vec<ReadRecord>, StoreError> {
+        let inner = self.lock()?;
+        let mut out: Vec<ReadRecord> = inner
+            .reads
+            .get(key)
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default();
+        out.sort_by(|a, b| (a.at, &a.user_id).cmp(&(b.at, &b.user_id)));
+        Ok(out)
+    }
+
+    async fn mark_recalled(
+        &self,
+        key: &ProcessQueryKey,
+        at: EpochMillis,
+    ) -> Result<bool, StoreError> {
+        let mut inner = self.lock()?;
+        if inner.recalled.contains_key(key) {
+            return Ok(false);
+        }
+        inner.recalled.insert(key.clone(), at);
+        Ok(true)
+    }
+
+    async fn recalled_at(&self, key: &ProcessQueryKey) -> Result<Option<EpochMillis>, StoreError> {
+        Ok(self.lock()?.recalled.get(key).copied())
+    }
+
+    async fn reconciled_at(
+        &self,
+        key: &ProcessQueryKey,
+    ) -> Result<Option<EpochMillis>, StoreError> {
+        Ok(self.lock()?.reconciled.get(key).copied())
+    }
+
+    async fn set_reconciled_at(
+        &self,
+        key: &ProcessQueryKey,
+        at: EpochMillis,
+    ) -> Result<(), StoreError> {
+        self.lock()?.reconciled.insert(key.clone(), at);
+        Ok(())
+    }
+
+    async fn event_trust(&self) -> Result<EventTrust, StoreError> {
+        Ok(self.lock()?.trust.clone())
+    }
+
+    async fn set_event_trust(&self, trust: &EventTrust) -> Result<(), StoreError> {
+        self.lock()?.trust = trust.clone();
+        Ok(())
     }
 }

@@ -16,7 +16,8 @@ pub mod sled_store;
 
 pub use crate::config::{SledConfig, StoreConfig};
 use crate::domain::{
-    EpochMillis, MsgId, Notice, OpenConversationId, ProcessQueryKey, Reminder, UserId,
+    EpochMillis, EventTrust, MsgId, Notice, OpenConversationId, ProcessQueryKey, ReadRecord,
+    Reminder, UserId,
 };
 use async_trait::async_trait;
 use std::borrow::Cow;
@@ -257,10 +258,15 @@ pub trait Store: Send + Sync + 'static {
     /// The reminders recorded for the notice `key`, oldest first.
     async fn reminders(&self, key: &ProcessQueryKey) -> Result<Vec<Reminder>, StoreError>;
 
-    /// Marks the notice `key` as recalled at `at`, durably (flushed before
-    /// returning). Marking it again keeps the first time.
-    async fn mark_recalled(&self, key: &ProcessQueryKey, at: EpochMillis)
-        -> Result<(), StoreError>;
+    /// Marks the notice `key` as recalled at `at` (by readbot's recall or a
+    /// `robot_msg_recall` event), durably (flushed before returning).
+    /// Marking it again keeps the first time; returns true when it was not
+    /// marked before.
+    async fn mark_recalled(
+        &self,
+        key: &ProcessQueryKey,
+        at: EpochMillis,
+    ) -> Result<bool, StoreError>;
 
     /// When the notice `key` was recalled, if it was.
     async fn recalled_at(&self, key: &ProcessQueryKey) -> Result<Option<EpochMillis>, StoreError>;
@@ -272,6 +278,39 @@ pub trait Store: Send + Sync + 'static {
     /// folder on disk; memory: an estimate of the data held). `/metrics`
     /// exposes it as `readbot_store_size_bytes`.
     async fn size_bytes(&self) -> Result<u64, StoreError>;
+
+    // Push data (read and recall events, reconciliation; issue 15).
+
+    /// Records reads of the notice `key`, durably (flushed before
+    /// returning, shared with concurrent callers). Per reader, a record
+    /// replaces the stored one only when it [supersedes](ReadRecord::supersedes)
+    /// it, so duplicates and late copies change nothing. Returns how many
+    /// records were added or replaced.
+    async fn record_reads(
+        &self,
+        key: &ProcessQueryKey,
+        reads: &[ReadRecord],
+    ) -> Result<usize, StoreError>;
+
+    /// Every stored read of `key`, by time then user id.
+    async fn reads(&self, key: &ProcessQueryKey) -> Result<Vec<ReadRecord>, StoreError>;
+
+    /// When a query pass last reconciled the notice `key` with its events.
+    async fn reconciled_at(&self, key: &ProcessQueryKey)
+        -> Result<Option<EpochMillis>, StoreError>;
+
+    /// Remembers that a query pass reconciled `key` at `at`.
+    async fn set_reconciled_at(
+        &self,
+        key: &ProcessQueryKey,
+        at: EpochMillis,
+    ) -> Result<(), StoreError>;
+
+    /// The stored verification state of event intake (default when never set).
+    async fn event_trust(&self) -> Result<EventTrust, StoreError>;
+
+    /// Stores the verification state of event intake (flushed).
+    async fn set_event_trust(&self, trust: &EventTrust) -> Result<(), StoreError>;
 }
 
 #[cfg(test)]

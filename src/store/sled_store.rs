@@ -18,6 +18,9 @@
 //! | `signatures`| i64 BE signed timestamp                           | JSON `{at, ids}` (≤ limit msgIds) |
 //! | `reminders` | key ‖ 0x00 ‖ ord(at) ‖ u64 BE sled id             | JSON [`Reminder`]              |
 //! | `recalled`  | processQueryKey                                   | i64 BE recall time             |
+//! | `reads`     | processQueryKey ‖ 0x00 ‖ userId                   | i64 BE time ‖ source byte (1 event, 2 query) |
+//! | `push_meta` | `c` ‖ processQueryKey (reconciled)                | i64 BE time                    |
+//! | `push_meta` | `trust`                                           | JSON [`EventTrust`]            |
 //!
 //! A `names` entry carries `verified` (`true`: from DingTalk's member or
 //! user APIs; `false` or absent: learned from a callback, or written before
@@ -46,7 +49,8 @@
 
 use super::{Claim, SignatureUse, SledConfig, Store, StoreError};
 use crate::domain::{
-    EpochMillis, MsgId, Notice, OpenConversationId, ProcessQueryKey, Reminder, UserId,
+    EpochMillis, EventTrust, MsgId, Notice, OpenConversationId, ProcessQueryKey, ReadRecord,
+    ReadSource, Reminder, UserId,
 };
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -163,6 +167,8 @@ pub struct SledStore {
     signatures: Tree,
     reminders: Tree,
     recalled: Tree,
+    reads: Tree,
+    push_meta: Tree,
 }
 
 impl std::fmt::Debug for SledStore {
@@ -295,6 +301,73 @@ fn folder_size(dir: &Path) -> u64 {
     total
 }
 
+fn read_key(key: &ProcessQueryKey, user: &UserId) -> Vec<u8> {
+    let mut k = read_prefix(key);
+    k.extend_from_slice(user.as_str().as_bytes());
+    k
+}
+
+fn read_prefix(key: &ProcessQueryKey) -> Vec<u8> {
+    let mut k = Vec::with_capacity(key.as_str().len() + 1);
+    k.extend_from_slice(key.as_str().as_bytes());
+    k.push(SEP);
+    k
+}
+
+fn encode_read(r: &ReadRecord) -> [u8; 9] {
+    let mut v = [0u8; 9];
+    v[..8].copy_from_slice(&r.at.to_be_bytes());
+    v[8] = match r.source {
+        ReadSource::Event => 1,
+        ReadSource::Query => 2,
+    };
+    v
+}
+
+fn decode_read(k: &[u8], prefix_len: usize, v: &[u8]) -> Result<ReadRecord, StoreError> {
+    let corrupt = || StoreError::Corrupt {
+        record: format!("read {:?}", String::from_utf8_lossy(k).as_ref()),
+        source: None,
+    };
+    let user = k
+        .get(prefix_len..)
+        .and_then(|u| std::str::from_utf8(u).ok())
+        .and_then(|u| UserId::parse(u).ok())
+        .ok_or_else(corrupt)?;
+    let at: [u8; 8] = v
+        .get(..8)
+        .and_then(|t| t.try_into().ok())
+        .ok_or_else(corrupt)?;
+    let source = match v.get(8) {
+        Some(1) => ReadSource::Event,
+        Some(2) => ReadSource::Query,
+        _ => return Err(corrupt()),
+    };
+    Ok(ReadRecord {
+        user_id: user,
+        at: i64::from_be_bytes(at),
+        source,
+    })
+}
+
+fn meta_key(tag: u8, key: &ProcessQueryKey) -> Vec<u8> {
+    let mut k = Vec::with_capacity(key.as_str().len() + 1);
+    k.push(tag);
+    k.extend_from_slice(key.as_str().as_bytes());
+    k
+}
+
+const META_RECONCILED: u8 = b'c';
+const META_TRUST: &[u8] = b"trust";
+
+fn decode_time(k: &[u8], v: &[u8]) -> Result<EpochMillis, StoreError> {
+    let t: [u8; 8] = v.try_into().map_err(|_| StoreError::Corrupt {
+        record: format!("time {:?}", String::from_utf8_lossy(k).as_ref()),
+        source: None,
+    })?;
+    Ok(i64::from_be_bytes(t))
+}
+
 fn encode_mark(state: u8, at: EpochMillis) -> [u8; 9] {
     let mut v = [0u8; 9];
     v[0] = state;
@@ -350,6 +423,8 @@ impl SledStore {
             signatures: tree("signatures")?,
             reminders: tree("reminders")?,
             recalled: tree("recalled")?,
+            reads: tree("reads")?,
+            push_meta: tree("push_meta")?,
             commit: Default::default(),
             pending: Default::default(),
             dir: dir.into(),
@@ -845,9 +920,9 @@ impl Store for SledStore {
         &self,
         key: &ProcessQueryKey,
         at: EpochMillis,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         // Keep the first time: only insert when absent.
-        let _ = self
+        let cas = self
             .recalled
             .compare_and_swap(
                 key.as_str().as_bytes(),
@@ -855,7 +930,10 @@ impl Store for SledStore {
                 Some(&at.to_be_bytes()[..]),
             )
             .map_err(sled_failed("cannot mark the notice recalled"))?;
-        self.durable().await
+        if cas.is_ok() {
+            self.durable().await?;
+        }
+        Ok(cas.is_ok())
     }
 
     async fn recalled_at(&self, key: &ProcessQueryKey) -> Result<Option<EpochMillis>, StoreError> {
@@ -890,6 +968,102 @@ impl Store for SledStore {
         tokio::task::spawn_blocking(move || folder_size(&dir))
             .await
             .map_err(task_failed("size task failed"))
+    }
+
+    async fn record_reads(
+        &self,
+        key: &ProcessQueryKey,
+        reads: &[ReadRecord],
+    ) -> Result<usize, StoreError> {
+        let prefix_len = read_prefix(key).len();
+        let mut changed = 0;
+        for r in reads {
+            let k = read_key(key, &r.user_id);
+            let new = encode_read(r);
+            let mut replaced = false;
+            // Atomic per reader: an event and a query pass may race.
+            self.reads
+                .fetch_and_update(&k, |old| {
+                    let keep_old = old
+                        .and_then(|o| decode_read(&k, prefix_len, o).ok())
+                        .is_some_and(|o| !r.supersedes(&o));
+                    replaced = !keep_old;
+                    if keep_old {
+                        old.map(<[u8]>::to_vec)
+                    } else {
+                        Some(new.to_vec())
+                    }
+                })
+                .map_err(sled_failed("cannot record a read"))?;
+            if replaced {
+                changed += 1;
+            }
+        }
+        if changed > 0 {
+            self.durable().await?;
+        }
+        Ok(changed)
+    }
+
+    async fn reads(&self, key: &ProcessQueryKey) -> Result<Vec<ReadRecord>, StoreError> {
+        let prefix = read_prefix(key);
+        let mut out = Vec::new();
+        for entry in self.reads.scan_prefix(&prefix) {
+            let (k, v) = entry.map_err(sled_failed("cannot read the reads"))?;
+            out.push(decode_read(&k, prefix.len(), &v)?);
+        }
+        out.sort_by(|a, b| (a.at, &a.user_id).cmp(&(b.at, &b.user_id)));
+        Ok(out)
+    }
+
+    async fn reconciled_at(
+        &self,
+        key: &ProcessQueryKey,
+    ) -> Result<Option<EpochMillis>, StoreError> {
+        let k = meta_key(META_RECONCILED, key);
+        match self
+            .push_meta
+            .get(&k)
+            .map_err(sled_failed("cannot read a reconciliation time"))?
+        {
+            Some(v) => decode_time(&k, &v).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn set_reconciled_at(
+        &self,
+        key: &ProcessQueryKey,
+        at: EpochMillis,
+    ) -> Result<(), StoreError> {
+        // Not flushed: a lost time only costs one more pass.
+        self.push_meta
+            .insert(meta_key(META_RECONCILED, key), &at.to_be_bytes()[..])
+            .map_err(sled_failed("cannot write a reconciliation time"))?;
+        Ok(())
+    }
+
+    async fn event_trust(&self) -> Result<EventTrust, StoreError> {
+        match self
+            .push_meta
+            .get(META_TRUST)
+            .map_err(sled_failed("cannot read the event trust"))?
+        {
+            None => Ok(EventTrust::default()),
+            Some(v) => serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt {
+                record: "event trust".into(),
+                source: Some(e.into()),
+            }),
+        }
+    }
+
+    async fn set_event_trust(&self, trust: &EventTrust) -> Result<(), StoreError> {
+        let v = serde_json::to_vec(trust)
+            .map_err(|e| StoreError::backend("cannot encode the event trust", e))?;
+        self.push_meta
+            .insert(META_TRUST, v)
+            .map_err(sled_failed("cannot write the event trust"))?;
+        self.durable().await
     }
 }
 

@@ -6,6 +6,7 @@ mod callback;
 mod cli;
 mod conn;
 mod deploy;
+mod events;
 mod exactly_once;
 mod fail_closed;
 mod faults;

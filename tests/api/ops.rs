@@ -9,7 +9,9 @@ use crate::helpers::*;
 use async_trait::async_trait;
 use readbot::app::Application;
 use readbot::dingtalk::client::DingTalkClient;
-use readbot::domain::{EpochMillis, MsgId, Notice, OpenConversationId, ProcessQueryKey, UserId};
+use readbot::domain::{
+    EpochMillis, EventTrust, MsgId, Notice, OpenConversationId, ProcessQueryKey, ReadRecord, UserId,
+};
 use readbot::fake::{Api, Fault, GroupKind};
 use readbot::store::memory::MemoryStore;
 use readbot::store::{Claim, SignatureUse, Store, StoreError};
@@ -369,18 +371,6 @@ impl Store for FlakyStore {
         self.check()?;
         self.inner.reminders(key).await
     }
-    async fn mark_recalled(
-        &self,
-        key: &ProcessQueryKey,
-        at: EpochMillis,
-    ) -> Result<(), StoreError> {
-        self.check()?;
-        self.inner.mark_recalled(key, at).await
-    }
-    async fn recalled_at(&self, key: &ProcessQueryKey) -> Result<Option<EpochMillis>, StoreError> {
-        self.check()?;
-        self.inner.recalled_at(key).await
-    }
     async fn flush(&self) -> Result<(), StoreError> {
         self.check()?;
         if self.flush_broken.load(Ordering::SeqCst) {
@@ -391,6 +381,53 @@ impl Store for FlakyStore {
     async fn size_bytes(&self) -> Result<u64, StoreError> {
         self.check()?;
         self.inner.size_bytes().await
+    }
+    async fn record_reads(
+        &self,
+        key: &ProcessQueryKey,
+        reads: &[ReadRecord],
+    ) -> Result<usize, StoreError> {
+        self.check()?;
+        self.inner.record_reads(key, reads).await
+    }
+    async fn reads(&self, key: &ProcessQueryKey) -> Result<Vec<ReadRecord>, StoreError> {
+        self.check()?;
+        self.inner.reads(key).await
+    }
+    async fn mark_recalled(
+        &self,
+        key: &ProcessQueryKey,
+        at: EpochMillis,
+    ) -> Result<bool, StoreError> {
+        self.check()?;
+        self.inner.mark_recalled(key, at).await
+    }
+    async fn recalled_at(&self, key: &ProcessQueryKey) -> Result<Option<EpochMillis>, StoreError> {
+        self.check()?;
+        self.inner.recalled_at(key).await
+    }
+    async fn reconciled_at(
+        &self,
+        key: &ProcessQueryKey,
+    ) -> Result<Option<EpochMillis>, StoreError> {
+        self.check()?;
+        self.inner.reconciled_at(key).await
+    }
+    async fn set_reconciled_at(
+        &self,
+        key: &ProcessQueryKey,
+        at: EpochMillis,
+    ) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.set_reconciled_at(key, at).await
+    }
+    async fn event_trust(&self) -> Result<EventTrust, StoreError> {
+        self.check()?;
+        self.inner.event_trust().await
+    }
+    async fn set_event_trust(&self, trust: &EventTrust) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.set_event_trust(trust).await
     }
 }
 
@@ -545,4 +582,90 @@ async fn nothing_is_answered_when_the_claim_cannot_be_made_durable() {
     assert!(answered, "no reply once flushing works again");
     let _ = tx.send(());
     served.await.expect("join").expect("served");
+}
+
+/// A read event that cannot be stored is acknowledged `LATER` (DingTalk
+/// redelivers it); once the store is back, the redelivery is stored and
+/// acknowledged `SUCCESS`.
+#[tokio::test]
+async fn a_read_event_the_store_cannot_take_is_acked_later() {
+    let fake = start_fake().await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let config = config_for(
+        &fake,
+        &tmp.path().join("data"),
+        &[
+            ("READBOT_MODE", "stream"),
+            ("READBOT_STREAM_BACKOFF_BASE_MS", "20"),
+            ("READBOT_STREAM_BACKOFF_MAX_MS", "200"),
+        ],
+    );
+    let client = DingTalkClient::new(config.dingtalk.clone()).expect("client");
+    let store = Arc::new(FlakyStore {
+        inner: MemoryStore::default(),
+        broken: AtomicBool::new(false),
+        flush_broken: AtomicBool::new(false),
+    });
+    let notice = Notice {
+        key: ProcessQueryKey::parse("keyOfANotice==").expect("key"),
+        group: OpenConversationId::parse("cidG").expect("group"),
+        robot_code: readbot::domain::RobotCode::parse(fake.config().robot_code.clone())
+            .expect("robot"),
+        title: "t".into(),
+        author: None,
+        author_name: None,
+        msg_key: "sampleMarkdown".into(),
+        sent_at: readbot::domain::now_millis(),
+    };
+    store.record_notice(&notice).await.expect("recorded");
+    let app = Application::build_with(config, Arc::new(client), store.clone())
+        .await
+        .expect("builds");
+    let (tx, rx) = oneshot::channel::<()>();
+    let served = tokio::spawn(app.run_until_stopped(async move {
+        let _ = rx.await;
+    }));
+    let limit = std::time::Duration::from_secs(20);
+    assert!(fake.wait_until(limit, |f| f.live_streams() >= 1).await);
+    let status = |id: &str| {
+        let acks = fake.acks_for(id);
+        acks.first().map(|a| {
+            let v: Value = serde_json::from_str(&a.data).expect("ack data");
+            v["status"].as_str().unwrap_or_default().to_owned()
+        })
+    };
+
+    store.broken.store(true, Ordering::SeqCst);
+    let first = fake
+        .push_read_event("keyOfANotice==", Some("u1"), 5, "ev1")
+        .expect("up")
+        .message_id;
+    assert!(
+        fake.wait_until(limit, |f| !f.acks_for(&first).is_empty())
+            .await
+    );
+    assert_eq!(status(&first).as_deref(), Some("LATER"));
+    assert!(store
+        .inner
+        .reads(&notice.key)
+        .await
+        .expect("reads")
+        .is_empty());
+
+    store.broken.store(false, Ordering::SeqCst);
+    let again = fake
+        .push_read_event("keyOfANotice==", Some("u1"), 5, "ev1")
+        .expect("up")
+        .message_id;
+    assert!(
+        fake.wait_until(limit, |f| !f.acks_for(&again).is_empty())
+            .await
+    );
+    assert_eq!(status(&again).as_deref(), Some("SUCCESS"));
+    assert_eq!(
+        store.inner.reads(&notice.key).await.expect("reads").len(),
+        1
+    );
+    let _ = tx.send(());
+    let _ = served.await;
 }

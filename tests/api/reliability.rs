@@ -128,13 +128,14 @@ async fn openapi_document_matches_the_routes() {
         ("/readyz", "get"),
         ("/metrics", "get"),
         ("/dingtalk/callback", "post"),
+        ("/dingtalk/events", "post"),
     ] {
         assert!(
             doc["paths"][path][method].is_object(),
             "{method} {path} is not documented"
         );
     }
-    assert_eq!(doc["paths"].as_object().map(|p| p.len()), Some(8));
+    assert_eq!(doc["paths"].as_object().map(|p| p.len()), Some(9));
     let app = spawn_app().await;
     let example = &doc["paths"]["/api/v1/notices"]["post"]["requestBody"]["content"]
         ["application/json"]["examples"]["markdown"]["value"];

@@ -99,5 +99,12 @@ pub(super) async fn receipts(
         "truncated": r.truncated,
         "read": people(&r.read),
         "unread": people(&r.unread),
+        "readsFrom": r.reads_from.as_str(),
+        "readTimes": r.read_times.iter().map(|t| json!({
+            "userId": t.user_id,
+            "readAt": t.at,
+            "source": t.source.as_str(),
+        })).collect::<Vec<_>>(),
+        "timeline": crate::bot::summary::timeline(&r.read_times, r.notice.sent_at),
     })))
 }
