@@ -24,6 +24,7 @@
 //! | `readbot_dingtalk_in_flight` | gauge | `api` (requests on the wire now, measured at scrape) |
 //! | `readbot_store_size_bytes` | gauge | – (`Store::size_bytes`: for sled, the bytes of its data folder; measured at scrape) |
 //! | `readbot_store_notices` | gauge | – (notices recorded, measured at scrape) |
+//! | `readbot_worker_panics_total` | counter | – (answers that panicked; the worker survived) |
 
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -60,6 +61,9 @@ pub const DINGTALK_IN_FLIGHT: &str = "readbot_dingtalk_in_flight";
 pub const STORE_SIZE: &str = "readbot_store_size_bytes";
 /// `readbot_store_notices`.
 pub const STORE_NOTICES: &str = "readbot_store_notices";
+
+/// `readbot_worker_panics_total`.
+pub const WORKER_PANICS: &str = "readbot_worker_panics_total";
 
 /// Values of the `outcome` label of [`DINGTALK_CALLS`].
 pub const DINGTALK_OUTCOMES: &[&str] = &[
@@ -192,6 +196,7 @@ fn describe() {
         STORE_NOTICES,
         "Notices recorded in the store (measured at scrape)."
     );
+    describe_health();
 }
 
 /// Creates the fixed-label series at zero so dashboards and `rate()` see
@@ -233,6 +238,7 @@ fn preregister() {
     for o in ["ok", "error"] {
         counter!(TOKEN_REFRESHES, "outcome" => o).increment(0);
     }
+    preregister_health();
 }
 
 /// The current metrics in Prometheus text format, or `None` when the
@@ -305,6 +311,24 @@ pub fn dingtalk_in_flight(api: &'static str, n: u64) {
 /// Scrape-time gauge of @mentions being answered.
 pub fn in_flight(n: usize) {
     gauge!(SUMMARIES_IN_FLIGHT).set(n as f64);
+}
+
+// Health: panics survived, store failures, retention.
+
+fn describe_health() {
+    describe_counter!(
+        WORKER_PANICS,
+        "Answers that panicked; the worker logged the msgId and went on."
+    );
+}
+
+fn preregister_health() {
+    counter!(WORKER_PANICS).increment(0);
+}
+
+/// Answering one message panicked (the worker survived).
+pub fn worker_panic() {
+    counter!(WORKER_PANICS).increment(1);
 }
 
 #[cfg(test)]

@@ -204,7 +204,7 @@ impl Bot {
                         };
                         let bot = Bot { inner };
                         let Job { msg, span } = job;
-                        tracing::Instrument::instrument(bot.process(msg), span).await;
+                        bot.process_guarded(msg, span).await;
                         if bot.inner.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
                             bot.inner.idle.notify_waiters();
                         }
@@ -212,6 +212,26 @@ impl Bot {
                 });
             }
         });
+    }
+
+    /// [`Bot::process`] with a panic caught: a bug (or an absurd value)
+    /// hit while answering one message is logged with its msgId and counted
+    /// (`readbot_worker_panics_total`), and the worker goes on with the next
+    /// message. The message keeps its in-flight mark (at most once: it is
+    /// not answered twice) and expires with the other marks.
+    async fn process_guarded(&self, msg: Incoming, span: tracing::Span) {
+        use futures_util::FutureExt;
+        let msg_id = msg.msg_id.clone();
+        let run = tracing::Instrument::instrument(self.process(msg), span);
+        if let Err(panic) = std::panic::AssertUnwindSafe(run).catch_unwind().await {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a non-text panic".to_owned());
+            crate::metrics::worker_panic();
+            tracing::error!(msg_id = %msg_id, panic = %what, "answering a message panicked; the worker goes on");
+        }
     }
 
     /// Answers one claimed message and marks it done.

@@ -521,6 +521,53 @@ async fn a_redelivered_mention_is_answered_once() {
     assert_eq!(h.bot.accept(msg).await.unwrap(), Accepted::ShuttingDown);
 }
 
+/// A panic while answering one message (here: inside the DingTalk double)
+/// costs that message only: more panics than there are workers, and the
+/// next message is still answered, and nothing is left in flight.
+#[tokio::test]
+async fn answers_survive_a_panic_in_one_message() {
+    let h = Harness::new();
+    h.api.on_reply_in_session(|webhook, _| {
+        if webhook.contains("boom") {
+            panic!("injected panic for {webhook}");
+        }
+        Ok(())
+    });
+    let panics = MAX_CONCURRENT_SUMMARIES * 2;
+    for i in 0..panics {
+        let mut msg = mention(&format!("boom-{i}"), "help", Some("u1"));
+        msg.session_webhook = Some(format!("{WEBHOOK}&boom={i}"));
+        assert_eq!(h.bot.accept(msg).await.unwrap(), Accepted::Started);
+    }
+    let msg = mention("after-the-panics", "help", Some("u1"));
+    assert_eq!(h.bot.accept(msg).await.unwrap(), Accepted::Started);
+    assert!(
+        h.bot.shutdown(Duration::from_secs(20)).await,
+        "{} messages still in flight",
+        h.bot.in_flight()
+    );
+    let answered: Vec<_> = h
+        .api
+        .session_replies()
+        .into_iter()
+        .filter(|(url, _)| url == WEBHOOK)
+        .collect();
+    assert_eq!(
+        answered.len(),
+        1,
+        "the message after the panics is answered"
+    );
+    // The panicked messages keep their mark: a redelivery is not answered.
+    let again = mention("boom-0", "help", Some("u1"));
+    assert_eq!(
+        h.store
+            .claim_message(&again.msg_id, now_millis())
+            .await
+            .unwrap(),
+        Claim::InFlight
+    );
+}
+
 // --------------------------------------------------------- DingTalk errors
 
 #[tokio::test]
