@@ -9,6 +9,7 @@ use crate::dingtalk::DingTalkApi;
 use crate::domain::{now_millis, Incoming};
 use crate::http::{ops_router, router, AppState, OpsState};
 use crate::render::Renderer;
+use crate::store::health::{MonitoredStore, StoreHealth, PROBE_INTERVAL};
 use crate::store::Store;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -74,6 +75,9 @@ pub struct Application {
     config: Config,
     ops: OpsState,
     stream: Option<StreamClient>,
+    health: StoreHealth,
+    /// The store backend without the health monitor (probes go here).
+    backend: Arc<dyn Store>,
 }
 
 impl Application {
@@ -100,6 +104,11 @@ impl Application {
         store: Arc<dyn Store>,
     ) -> Result<Self, StartError> {
         crate::metrics::install();
+        // Every store is monitored: a failing one makes readbot refuse work
+        // (503) instead of acknowledging what it cannot record.
+        let monitored = MonitoredStore::new(store);
+        let (health, backend) = (monitored.health(), monitored.inner().clone());
+        let store: Arc<dyn Store> = Arc::new(monitored);
         let renderer = Arc::new(Renderer::new(config.templates_dir.as_deref())?);
         let bot = Bot::new(BotDeps {
             api,
@@ -134,7 +143,8 @@ impl Application {
             addr: config.listen,
             source,
         })?;
-        let ops = OpsState::new(store.clone(), state.bot.clone());
+        let ops = OpsState::new(store.clone(), state.bot.clone())
+            .with_store_health(health.clone(), backend.clone());
         Ok(Self {
             listener,
             addr,
@@ -143,6 +153,8 @@ impl Application {
             config,
             ops,
             stream,
+            health,
+            backend,
         })
     }
 
@@ -163,6 +175,11 @@ impl Application {
 
     /// Serves until `shutdown` resolves, then stops accepting, lets in-flight
     /// summaries finish (bounded), and flushes the store.
+    ///
+    /// When the store fails for good (sled keeps its first I/O error until
+    /// the process restarts) readbot shuts down the same way and returns an
+    /// error saying so: `readbot serve` exits 1 for its supervisor to
+    /// restart it.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -170,11 +187,21 @@ impl Application {
         let bot = self.state.bot.clone();
         let app = router(self.state, self.config.bot.max_body_bytes).merge(ops_router(self.ops));
         let pruner = spawn_pruner(self.store.clone(), self.config.bot.dedup_retention);
+        let prober = spawn_health_probe(self.health.clone(), self.backend.clone());
         // Stream mode: the gateway connection stops on the same signal.
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let stream_task = self.stream.map(|c| tokio::spawn(c.run(stop_rx)));
+        let fatal_slot: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
+        let health = self.health.clone();
+        let fatal_seen = fatal_slot.clone();
         let shutdown = async move {
-            shutdown.await;
+            tokio::select! {
+                () = shutdown => {}
+                why = health.failed_for_good() => {
+                    tracing::error!(error = %why, "the store failed for good; stopping so that the supervisor restarts readbot");
+                    *fatal_seen.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
+                }
+            }
             let _ = stop_tx.send(true);
         };
         tracing::info!(addr = %self.addr, mode = self.config.mode.as_str(), "readbot listening");
@@ -198,11 +225,40 @@ impl Application {
             );
         }
         pruner.abort();
+        prober.abort();
         if let Err(e) = self.store.flush().await {
             tracing::error!(error = %e.with_causes(), "final flush failed");
         }
+        let fatal = fatal_slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(why) = fatal {
+            return Err(std::io::Error::other(failed_for_good_sentence(&why)));
+        }
         served
     }
+}
+
+/// What `readbot serve` prints (after `readbot: server: `) when it exits
+/// because the store failed for good.
+pub fn failed_for_good_sentence(why: &str) -> String {
+    format!(
+        "the data folder cannot be written and will not recover while this process runs ({why}); \
+         readbot stopped (exit code 1) so that its supervisor restarts it: free disk space or repair the folder"
+    )
+}
+
+/// While the store is failing, probes a write every [`PROBE_INTERVAL`], so
+/// readbot takes work again by itself once the store can write.
+fn spawn_health_probe(health: StoreHealth, backend: Arc<dyn Store>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(PROBE_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if health.failing().is_some() && health.report().fatal.is_none() {
+                let _ = health.probe(backend.as_ref()).await;
+            }
+        }
+    })
 }
 
 /// Hourly removal of de-duplication marks older than the retention.

@@ -25,6 +25,8 @@
 //! | `readbot_store_size_bytes` | gauge | – (`Store::size_bytes`: for sled, the bytes of its data folder; measured at scrape) |
 //! | `readbot_store_notices` | gauge | – (notices recorded, measured at scrape) |
 //! | `readbot_worker_panics_total` | counter | – (answers that panicked; the worker survived) |
+//! | `readbot_store_write_failures_total` | counter | – (store writes and probe writes that failed) |
+//! | `readbot_store_failing` | gauge | – (1 while writes are refused because the store is failing) |
 
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -64,6 +66,10 @@ pub const STORE_NOTICES: &str = "readbot_store_notices";
 
 /// `readbot_worker_panics_total`.
 pub const WORKER_PANICS: &str = "readbot_worker_panics_total";
+/// `readbot_store_write_failures_total`.
+pub const STORE_WRITE_FAILURES: &str = "readbot_store_write_failures_total";
+/// `readbot_store_failing`.
+pub const STORE_FAILING: &str = "readbot_store_failing";
 
 /// Values of the `outcome` label of [`DINGTALK_CALLS`].
 pub const DINGTALK_OUTCOMES: &[&str] = &[
@@ -320,10 +326,31 @@ fn describe_health() {
         WORKER_PANICS,
         "Answers that panicked; the worker logged the msgId and went on."
     );
+    describe_counter!(
+        STORE_WRITE_FAILURES,
+        "Store writes (probe writes included) that failed."
+    );
+    describe_gauge!(
+        STORE_FAILING,
+        "1 while the store is failing and readbot refuses work it cannot record (callbacks and sends get 503)."
+    );
 }
 
 fn preregister_health() {
     counter!(WORKER_PANICS).increment(0);
+    counter!(STORE_WRITE_FAILURES).increment(0);
+    gauge!(STORE_FAILING).set(0.0);
+}
+
+/// A store write failed: the store is failing.
+pub fn store_write_failed() {
+    counter!(STORE_WRITE_FAILURES).increment(1);
+    gauge!(STORE_FAILING).set(1.0);
+}
+
+/// A probe write succeeded: the store is no longer failing.
+pub fn store_writes_again() {
+    gauge!(STORE_FAILING).set(0.0);
 }
 
 /// Answering one message panicked (the worker survived).

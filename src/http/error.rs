@@ -45,6 +45,15 @@ impl AppError {
             "readbot hit an internal error; see its log",
         )
     }
+    /// 503 `store_unavailable`: the store cannot record the work right now
+    /// (nothing was done; retry later). The cause goes only to the log.
+    pub fn store_unavailable() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            "readbot cannot write its data folder right now; nothing was done; retry later",
+        )
+    }
 }
 
 impl AppError {
@@ -81,7 +90,8 @@ impl From<QueryRejection> for AppError {
 }
 
 /// DingTalk's refusals pass through as 502 with DingTalk's code and message;
-/// an unknown notice is 404; anything else is readbot's own failure (500).
+/// an unknown notice is 404; a failing store is 503 (retry later); anything
+/// else is readbot's own failure (500).
 impl From<BotError> for AppError {
     fn from(e: BotError) -> Self {
         match e {
@@ -94,6 +104,10 @@ impl From<BotError> for AppError {
                 "not_found",
                 "no notice is recorded under that processQueryKey",
             ),
+            BotError::Store(e) => {
+                tracing::error!(error = %e.with_causes(), "store failed; request refused");
+                Self::store_unavailable()
+            }
             other => Self::internal(other),
         }
     }

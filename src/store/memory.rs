@@ -232,4 +232,9 @@ impl Store for MemoryStore {
     async fn size_bytes(&self) -> Result<u64, StoreError> {
         Ok(self.lock()?.estimated_bytes())
     }
+
+    async fn probe_write(&self, _now: EpochMillis) -> Result<(), StoreError> {
+        // Nothing to prove in memory beyond the lock.
+        self.lock().map(drop)
+    }
 }

@@ -11,6 +11,7 @@
 
 #[cfg(test)]
 mod conformance;
+pub mod health;
 pub mod memory;
 pub mod sled_store;
 
@@ -51,6 +52,38 @@ pub enum StoreError {
         #[source]
         source: Option<BoxError>,
     },
+    /// The backend failed in a way it does not recover from while this
+    /// process runs (sled 0.34 keeps its first I/O error for good: every
+    /// later write fails even once the disk has room again). readbot exits
+    /// so that its supervisor restarts it.
+    #[error("the store failed for good ({context}); only a restart of readbot clears it")]
+    FailedForGood {
+        /// What was being done.
+        context: Cow<'static, str>,
+        /// The backend's error.
+        #[source]
+        source: Option<BoxError>,
+    },
+    /// Writes are refused without trying: the store is failing (see
+    /// [`health::StoreHealth`]) and no probe write has succeeded since.
+    #[error("the store is failing; writes are refused until a probe write succeeds (last error: {last})")]
+    Unavailable {
+        /// The last store error, on one line.
+        last: String,
+    },
+    /// The store's folder holds data the backend cannot read back: corrupt
+    /// files, not a lock held by another process.
+    #[error(
+        "the store in folder {} is corrupted; restore it from a backup or move it aside (see README, \"Store maintenance\")",
+        dir.display()
+    )]
+    CorruptFolder {
+        /// The folder.
+        dir: PathBuf,
+        /// The backend's error.
+        #[source]
+        source: BoxError,
+    },
     /// A stored record could not be decoded.
     #[error("stored record is corrupt: {record}")]
     Corrupt {
@@ -77,6 +110,19 @@ impl StoreError {
             context: message.into(),
             source: None,
         }
+    }
+
+    /// True when the backend cannot recover while this process runs
+    /// ([`StoreError::FailedForGood`]).
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, Self::FailedForGood { .. })
+    }
+
+    /// True when this failure says the store cannot write (I/O, a lost
+    /// task, a permanent failure), as opposed to one bad record or a refusal
+    /// that is itself a consequence of an earlier failure.
+    pub fn is_write_failure(&self) -> bool {
+        matches!(self, Self::Backend { .. } | Self::FailedForGood { .. })
     }
 
     /// This error and its causes on one line (`a: b: c`), for logs and
@@ -192,6 +238,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Flushes everything written so far to disk (claims included).
     async fn flush(&self) -> Result<(), StoreError>;
+
+    /// Proves the store can write now: writes a small fixed-size record
+    /// (overwriting the previous probe) and makes it durable. Used by the
+    /// health checks ([`health::StoreHealth::probe`]), never on a request's
+    /// path more than once per [`health::PROBE_INTERVAL`].
+    async fn probe_write(&self, now: EpochMillis) -> Result<(), StoreError>;
 
     /// Bytes the store takes up, measured now (sled: every file of its
     /// folder on disk; memory: an estimate of the data held). `/metrics`

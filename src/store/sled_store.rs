@@ -15,6 +15,7 @@
 //! | `dedup`     | msgId                                             | state byte (1 in-flight, 2 done) ‖ i64 BE time |
 //! | `names`     | userId                                            | JSON `{name, fetched_at}`      |
 //! | `roster`    | group ‖ 0x00 ‖ userId                             | i64 BE last seen               |
+//! | `health`    | `probe`                                           | i64 BE time of the last probe write |
 //!
 //! # Durability
 //!
@@ -116,7 +117,7 @@ impl PendingClaims {
         if let Some(&at) = shard.get(key) {
             dedup
                 .insert(key, &encode_mark(MARK_IN_FLIGHT, at)[..])
-                .map_err(sled_failed("cannot write a de-dup mark"))?;
+                .map_err(sled_write_failed("cannot write a de-dup mark"))?;
             shard.remove(key);
         }
         Ok(())
@@ -149,6 +150,7 @@ pub struct SledStore {
     dedup: Tree,
     names: Tree,
     roster: Tree,
+    health: Tree,
 }
 
 impl std::fmt::Debug for SledStore {
@@ -166,6 +168,23 @@ struct CachedName {
 /// Maps a sled error to [`StoreError::Backend`], saying what was being done.
 fn sled_failed(context: &'static str) -> impl FnOnce(sled::Error) -> StoreError {
     move |e| StoreError::backend(context, e)
+}
+
+/// Maps a sled error met while *writing* (an insert, a transaction, a
+/// flush). sled 0.34 records the first I/O error of its log writer as a
+/// global error and returns it from every later write until the process
+/// restarts, so an I/O (or corruption, or bug) error here is
+/// [`StoreError::FailedForGood`]; anything else is [`StoreError::Backend`].
+fn sled_write_failed(context: &'static str) -> impl FnOnce(sled::Error) -> StoreError {
+    move |e| match e {
+        sled::Error::Io(_) | sled::Error::Corruption { .. } | sled::Error::ReportableBug(_) => {
+            StoreError::FailedForGood {
+                context: context.into(),
+                source: Some(e.into()),
+            }
+        }
+        other => StoreError::backend(context, other),
+    }
 }
 
 /// Maps a failed blocking task (panicked or cancelled) to [`StoreError::Backend`].
@@ -294,6 +313,7 @@ impl SledStore {
             dedup: tree("dedup")?,
             names: tree("names")?,
             roster: tree("roster")?,
+            health: tree("health")?,
             commit: Default::default(),
             pending: Default::default(),
             dir: dir.into(),
@@ -359,7 +379,7 @@ impl SledStore {
         tokio::task::spawn_blocking(move || db.flush())
             .await
             .map_err(task_failed("flush task failed"))?
-            .map_err(sled_failed("cannot flush to disk"))?;
+            .map_err(sled_write_failed("cannot flush to disk"))?;
         c.durable.fetch_max(covered, SeqCst);
         Ok(())
     }
@@ -419,7 +439,7 @@ impl Store for SledStore {
             });
         result.map_err(|e| match e {
             TransactionError::Abort(e) => e,
-            TransactionError::Storage(e) => StoreError::backend("cannot record the notice", e),
+            TransactionError::Storage(e) => sled_write_failed("cannot record the notice")(e),
         })?;
         self.durable().await
     }
@@ -517,7 +537,7 @@ impl Store for SledStore {
         let mut shard = self.pending.lock(key)?;
         self.dedup
             .insert(key, &encode_mark(MARK_DONE, now)[..])
-            .map_err(sled_failed("cannot write a de-dup mark"))?;
+            .map_err(sled_write_failed("cannot write a de-dup mark"))?;
         shard.remove(key);
         Ok(())
     }
@@ -598,7 +618,7 @@ impl Store for SledStore {
             .map_err(|e| StoreError::backend("cannot encode a name", e))?;
             self.names
                 .insert(user.as_str().as_bytes(), value)
-                .map_err(sled_failed("cannot write the name cache"))?;
+                .map_err(sled_write_failed("cannot write the name cache"))?;
         }
         Ok(())
     }
@@ -622,7 +642,7 @@ impl Store for SledStore {
             if !fresh {
                 self.roster
                     .insert(key, &now.to_be_bytes()[..])
-                    .map_err(sled_failed("cannot write the learned roster"))?;
+                    .map_err(sled_write_failed("cannot write the learned roster"))?;
             }
         }
         Ok(())
@@ -651,6 +671,13 @@ impl Store for SledStore {
         tokio::task::spawn_blocking(move || pending.write_to(&dedup))
             .await
             .map_err(task_failed("flush task failed"))??;
+        self.durable().await
+    }
+
+    async fn probe_write(&self, now: EpochMillis) -> Result<(), StoreError> {
+        self.health
+            .insert("probe", &now.to_be_bytes()[..])
+            .map_err(sled_write_failed("cannot write the health probe"))?;
         self.durable().await
     }
 
