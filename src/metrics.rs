@@ -16,7 +16,7 @@
 //! | `readbot_summary_duration_seconds` | histogram | `via` |
 //! | `readbot_summaries_in_flight` | gauge | – |
 //! | `readbot_replies_total` | counter | `delivery`: `session`, `session_timeout`, `group_send`, `failed`, `dropped` |
-//! | `readbot_notices_sent_total` | counter | `outcome`: `ok`, `dingtalk_error`, `store_error` |
+//! | `readbot_notices_sent_total` | counter | `outcome`: `ok`, `dingtalk_error`, `store_error`, `replayed` (a retry with a used `Idempotency-Key`: nothing sent) |
 //! | `readbot_dingtalk_calls_total` | counter | `api`, `outcome` (see [`DINGTALK_OUTCOMES`]) |
 //! | `readbot_dingtalk_call_duration_seconds` | histogram | `api` (one logical call, retries included) |
 //! | `readbot_dingtalk_retries_total` | counter | `api`; `reason`: `backoff`, `token` |
@@ -238,7 +238,7 @@ fn preregister() {
     ] {
         counter!(REPLIES, "delivery" => d).increment(0);
     }
-    for o in ["ok", "dingtalk_error", "store_error"] {
+    for o in ["ok", "dingtalk_error", "store_error", "replayed"] {
         counter!(NOTICES_SENT, "outcome" => o).increment(0);
     }
     for o in ["ok", "error"] {

@@ -7,6 +7,7 @@
 
 pub mod command;
 pub mod receipts;
+pub mod send;
 pub mod sentences;
 pub mod summary;
 #[cfg(test)]
@@ -42,6 +43,22 @@ pub enum BotError {
     /// No such notice is recorded.
     #[error("no notice is recorded under that key")]
     NoticeNotFound,
+    /// A send under this idempotency key is in progress, or its outcome was
+    /// lost (a crash between DingTalk's answer and the record).
+    #[error("a send with this idempotency key is in progress or its outcome is unknown")]
+    SendPending,
+    /// The idempotency key was used before for a different notice.
+    #[error("this idempotency key was used for a different notice")]
+    IdempotencyKeyReused,
+    /// DingTalk accepted the notice but the store could not record it.
+    #[error("the notice was sent (processQueryKey {key}) but could not be recorded")]
+    SentNotRecorded {
+        /// DingTalk's key of the sent notice.
+        key: ProcessQueryKey,
+        /// Why it could not be recorded.
+        #[source]
+        source: StoreError,
+    },
 }
 
 /// What [`Bot::accept`] did with a message.
@@ -305,7 +322,11 @@ impl Bot {
                 let sentence = match &e {
                     BotError::DingTalk(d) => sentences::dingtalk_error(d, lang),
                     BotError::NoticeNotFound => sentences::notice_not_recorded(lang),
-                    BotError::Store(_) | BotError::Render(_) => sentences::internal_error(lang),
+                    BotError::Store(_)
+                    | BotError::Render(_)
+                    | BotError::SendPending
+                    | BotError::IdempotencyKeyReused
+                    | BotError::SentNotRecorded { .. } => sentences::internal_error(lang),
                 };
                 self.error_reply(lang, sentence)
             }
@@ -527,48 +548,12 @@ impl Bot {
         }
     }
 
-    /// Sends a notice through the robot and records it durably.
+    /// Sends a notice through the robot and records it durably, under a
+    /// fresh idempotency key (see [`Bot::send_notice_once`]): the intent is
+    /// recorded first, so a store failure means nothing is sent.
     pub async fn send_notice(&self, n: NewNotice) -> Result<Notice, BotError> {
-        let d = self.deps();
-        let send = GroupSend {
-            group: n.group.clone(),
-            robot_code: d.robot_code.clone(),
-            message: n.message.clone(),
-            cool_app_code: d.cool_app_code.clone(),
-        };
-        let key = match d.api.send_group_message(&send).await {
-            Ok(k) => k,
-            Err(e) => {
-                crate::metrics::notice_sent("dingtalk_error");
-                return Err(e.into());
-            }
-        };
-        let notice = Notice {
-            key,
-            group: n.group,
-            robot_code: d.robot_code.clone(),
-            title: n.title,
-            author: n.author,
-            author_name: n.author_name,
-            msg_key: n.message.msg_key,
-            sent_at: now_millis(),
-        };
-        if let Err(e) = d.store.record_notice(&notice).await {
-            tracing::error!(error = %e.with_causes(), key = %notice.key, "notice sent but not recorded");
-            crate::metrics::notice_sent("store_error");
-            return Err(e.into());
-        }
-        crate::metrics::notice_sent("ok");
-        if let Some(author) = &notice.author {
-            if let Err(e) = d
-                .store
-                .remember_members(&notice.group, std::slice::from_ref(author), now_millis())
-                .await
-            {
-                tracing::warn!(error = %e.with_causes(), "could not update learned roster");
-            }
-        }
-        Ok(notice)
+        let sent = self.send_notice_once(n, send::generate_key()).await?;
+        Ok(sent.notice().clone())
     }
 
     /// Receipts of a recorded notice.

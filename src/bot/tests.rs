@@ -858,3 +858,75 @@ async fn send_notice_records_what_dingtalk_accepted_and_nothing_else() {
         Err(BotError::NoticeNotFound)
     ));
 }
+
+// ----------------------------------------------------- idempotent sends
+
+fn drill(title: &str) -> NewNotice {
+    NewNotice {
+        group: group(),
+        title: title.into(),
+        message: OutgoingMessage::markdown(title, "Friday"),
+        author: Some(uid("u7")),
+        author_name: Some("Ann".into()),
+    }
+}
+
+#[tokio::test]
+async fn a_retry_with_the_same_key_returns_the_recorded_notice_without_sending() {
+    use crate::bot::send::SentNotice;
+    use crate::domain::IdempotencyKey;
+    let h = Harness::new();
+    let key = IdempotencyKey::parse("client-key-1").unwrap();
+    let first = h
+        .bot
+        .send_notice_once(drill("Drill"), key.clone())
+        .await
+        .unwrap();
+    let SentNotice::New(notice) = first else {
+        panic!("first send is new: {first:?}")
+    };
+    // The 201 was lost; the caller retries with the same key.
+    let again = h.bot.send_notice_once(drill("Drill"), key.clone()).await;
+    assert_eq!(again.unwrap(), SentNotice::Replayed(notice.clone()));
+    assert_eq!(h.api.count(Method::SendGroupMessage), 1, "sent once");
+    // The same key for another notice is refused, nothing sent.
+    let other = h.bot.send_notice_once(drill("Other"), key).await;
+    assert!(
+        matches!(other, Err(BotError::IdempotencyKeyReused)),
+        "{other:?}"
+    );
+    assert_eq!(h.api.count(Method::SendGroupMessage), 1);
+    assert_eq!(h.store.notice_count().await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn a_pending_send_is_not_sent_again_and_a_refused_one_may_be() {
+    use crate::domain::IdempotencyKey;
+    let h = Harness::new();
+    // As if an earlier attempt crashed between DingTalk's answer and the record.
+    let lost = IdempotencyKey::parse("lost-outcome").unwrap();
+    assert_eq!(
+        h.store
+            .begin_send(&lost, &drill("Drill").fingerprint(), 1)
+            .await
+            .unwrap(),
+        None
+    );
+    let r = h.bot.send_notice_once(drill("Drill"), lost).await;
+    assert!(matches!(r, Err(BotError::SendPending)), "{r:?}");
+    assert_eq!(h.api.count(Method::SendGroupMessage), 0);
+
+    // DingTalk refuses: the key is released, and a retry sends.
+    h.api.push_send(Err(DingTalkError::Api {
+        status: 400,
+        code: ErrorCode::BotStopped,
+        message: "stopped".into(),
+        request_id: None,
+    }));
+    let key = IdempotencyKey::parse("refused-first").unwrap();
+    let r = h.bot.send_notice_once(drill("Drill"), key.clone()).await;
+    assert!(matches!(r, Err(BotError::DingTalk(_))), "{r:?}");
+    let r = h.bot.send_notice_once(drill("Drill"), key).await.unwrap();
+    assert!(matches!(r, crate::bot::send::SentNotice::New(_)));
+    assert_eq!(h.api.count(Method::SendGroupMessage), 2);
+}

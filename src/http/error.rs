@@ -104,6 +104,28 @@ impl From<BotError> for AppError {
                 "not_found",
                 "no notice is recorded under that processQueryKey",
             ),
+            BotError::SendPending => Self::new(
+                StatusCode::CONFLICT,
+                "idempotency_pending",
+                "a send with this Idempotency-Key is in progress, or its outcome is unknown; \
+                 nothing was sent now (use a new key to send again)",
+            ),
+            BotError::IdempotencyKeyReused => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                "this Idempotency-Key was used for a different notice",
+            ),
+            BotError::SentNotRecorded { key, source } => {
+                tracing::error!(error = %source.with_causes(), %key, "sent but not recorded");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "sent_not_recorded",
+                    format!(
+                        "DingTalk accepted the notice (processQueryKey {key}) but readbot could not record it; \
+                         do not send it again (a retry with the same Idempotency-Key is refused)"
+                    ),
+                )
+            }
             BotError::Store(e) => {
                 tracing::error!(error = %e.with_causes(), "store failed; request refused");
                 Self::store_unavailable()

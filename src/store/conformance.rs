@@ -5,7 +5,8 @@
 
 use super::{Claim, Store};
 use crate::domain::{
-    EpochMillis, MsgId, Notice, OpenConversationId, ProcessQueryKey, RobotCode, UserId,
+    EpochMillis, IdempotencyKey, MsgId, Notice, OpenConversationId, ProcessQueryKey, RobotCode,
+    UserId,
 };
 use std::sync::Arc;
 
@@ -330,6 +331,69 @@ pub(crate) async fn size_does_not_shrink_as_data_is_added<S: Store>(s: &S) {
     }
 }
 
+pub(crate) fn ikey(s: &str) -> IdempotencyKey {
+    IdempotencyKey::parse(s).unwrap()
+}
+
+/// A send is reserved once per key; completing it records the notice and
+/// the key then names it; abandoning frees only a pending key.
+pub(crate) async fn sends_are_reserved_once_per_key<S: Store>(s: &S) {
+    let k = ikey("order-42");
+    assert_eq!(s.begin_send(&k, "fp1", 10).await.unwrap(), None);
+    let pending = s.begin_send(&k, "fp2", 11).await.unwrap().unwrap();
+    assert_eq!(pending.fingerprint, "fp1", "the first reservation is kept");
+    assert_eq!(pending.at, 10);
+    assert_eq!(pending.notice, None);
+
+    let n = notice("dk1", "cid1", Some("alice"), 12);
+    s.complete_send(&k, &n).await.unwrap();
+    assert_eq!(s.notice(&n.key).await.unwrap(), Some(n.clone()));
+    assert_eq!(
+        s.last_notice_by(&gid("cid1"), &uid("alice")).await.unwrap(),
+        Some(n.clone())
+    );
+    let sent = s.begin_send(&k, "fp1", 13).await.unwrap().unwrap();
+    assert_eq!(sent.notice, Some(n.key.clone()));
+    // A sent record is never abandoned.
+    s.abandon_send(&k).await.unwrap();
+    assert!(s.begin_send(&k, "fp1", 14).await.unwrap().is_some());
+
+    // A pending one is: the key may be reserved again.
+    let other = ikey("order-43");
+    assert_eq!(s.begin_send(&other, "fp", 15).await.unwrap(), None);
+    s.abandon_send(&other).await.unwrap();
+    assert_eq!(s.begin_send(&other, "fp", 16).await.unwrap(), None);
+    // Abandoning an unknown key is fine; completing one is an error.
+    s.abandon_send(&ikey("never")).await.unwrap();
+    assert!(s
+        .complete_send(&ikey("never"), &notice("dk2", "cid1", None, 1))
+        .await
+        .is_err());
+    assert_eq!(s.notice_count().await.unwrap(), 1);
+}
+
+/// Of many concurrent reservations of one key, exactly one wins.
+pub(crate) async fn concurrent_sends_have_one_winner<S: Store>(s: Arc<S>) {
+    let tasks: Vec<_> = (0..50)
+        .map(|i| {
+            let s = Arc::clone(&s);
+            tokio::spawn(async move { s.begin_send(&ikey("same"), "fp", i).await.unwrap() })
+        })
+        .collect();
+    let mut winners = 0;
+    for t in tasks {
+        winners += usize::from(t.await.unwrap().is_none());
+    }
+    assert_eq!(winners, 1);
+}
+
+/// The probe write succeeds on a healthy store, again and again.
+pub(crate) async fn probe_write_succeeds<S: Store>(s: &S) {
+    for now in 0..3 {
+        s.probe_write(now).await.unwrap();
+    }
+}
+
 /// Instantiates every conformance case for one backend. `$make` is an
 /// expression returning `(guard, store)`; the guard (e.g. a temporary
 /// folder) outlives the store.
@@ -388,6 +452,21 @@ macro_rules! conformance {
             async fn size_does_not_shrink_as_data_is_added() {
                 let (_guard, s) = $make;
                 super::size_does_not_shrink_as_data_is_added(&s).await;
+            }
+            #[tokio::test]
+            async fn sends_are_reserved_once_per_key() {
+                let (_guard, s) = $make;
+                super::sends_are_reserved_once_per_key(&s).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn concurrent_sends_have_one_winner() {
+                let (_guard, s) = $make;
+                super::concurrent_sends_have_one_winner(std::sync::Arc::new(s)).await;
+            }
+            #[tokio::test]
+            async fn probe_write_succeeds() {
+                let (_guard, s) = $make;
+                super::probe_write_succeeds(&s).await;
             }
             #[tokio::test]
             async fn learned_roster() {

@@ -16,9 +16,10 @@
 //! resolves, and the app stops and exits non-zero so that its supervisor
 //! restarts it.
 
-use super::{Claim, Store, StoreError};
+use super::{Claim, SendRecord, Store, StoreError};
 use crate::domain::{
-    now_millis, EpochMillis, MsgId, Notice, OpenConversationId, ProcessQueryKey, UserId,
+    now_millis, EpochMillis, IdempotencyKey, MsgId, Notice, OpenConversationId, ProcessQueryKey,
+    UserId,
 };
 use async_trait::async_trait;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -296,6 +297,31 @@ impl Store for MonitoredStore {
         self.inner.size_bytes().await
     }
 
+    async fn begin_send(
+        &self,
+        key: &IdempotencyKey,
+        fingerprint: &str,
+        now: EpochMillis,
+    ) -> Result<Option<SendRecord>, StoreError> {
+        self.write(self.inner.begin_send(key, fingerprint, now))
+            .await
+    }
+
+    async fn complete_send(&self, key: &IdempotencyKey, notice: &Notice) -> Result<(), StoreError> {
+        // Not gated: the notice was sent; recording it is always worth a try.
+        let result = self.inner.complete_send(key, notice).await;
+        if let Err(e) = &result {
+            if e.is_write_failure() {
+                self.health.record_failure(e);
+            }
+        }
+        result
+    }
+
+    async fn abandon_send(&self, key: &IdempotencyKey) -> Result<(), StoreError> {
+        self.write(self.inner.abandon_send(key)).await
+    }
+
     async fn probe_write(&self, _now: EpochMillis) -> Result<(), StoreError> {
         self.health
             .probe(self.inner.as_ref())
@@ -408,6 +434,22 @@ mod tests {
         }
         async fn size_bytes(&self) -> Result<u64, StoreError> {
             self.inner.size_bytes().await
+        }
+        async fn begin_send(
+            &self,
+            k: &IdempotencyKey,
+            f: &str,
+            now: EpochMillis,
+        ) -> Result<Option<SendRecord>, StoreError> {
+            self.check()?;
+            self.inner.begin_send(k, f, now).await
+        }
+        async fn complete_send(&self, k: &IdempotencyKey, n: &Notice) -> Result<(), StoreError> {
+            self.check()?;
+            self.inner.complete_send(k, n).await
+        }
+        async fn abandon_send(&self, k: &IdempotencyKey) -> Result<(), StoreError> {
+            self.inner.abandon_send(k).await
         }
         async fn probe_write(&self, _now: EpochMillis) -> Result<(), StoreError> {
             self.probes.fetch_add(1, Ordering::SeqCst);

@@ -4,8 +4,10 @@
 //! Orderings match the sled backend exactly: notices are listed by
 //! `sent_at` descending, ties broken by key ascending (byte order).
 
-use super::{Claim, Store, StoreError};
-use crate::domain::{EpochMillis, MsgId, Notice, OpenConversationId, ProcessQueryKey, UserId};
+use super::{Claim, SendRecord, Store, StoreError};
+use crate::domain::{
+    EpochMillis, IdempotencyKey, MsgId, Notice, OpenConversationId, ProcessQueryKey, UserId,
+};
 use async_trait::async_trait;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -24,6 +26,7 @@ struct Inner {
     dedup: HashMap<MsgId, Mark>,
     names: HashMap<UserId, (String, EpochMillis)>,
     roster: HashMap<OpenConversationId, BTreeMap<UserId, EpochMillis>>,
+    sends: HashMap<IdempotencyKey, SendRecord>,
 }
 
 impl Inner {
@@ -62,7 +65,17 @@ impl Inner {
                 group.as_str().len() + users.keys().map(|u| u.as_str().len() + TIME).sum::<usize>()
             })
             .sum();
-        (notices + marks + names + roster) as u64
+        let sends: usize = self
+            .sends
+            .iter()
+            .map(|(k, r)| {
+                k.as_str().len()
+                    + r.fingerprint.len()
+                    + TIME
+                    + r.notice.as_ref().map_or(0, |n| n.as_str().len())
+            })
+            .sum();
+        (notices + marks + names + roster + sends) as u64
     }
 }
 
@@ -231,6 +244,46 @@ impl Store for MemoryStore {
 
     async fn size_bytes(&self) -> Result<u64, StoreError> {
         Ok(self.lock()?.estimated_bytes())
+    }
+
+    async fn begin_send(
+        &self,
+        key: &IdempotencyKey,
+        fingerprint: &str,
+        now: EpochMillis,
+    ) -> Result<Option<SendRecord>, StoreError> {
+        let mut inner = self.lock()?;
+        if let Some(existing) = inner.sends.get(key) {
+            return Ok(Some(existing.clone()));
+        }
+        inner.sends.insert(
+            key.clone(),
+            SendRecord {
+                fingerprint: fingerprint.to_owned(),
+                at: now,
+                notice: None,
+            },
+        );
+        Ok(None)
+    }
+
+    async fn complete_send(&self, key: &IdempotencyKey, notice: &Notice) -> Result<(), StoreError> {
+        let mut inner = self.lock()?;
+        let record = inner
+            .sends
+            .get_mut(key)
+            .ok_or_else(|| StoreError::message("no send is reserved under that idempotency key"))?;
+        record.notice = Some(notice.key.clone());
+        inner.notices.insert(notice.key.clone(), notice.clone());
+        Ok(())
+    }
+
+    async fn abandon_send(&self, key: &IdempotencyKey) -> Result<(), StoreError> {
+        let mut inner = self.lock()?;
+        if inner.sends.get(key).is_some_and(|r| r.notice.is_none()) {
+            inner.sends.remove(key);
+        }
+        Ok(())
     }
 
     async fn probe_write(&self, _now: EpochMillis) -> Result<(), StoreError> {

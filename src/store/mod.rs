@@ -16,7 +16,9 @@ pub mod memory;
 pub mod sled_store;
 
 pub use crate::config::{SledConfig, StoreConfig};
-use crate::domain::{EpochMillis, MsgId, Notice, OpenConversationId, ProcessQueryKey, UserId};
+use crate::domain::{
+    EpochMillis, IdempotencyKey, MsgId, Notice, OpenConversationId, ProcessQueryKey, UserId,
+};
 use async_trait::async_trait;
 use std::borrow::Cow;
 use std::path::PathBuf;
@@ -162,6 +164,20 @@ pub enum Claim {
     Done,
 }
 
+/// The record of one intended send, kept under its idempotency key (see
+/// [`Store::begin_send`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SendRecord {
+    /// What was asked for (a digest of the request), so a key reused for a
+    /// different notice is recognised.
+    pub fingerprint: String,
+    /// When the send was reserved.
+    pub at: EpochMillis,
+    /// The notice DingTalk accepted, once recorded; `None` while the send is
+    /// pending (in progress, or its outcome was lost in a crash).
+    pub notice: Option<ProcessQueryKey>,
+}
+
 /// Durable state used by readbot.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -238,6 +254,27 @@ pub trait Store: Send + Sync + 'static {
 
     /// Flushes everything written so far to disk (claims included).
     async fn flush(&self) -> Result<(), StoreError>;
+
+    /// Reserves a send under `key` before anything is sent: when no record
+    /// exists, writes a pending [`SendRecord`] durably (flushed) and returns
+    /// `None`; otherwise returns the existing record untouched (pending, or
+    /// sent with its notice's key). Atomic: of concurrent calls with one
+    /// key, exactly one gets `None`.
+    async fn begin_send(
+        &self,
+        key: &IdempotencyKey,
+        fingerprint: &str,
+        now: EpochMillis,
+    ) -> Result<Option<SendRecord>, StoreError>;
+
+    /// Records the notice DingTalk accepted for the send reserved under
+    /// `key` and marks that send as done, in one durable step (flushed
+    /// before returning): a retry with `key` then finds the notice.
+    async fn complete_send(&self, key: &IdempotencyKey, notice: &Notice) -> Result<(), StoreError>;
+
+    /// Forgets the pending send under `key` (DingTalk refused it, so a
+    /// retry may send). A sent record is left alone.
+    async fn abandon_send(&self, key: &IdempotencyKey) -> Result<(), StoreError>;
 
     /// Proves the store can write now: writes a small fixed-size record
     /// (overwriting the previous probe) and makes it durable. Used by the

@@ -16,6 +16,7 @@
 //! | `names`     | userId                                            | JSON `{name, fetched_at}`      |
 //! | `roster`    | group ‖ 0x00 ‖ userId                             | i64 BE last seen               |
 //! | `health`    | `probe`                                           | i64 BE time of the last probe write |
+//! | `sends`     | idempotency key                                   | JSON [`SendRecord`]            |
 //!
 //! # Durability
 //!
@@ -36,8 +37,10 @@
 //! Readers still verify that an index entry matches the notice it points to
 //! and skip entries that do not (defence in depth).
 
-use super::{Claim, SledConfig, Store, StoreError};
-use crate::domain::{EpochMillis, MsgId, Notice, OpenConversationId, ProcessQueryKey, UserId};
+use super::{Claim, SendRecord, SledConfig, Store, StoreError};
+use crate::domain::{
+    EpochMillis, IdempotencyKey, MsgId, Notice, OpenConversationId, ProcessQueryKey, UserId,
+};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionError};
@@ -151,6 +154,7 @@ pub struct SledStore {
     names: Tree,
     roster: Tree,
     health: Tree,
+    sends: Tree,
 }
 
 impl std::fmt::Debug for SledStore {
@@ -314,6 +318,7 @@ impl SledStore {
             names: tree("names")?,
             roster: tree("roster")?,
             health: tree("health")?,
+            sends: tree("sends")?,
             commit: Default::default(),
             pending: Default::default(),
             dir: dir.into(),
@@ -410,37 +415,76 @@ impl SledStore {
     }
 }
 
+/// A notice's record and index entries, encoded once, written inside a
+/// transaction by [`EncodedNotice::write`].
+struct EncodedNotice<'a> {
+    key: &'a [u8],
+    value: Vec<u8>,
+    group: Vec<u8>,
+    author: Option<Vec<u8>>,
+}
+
+impl<'a> EncodedNotice<'a> {
+    fn new(notice: &'a Notice) -> Result<Self, StoreError> {
+        Ok(Self {
+            key: notice.key.as_str().as_bytes(),
+            value: serde_json::to_vec(notice)
+                .map_err(|e| StoreError::backend("cannot encode the notice", e))?,
+            group: group_index_key(notice),
+            author: author_index_key(notice),
+        })
+    }
+
+    /// Writes the notice, replacing an older record's index entries.
+    fn write(
+        &self,
+        n: &sled::transaction::TransactionalTree,
+        g: &sled::transaction::TransactionalTree,
+        a: &sled::transaction::TransactionalTree,
+    ) -> Result<(), ConflictableTransactionError<StoreError>> {
+        if let Some(old) = n.get(self.key)? {
+            // A corrupt old record cannot tell us its index entries;
+            // overwrite it anyway: readers skip mismatching entries.
+            if let Ok(old) = serde_json::from_slice::<Notice>(&old) {
+                g.remove(group_index_key(&old))?;
+                if let Some(k) = author_index_key(&old) {
+                    a.remove(k)?;
+                }
+            }
+        }
+        n.insert(self.key, self.value.as_slice())?;
+        g.insert(self.group.as_slice(), self.key)?;
+        if let Some(k) = &self.author {
+            a.insert(k.as_slice(), self.key)?;
+        }
+        Ok(())
+    }
+}
+
+/// Unwraps a transaction's outcome; a storage failure says `context`.
+fn transaction_failed(
+    context: &'static str,
+) -> impl FnOnce(TransactionError<StoreError>) -> StoreError {
+    move |e| match e {
+        TransactionError::Abort(e) => e,
+        TransactionError::Storage(e) => sled_write_failed(context)(e),
+    }
+}
+
+fn decode_send(key: &[u8], bytes: &[u8]) -> Result<SendRecord, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        record: format!("send record {:?}", String::from_utf8_lossy(key).as_ref()),
+        source: Some(e.into()),
+    })
+}
+
 #[async_trait]
 impl Store for SledStore {
     async fn record_notice(&self, notice: &Notice) -> Result<(), StoreError> {
-        let value = serde_json::to_vec(notice)
-            .map_err(|e| StoreError::backend("cannot encode the notice", e))?;
-        let key = notice.key.as_str().as_bytes();
-        let new_group = group_index_key(notice);
-        let new_author = author_index_key(notice);
-        let result: Result<(), TransactionError<StoreError>> =
-            (&self.notices, &self.by_group, &self.by_author).transaction(|(n, g, a)| {
-                if let Some(old) = n.get(key)? {
-                    // A corrupt old record cannot tell us its index entries;
-                    // overwrite it anyway: readers skip mismatching entries.
-                    if let Ok(old) = serde_json::from_slice::<Notice>(&old) {
-                        g.remove(group_index_key(&old))?;
-                        if let Some(k) = author_index_key(&old) {
-                            a.remove(k)?;
-                        }
-                    }
-                }
-                n.insert(key, value.as_slice())?;
-                g.insert(new_group.as_slice(), key)?;
-                if let Some(k) = &new_author {
-                    a.insert(k.as_slice(), key)?;
-                }
-                Ok::<(), ConflictableTransactionError<StoreError>>(())
-            });
-        result.map_err(|e| match e {
-            TransactionError::Abort(e) => e,
-            TransactionError::Storage(e) => sled_write_failed("cannot record the notice")(e),
-        })?;
+        let encoded = EncodedNotice::new(notice)?;
+        (&self.notices, &self.by_group, &self.by_author)
+            .transaction(|(n, g, a)| encoded.write(n, g, a))
+            .map_err(transaction_failed("cannot record the notice"))?;
         self.durable().await
     }
 
@@ -671,6 +715,79 @@ impl Store for SledStore {
         tokio::task::spawn_blocking(move || pending.write_to(&dedup))
             .await
             .map_err(task_failed("flush task failed"))??;
+        self.durable().await
+    }
+
+    async fn begin_send(
+        &self,
+        key: &IdempotencyKey,
+        fingerprint: &str,
+        now: EpochMillis,
+    ) -> Result<Option<SendRecord>, StoreError> {
+        let k = key.as_str().as_bytes();
+        let value = serde_json::to_vec(&SendRecord {
+            fingerprint: fingerprint.to_owned(),
+            at: now,
+            notice: None,
+        })
+        .map_err(|e| StoreError::backend("cannot encode a send record", e))?;
+        let swapped = self
+            .sends
+            .compare_and_swap(k, None::<&[u8]>, Some(value))
+            .map_err(sled_write_failed("cannot reserve a send"))?;
+        match swapped {
+            Ok(()) => {
+                self.durable().await?;
+                Ok(None)
+            }
+            Err(cas) => match cas.current {
+                Some(current) => decode_send(k, &current).map(Some),
+                // Unreachable with an expected value of `None`.
+                None => Err(StoreError::message("send reservation raced with a removal")),
+            },
+        }
+    }
+
+    async fn complete_send(&self, key: &IdempotencyKey, notice: &Notice) -> Result<(), StoreError> {
+        let k = key.as_str().as_bytes();
+        let encoded = EncodedNotice::new(notice)?;
+        let abort = |e: StoreError| ConflictableTransactionError::Abort(e);
+        (&self.notices, &self.by_group, &self.by_author, &self.sends)
+            .transaction(|(n, g, a, sends)| {
+                let current = sends.get(k)?.ok_or_else(|| {
+                    abort(StoreError::message(
+                        "no send is reserved under that idempotency key",
+                    ))
+                })?;
+                let mut record = decode_send(k, &current).map_err(abort)?;
+                record.notice = Some(notice.key.clone());
+                let value = serde_json::to_vec(&record)
+                    .map_err(|e| abort(StoreError::backend("cannot encode a send record", e)))?;
+                encoded.write(n, g, a)?;
+                sends.insert(k, value)?;
+                Ok(())
+            })
+            .map_err(transaction_failed("cannot record the sent notice"))?;
+        self.durable().await
+    }
+
+    async fn abandon_send(&self, key: &IdempotencyKey) -> Result<(), StoreError> {
+        let k = key.as_str().as_bytes();
+        let Some(current) = self
+            .sends
+            .get(k)
+            .map_err(sled_failed("cannot read a send record"))?
+        else {
+            return Ok(());
+        };
+        if decode_send(k, &current)?.notice.is_some() {
+            return Ok(());
+        }
+        // Only the pending record just read: never a completed one.
+        self.sends
+            .compare_and_swap(k, Some(&current), None::<&[u8]>)
+            .map_err(sled_write_failed("cannot forget a send"))?
+            .ok();
         self.durable().await
     }
 

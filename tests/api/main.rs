@@ -8,6 +8,7 @@ mod deploy;
 mod exactly_once;
 mod fail_closed;
 mod faults;
+mod health;
 mod helpers;
 mod notices;
 mod ops;

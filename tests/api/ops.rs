@@ -9,10 +9,12 @@ use crate::helpers::*;
 use async_trait::async_trait;
 use readbot::app::Application;
 use readbot::dingtalk::client::DingTalkClient;
-use readbot::domain::{EpochMillis, MsgId, Notice, OpenConversationId, ProcessQueryKey, UserId};
+use readbot::domain::{
+    EpochMillis, IdempotencyKey, MsgId, Notice, OpenConversationId, ProcessQueryKey, UserId,
+};
 use readbot::fake::{Api, Fault, GroupKind};
 use readbot::store::memory::MemoryStore;
-use readbot::store::{Claim, Store, StoreError};
+use readbot::store::{Claim, SendRecord, Store, StoreError};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -89,7 +91,7 @@ async fn scrape(app: &TestApp) -> Vec<Sample> {
     parse_prometheus(&r.text().await.expect("body"))
 }
 
-async fn readyz(addr: &str) -> (u16, Value) {
+pub(crate) async fn readyz(addr: &str) -> (u16, Value) {
     let r = http_client()
         .get(format!("{addr}/readyz"))
         .send()
@@ -231,12 +233,19 @@ async fn readyz_is_ready_with_store_and_token_and_healthz_stays_alive_without_a_
     bad.stop().await;
 }
 
-/// A store that can be made to fail, like a disk that went away.
-struct FlakyStore {
-    inner: MemoryStore,
-    broken: AtomicBool,
+/// A store that can be made to fail, like a disk that went away
+/// (`broken`), a disk that is full (`full`: every durable write fails with
+/// ENOSPC, reads work), or sled after its first I/O error (`for_good`).
+#[derive(Default)]
+pub(crate) struct FlakyStore {
+    pub(crate) inner: MemoryStore,
+    pub(crate) broken: AtomicBool,
     /// Only `flush` fails (writes land in memory but cannot be made durable).
-    flush_broken: AtomicBool,
+    pub(crate) flush_broken: AtomicBool,
+    /// Durable writes fail with "No space left on device" (os error 28).
+    pub(crate) full: AtomicBool,
+    /// With `full`: the failure is permanent (as sled 0.34 reports it).
+    pub(crate) for_good: AtomicBool,
 }
 
 impl FlakyStore {
@@ -247,12 +256,29 @@ impl FlakyStore {
             Ok(())
         }
     }
+
+    /// The check of a write that must reach the disk.
+    fn check_durable(&self) -> Result<(), StoreError> {
+        self.check()?;
+        if !self.full.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let enospc = std::io::Error::from_raw_os_error(28);
+        if self.for_good.load(Ordering::SeqCst) {
+            Err(StoreError::FailedForGood {
+                context: "cannot flush to disk".into(),
+                source: Some(enospc.into()),
+            })
+        } else {
+            Err(StoreError::backend("cannot flush to disk", enospc))
+        }
+    }
 }
 
 #[async_trait]
 impl Store for FlakyStore {
     async fn record_notice(&self, notice: &Notice) -> Result<(), StoreError> {
-        self.check()?;
+        self.check_durable()?;
         self.inner.record_notice(notice).await
     }
     async fn notice(&self, key: &ProcessQueryKey) -> Result<Option<Notice>, StoreError> {
@@ -284,7 +310,7 @@ impl Store for FlakyStore {
         self.inner.claim_message(id, now).await
     }
     async fn make_claim_durable(&self, id: &MsgId) -> Result<(), StoreError> {
-        self.check()?;
+        self.check_durable()?;
         if self.flush_broken.load(Ordering::SeqCst) {
             return Err(StoreError::message("I/O error: fsync failed"));
         }
@@ -328,7 +354,7 @@ impl Store for FlakyStore {
         self.inner.learned_members(group).await
     }
     async fn flush(&self) -> Result<(), StoreError> {
-        self.check()?;
+        self.check_durable()?;
         if self.flush_broken.load(Ordering::SeqCst) {
             return Err(StoreError::message("I/O error: fsync failed"));
         }
@@ -338,8 +364,25 @@ impl Store for FlakyStore {
         self.check()?;
         self.inner.size_bytes().await
     }
+    async fn begin_send(
+        &self,
+        key: &IdempotencyKey,
+        fingerprint: &str,
+        now: EpochMillis,
+    ) -> Result<Option<SendRecord>, StoreError> {
+        self.check_durable()?;
+        self.inner.begin_send(key, fingerprint, now).await
+    }
+    async fn complete_send(&self, key: &IdempotencyKey, notice: &Notice) -> Result<(), StoreError> {
+        self.check_durable()?;
+        self.inner.complete_send(key, notice).await
+    }
+    async fn abandon_send(&self, key: &IdempotencyKey) -> Result<(), StoreError> {
+        self.check_durable()?;
+        self.inner.abandon_send(key).await
+    }
     async fn probe_write(&self, now: EpochMillis) -> Result<(), StoreError> {
-        self.check()?;
+        self.check_durable()?;
         if self.flush_broken.load(Ordering::SeqCst) {
             return Err(StoreError::message("I/O error: fsync failed"));
         }
@@ -353,11 +396,7 @@ async fn readyz_fails_while_the_store_fails_and_recovers() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let config = config_for(&fake, &tmp.path().join("data"), &[]);
     let client = DingTalkClient::new(config.dingtalk.clone()).expect("client");
-    let store = Arc::new(FlakyStore {
-        inner: MemoryStore::default(),
-        broken: AtomicBool::new(false),
-        flush_broken: AtomicBool::new(false),
-    });
+    let store = Arc::new(FlakyStore::default());
     let app = Application::build_with(config, Arc::new(client.clone()), store.clone())
         .await
         .expect("builds")
@@ -432,9 +471,8 @@ async fn nothing_is_answered_when_the_claim_cannot_be_made_durable() {
     let config = config_for(&fake, &tmp.path().join("data"), &[]);
     let client = DingTalkClient::new(config.dingtalk.clone()).expect("client");
     let store = Arc::new(FlakyStore {
-        inner: MemoryStore::default(),
-        broken: AtomicBool::new(false),
         flush_broken: AtomicBool::new(true),
+        ..FlakyStore::default()
     });
     let app = Application::build_with(config, Arc::new(client), store.clone())
         .await
