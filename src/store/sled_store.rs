@@ -290,6 +290,32 @@ fn decode_mark(key: &[u8], bytes: &[u8]) -> Result<(u8, EpochMillis), StoreError
     Ok((state, i64::from_be_bytes(time)))
 }
 
+/// sled's "the folder is locked" error: its file lock is held (by another
+/// process, or by a store of this one still shutting down). sled 0.34 wraps
+/// the `WouldBlock` of `flock` in an `Other` error saying "could not acquire
+/// lock".
+fn is_lock_error(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::WouldBlock || e.to_string().contains("could not acquire lock")
+}
+
+/// Why `dir` could not be opened: corrupt files ([`StoreError::CorruptFolder`])
+/// are told apart from a held lock or an unusable folder
+/// ([`StoreError::OpenFolder`]).
+fn open_failed(dir: &Path, e: sled::Error) -> StoreError {
+    match e {
+        sled::Error::Corruption { .. } | sled::Error::ReportableBug(_) => {
+            StoreError::CorruptFolder {
+                dir: dir.to_path_buf(),
+                source: e.into(),
+            }
+        }
+        e => StoreError::OpenFolder {
+            dir: dir.to_path_buf(),
+            source: e.into(),
+        },
+    }
+}
+
 impl SledStore {
     /// Opens (or creates) the store in `dir` with the default settings
     /// (readbot itself opens it through [`crate::store::open`]).
@@ -304,10 +330,7 @@ impl SledStore {
     /// writable.
     pub fn open_with(config: &SledConfig) -> Result<Self, StoreError> {
         let dir = config.dir.as_path();
-        let fail = |e: sled::Error| StoreError::OpenFolder {
-            dir: dir.to_path_buf(),
-            source: e.into(),
-        };
+        let fail = |e: sled::Error| open_failed(dir, e);
         let db = Self::open_db(dir, config.cache_bytes).map_err(fail)?;
         let tree = |name: &str| db.open_tree(name).map_err(fail);
         Ok(Self {
@@ -340,9 +363,7 @@ impl SledStore {
                 .cache_capacity(cache_bytes)
                 .open();
             match result {
-                Err(sled::Error::Io(e))
-                    if e.kind() == std::io::ErrorKind::WouldBlock && attempt + 1 < ATTEMPTS =>
-                {
+                Err(sled::Error::Io(e)) if is_lock_error(&e) && attempt + 1 < ATTEMPTS => {
                     attempt += 1;
                     std::thread::sleep(std::time::Duration::from_millis(100));
                 }
@@ -944,6 +965,33 @@ mod tests {
         let chain = format!("{:#}", anyhow::Error::new(err));
         assert!(chain.contains("is another readbot using it"), "{chain}");
         assert!(chain.ends_with(&cause), "{chain}");
+    }
+
+    /// A corrupt folder is reported as corrupt, not as "another readbot is
+    /// using it" (sled reads a garbled `conf` as corruption).
+    #[test]
+    fn a_corrupt_folder_is_reported_as_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(SledStore::open(dir.path()).unwrap());
+        // Wait out sled's background release of the dropped store's lock.
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        std::fs::write(dir.path().join("conf"), b"garbage\x00\x01").unwrap();
+        let err = SledStore::open(dir.path()).unwrap_err();
+        assert!(matches!(err, StoreError::CorruptFolder { .. }), "{err:?}");
+        let text = err.to_string();
+        assert!(text.contains("is corrupted"), "{text}");
+        assert!(!text.contains("another readbot"), "{text}");
+        assert!(text.contains(&dir.path().display().to_string()), "{text}");
+    }
+
+    #[test]
+    fn sleds_lock_error_is_recognised() {
+        let dir = tempfile::tempdir().unwrap();
+        let _held = sled::open(dir.path()).unwrap();
+        match sled::Config::new().path(dir.path()).open() {
+            Err(sled::Error::Io(e)) => assert!(is_lock_error(&e), "{e}"),
+            other => panic!("expected the lock error, got {:?}", other.map(|_| ())),
+        }
     }
 
     #[test]
