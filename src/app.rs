@@ -6,7 +6,7 @@ use crate::config::{Config, Mode};
 use crate::dingtalk::signature::Verifier;
 use crate::dingtalk::stream::{BotMessageHandler, Handlers, StreamClient, StreamSettings};
 use crate::dingtalk::DingTalkApi;
-use crate::domain::{now_millis, Incoming};
+use crate::domain::{now_millis, EpochMillis, Incoming};
 use crate::http::{ops_router, router, AppState, OpsState};
 use crate::render::Renderer;
 use crate::store::health::{MonitoredStore, StoreHealth, PROBE_INTERVAL};
@@ -186,7 +186,7 @@ impl Application {
     ) -> std::io::Result<()> {
         let bot = self.state.bot.clone();
         let app = router(self.state, self.config.bot.max_body_bytes).merge(ops_router(self.ops));
-        let pruner = spawn_pruner(self.store.clone(), self.config.bot.dedup_retention);
+        let pruner = spawn_pruner(self.store.clone(), Retention::from(&self.config.bot));
         let prober = spawn_health_probe(self.health.clone(), self.backend.clone());
         // Stream mode: the gateway connection stops on the same signal.
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -261,18 +261,80 @@ fn spawn_health_probe(health: StoreHealth, backend: Arc<dyn Store>) -> tokio::ta
     })
 }
 
-/// Hourly removal of de-duplication marks older than the retention.
-fn spawn_pruner(store: Arc<dyn Store>, retention: Duration) -> tokio::task::JoinHandle<()> {
+/// How long each kind of entry is kept (from [`crate::config::BotConfig`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    /// De-duplication marks.
+    pub marks: Duration,
+    /// Notices and send records.
+    pub notices: Duration,
+    /// Cached names.
+    pub names: Duration,
+    /// Learned-roster entries.
+    pub roster: Duration,
+}
+
+impl From<&crate::config::BotConfig> for Retention {
+    fn from(b: &crate::config::BotConfig) -> Self {
+        Self {
+            marks: b.dedup_retention,
+            notices: b.notice_retention,
+            names: b.name_retention,
+            roster: b.roster_retention,
+        }
+    }
+}
+
+/// One retention pass at `now`: removes marks, notices, send records, names
+/// and roster entries older than their retention; counts what went.
+pub async fn prune_once(store: &dyn Store, retention: Retention, now: EpochMillis) {
+    let before =
+        |keep: Duration| now.saturating_sub(i64::try_from(keep.as_millis()).unwrap_or(i64::MAX));
+    match store.prune_marks(before(retention.marks)).await {
+        Ok(n) => {
+            crate::metrics::store_pruned("marks", n);
+            if n > 0 {
+                tracing::info!(removed = n, "pruned old message marks");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e.with_causes(), "pruning marks failed"),
+    }
+    let cutoffs = crate::store::Cutoffs {
+        notices_before: before(retention.notices),
+        names_before: before(retention.names),
+        roster_before: before(retention.roster),
+    };
+    match store.prune_old(cutoffs).await {
+        Ok(p) => {
+            for (kind, n) in [
+                ("notices", p.notices),
+                ("sends", p.sends),
+                ("names", p.names),
+                ("roster", p.roster),
+            ] {
+                crate::metrics::store_pruned(kind, n);
+            }
+            if p != crate::store::Pruned::default() {
+                tracing::info!(
+                    notices = p.notices,
+                    sends = p.sends,
+                    names = p.names,
+                    roster = p.roster,
+                    "pruned old entries"
+                );
+            }
+        }
+        Err(e) => tracing::warn!(error = %e.with_causes(), "pruning old entries failed"),
+    }
+}
+
+/// Hourly retention pass (see [`prune_once`]).
+fn spawn_pruner(store: Arc<dyn Store>, retention: Retention) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(3600));
         loop {
             tick.tick().await;
-            let keep = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
-            match store.prune_marks(now_millis().saturating_sub(keep)).await {
-                Ok(n) if n > 0 => tracing::info!(removed = n, "pruned old message marks"),
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e.with_causes(), "pruning failed"),
-            }
+            prune_once(store.as_ref(), retention, now_millis()).await;
         }
     })
 }

@@ -27,6 +27,8 @@
 //! | `readbot_worker_panics_total` | counter | – (answers that panicked; the worker survived) |
 //! | `readbot_store_write_failures_total` | counter | – (store writes and probe writes that failed) |
 //! | `readbot_store_failing` | gauge | – (1 while writes are refused because the store is failing) |
+//! | `readbot_store_entries` | gauge | `kind`: `notices`, `marks`, `names`, `roster`, `sends` (measured at scrape) |
+//! | `readbot_store_pruned_total` | counter | `kind`: `notices`, `marks`, `names`, `roster`, `sends` (removed by retention) |
 
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -70,6 +72,13 @@ pub const WORKER_PANICS: &str = "readbot_worker_panics_total";
 pub const STORE_WRITE_FAILURES: &str = "readbot_store_write_failures_total";
 /// `readbot_store_failing`.
 pub const STORE_FAILING: &str = "readbot_store_failing";
+/// `readbot_store_entries`.
+pub const STORE_ENTRIES: &str = "readbot_store_entries";
+/// `readbot_store_pruned_total`.
+pub const STORE_PRUNED: &str = "readbot_store_pruned_total";
+
+/// Values of the `kind` label of [`STORE_ENTRIES`] and [`STORE_PRUNED`].
+pub const STORE_KINDS: &[&str] = &["notices", "marks", "names", "roster", "sends"];
 
 /// Values of the `outcome` label of [`DINGTALK_CALLS`].
 pub const DINGTALK_OUTCOMES: &[&str] = &[
@@ -334,12 +343,30 @@ fn describe_health() {
         STORE_FAILING,
         "1 while the store is failing and readbot refuses work it cannot record (callbacks and sends get 503)."
     );
+    describe_gauge!(
+        STORE_ENTRIES,
+        "Entries held by the store, by kind (measured at scrape)."
+    );
+    describe_counter!(STORE_PRUNED, "Entries removed by retention, by kind.");
 }
 
 fn preregister_health() {
     counter!(WORKER_PANICS).increment(0);
     counter!(STORE_WRITE_FAILURES).increment(0);
     gauge!(STORE_FAILING).set(0.0);
+    for kind in STORE_KINDS {
+        counter!(STORE_PRUNED, "kind" => *kind).increment(0);
+    }
+}
+
+/// Scrape-time gauge of the store's entries of one `kind` (one of [`STORE_KINDS`]).
+pub fn store_entries(kind: &'static str, n: u64) {
+    gauge!(STORE_ENTRIES, "kind" => kind).set(n as f64);
+}
+
+/// Retention removed `n` entries of one `kind` (one of [`STORE_KINDS`]).
+pub fn store_pruned(kind: &'static str, n: usize) {
+    counter!(STORE_PRUNED, "kind" => kind).increment(n as u64);
 }
 
 /// A store write failed: the store is failing.

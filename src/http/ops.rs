@@ -207,6 +207,17 @@ async fn metrics(State(state): State<OpsState>) -> Response {
         _ => None,
     };
     crate::metrics::store(size, notices);
+    if let Ok(Ok(c)) = tokio::time::timeout(STORE_TIMEOUT, state.store.entry_counts()).await {
+        for (kind, n) in [
+            ("notices", c.notices),
+            ("marks", c.marks),
+            ("names", c.names),
+            ("roster", c.roster),
+            ("sends", c.sends),
+        ] {
+            crate::metrics::store_entries(kind, n);
+        }
+    }
     crate::metrics::in_flight(state.bot.in_flight());
     if let Some(client) = &state.token {
         for api in client.stats().apis {

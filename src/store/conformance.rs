@@ -3,7 +3,7 @@
 //! Each case is an `async fn` taking the store under test; the
 //! `conformance!` macro instantiates all cases for one backend.
 
-use super::{Claim, Store};
+use super::{Claim, Cutoffs, EntryCounts, Pruned, Store};
 use crate::domain::{
     EpochMillis, IdempotencyKey, MsgId, Notice, OpenConversationId, ProcessQueryKey, RobotCode,
     UserId,
@@ -394,6 +394,96 @@ pub(crate) async fn probe_write_succeeds<S: Store>(s: &S) {
     }
 }
 
+/// Retention removes what is older than each cut-off, keeps the rest, and
+/// the listings and counts follow.
+pub(crate) async fn prune_old_removes_only_what_is_older<S: Store>(s: &S) {
+    s.record_notice(&notice("old", "cid1", Some("alice"), 100))
+        .await
+        .unwrap();
+    s.record_notice(&notice("new", "cid1", Some("alice"), 1_000))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.begin_send(&ikey("old-send"), "fp", 50).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        s.begin_send(&ikey("new-send"), "fp", 2_000).await.unwrap(),
+        None
+    );
+    s.cache_names(&[(uid("u1"), "Ann".into())], 100)
+        .await
+        .unwrap();
+    s.cache_names(&[(uid("u2"), "Bo".into())], 1_000)
+        .await
+        .unwrap();
+    s.remember_members(&gid("cid1"), &[uid("u1")], 100)
+        .await
+        .unwrap();
+    s.remember_members(&gid("cid1"), &[uid("u2")], 1_000)
+        .await
+        .unwrap();
+    s.remember_members(&gid("cid2"), &[uid("u3")], 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.entry_counts().await.unwrap(),
+        EntryCounts {
+            notices: 2,
+            marks: 0,
+            names: 2,
+            roster: 3,
+            sends: 2,
+        }
+    );
+    let cutoffs = Cutoffs {
+        notices_before: 500,
+        names_before: 500,
+        roster_before: 500,
+    };
+    assert_eq!(
+        s.prune_old(cutoffs).await.unwrap(),
+        Pruned {
+            notices: 1,
+            sends: 1,
+            names: 1,
+            roster: 2,
+        }
+    );
+    assert_eq!(s.prune_old(cutoffs).await.unwrap(), Pruned::default());
+    assert_eq!(
+        keys(&s.notices_in_group(&gid("cid1"), 10).await.unwrap()),
+        ["new"]
+    );
+    assert_eq!(
+        s.last_notice_by(&gid("cid1"), &uid("alice"))
+            .await
+            .unwrap()
+            .map(|n| n.key.as_str().to_owned())
+            .as_deref(),
+        Some("new")
+    );
+    assert_eq!(
+        s.cached_names(&[uid("u1"), uid("u2")], 0)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(s.learned_members(&gid("cid1")).await.unwrap(), [uid("u2")]);
+    assert!(s.learned_members(&gid("cid2")).await.unwrap().is_empty());
+    // A pruned send key may be used again.
+    assert_eq!(
+        s.begin_send(&ikey("old-send"), "fp", 3_000).await.unwrap(),
+        None
+    );
+    let counts = s.entry_counts().await.unwrap();
+    assert_eq!(
+        (counts.notices, counts.names, counts.roster, counts.sends),
+        (1, 1, 1, 2)
+    );
+}
+
 /// Instantiates every conformance case for one backend. `$make` is an
 /// expression returning `(guard, store)`; the guard (e.g. a temporary
 /// folder) outlives the store.
@@ -467,6 +557,11 @@ macro_rules! conformance {
             async fn probe_write_succeeds() {
                 let (_guard, s) = $make;
                 super::probe_write_succeeds(&s).await;
+            }
+            #[tokio::test]
+            async fn prune_old_removes_only_what_is_older() {
+                let (_guard, s) = $make;
+                super::prune_old_removes_only_what_is_older(&s).await;
             }
             #[tokio::test]
             async fn learned_roster() {

@@ -16,7 +16,7 @@
 //! resolves, and the app stops and exits non-zero so that its supervisor
 //! restarts it.
 
-use super::{Claim, SendRecord, Store, StoreError};
+use super::{Claim, Cutoffs, EntryCounts, Pruned, SendRecord, Store, StoreError};
 use crate::domain::{
     now_millis, EpochMillis, IdempotencyKey, MsgId, Notice, OpenConversationId, ProcessQueryKey,
     UserId,
@@ -322,6 +322,14 @@ impl Store for MonitoredStore {
         self.write(self.inner.abandon_send(key)).await
     }
 
+    async fn prune_old(&self, cutoffs: Cutoffs) -> Result<Pruned, StoreError> {
+        self.write(self.inner.prune_old(cutoffs)).await
+    }
+
+    async fn entry_counts(&self) -> Result<EntryCounts, StoreError> {
+        self.inner.entry_counts().await
+    }
+
     async fn probe_write(&self, _now: EpochMillis) -> Result<(), StoreError> {
         self.health
             .probe(self.inner.as_ref())
@@ -450,6 +458,12 @@ mod tests {
         }
         async fn abandon_send(&self, k: &IdempotencyKey) -> Result<(), StoreError> {
             self.inner.abandon_send(k).await
+        }
+        async fn prune_old(&self, c: Cutoffs) -> Result<Pruned, StoreError> {
+            self.inner.prune_old(c).await
+        }
+        async fn entry_counts(&self) -> Result<EntryCounts, StoreError> {
+            self.inner.entry_counts().await
         }
         async fn probe_write(&self, _now: EpochMillis) -> Result<(), StoreError> {
             self.probes.fetch_add(1, Ordering::SeqCst);

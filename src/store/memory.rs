@@ -4,7 +4,7 @@
 //! Orderings match the sled backend exactly: notices are listed by
 //! `sent_at` descending, ties broken by key ascending (byte order).
 
-use super::{Claim, SendRecord, Store, StoreError};
+use super::{Claim, Cutoffs, EntryCounts, Pruned, SendRecord, Store, StoreError};
 use crate::domain::{
     EpochMillis, IdempotencyKey, MsgId, Notice, OpenConversationId, ProcessQueryKey, UserId,
 };
@@ -284,6 +284,42 @@ impl Store for MemoryStore {
             inner.sends.remove(key);
         }
         Ok(())
+    }
+
+    async fn prune_old(&self, cutoffs: Cutoffs) -> Result<Pruned, StoreError> {
+        let mut inner = self.lock()?;
+        let mut pruned = Pruned::default();
+        let before = inner.notices.len();
+        inner
+            .notices
+            .retain(|_, n| n.sent_at >= cutoffs.notices_before);
+        pruned.notices = before - inner.notices.len();
+        let before = inner.sends.len();
+        inner.sends.retain(|_, r| r.at >= cutoffs.notices_before);
+        pruned.sends = before - inner.sends.len();
+        let before = inner.names.len();
+        inner
+            .names
+            .retain(|_, (_, fetched_at)| *fetched_at >= cutoffs.names_before);
+        pruned.names = before - inner.names.len();
+        for users in inner.roster.values_mut() {
+            let before = users.len();
+            users.retain(|_, seen| *seen >= cutoffs.roster_before);
+            pruned.roster += before - users.len();
+        }
+        inner.roster.retain(|_, users| !users.is_empty());
+        Ok(pruned)
+    }
+
+    async fn entry_counts(&self) -> Result<EntryCounts, StoreError> {
+        let inner = self.lock()?;
+        Ok(EntryCounts {
+            notices: inner.notices.len() as u64,
+            marks: inner.dedup.len() as u64,
+            names: inner.names.len() as u64,
+            roster: inner.roster.values().map(|u| u.len() as u64).sum(),
+            sends: inner.sends.len() as u64,
+        })
     }
 
     async fn probe_write(&self, _now: EpochMillis) -> Result<(), StoreError> {

@@ -9,6 +9,7 @@
 //! (e.g. a database named by a URL) is a new [`StoreConfig`] variant, an arm
 //! in [`open`] and one more `conformance!` line.
 
+pub mod compact;
 #[cfg(test)]
 mod conformance;
 pub mod health;
@@ -178,6 +179,47 @@ pub struct SendRecord {
     pub notice: Option<ProcessQueryKey>,
 }
 
+/// Cut-off times of [`Store::prune_old`]: what was last written before its
+/// cut-off is removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cutoffs {
+    /// Notices sent before this (and the idempotency records of sends
+    /// reserved before it).
+    pub notices_before: EpochMillis,
+    /// Cached names fetched before this.
+    pub names_before: EpochMillis,
+    /// Learned-roster entries last seen before this.
+    pub roster_before: EpochMillis,
+}
+
+/// What [`Store::prune_old`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Notices (with their index entries).
+    pub notices: usize,
+    /// Idempotency records of sends.
+    pub sends: usize,
+    /// Cached names.
+    pub names: usize,
+    /// Learned-roster entries.
+    pub roster: usize,
+}
+
+/// How many entries of each kind the store holds (`/metrics`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EntryCounts {
+    /// Recorded notices.
+    pub notices: u64,
+    /// De-duplication marks (in flight or done).
+    pub marks: u64,
+    /// Cached names.
+    pub names: u64,
+    /// Learned-roster entries (group × user).
+    pub roster: u64,
+    /// Idempotency records of sends.
+    pub sends: u64,
+}
+
 /// Durable state used by readbot.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -275,6 +317,15 @@ pub trait Store: Send + Sync + 'static {
     /// Forgets the pending send under `key` (DingTalk refused it, so a
     /// retry may send). A sent record is left alone.
     async fn abandon_send(&self, key: &IdempotencyKey) -> Result<(), StoreError>;
+
+    /// Retention: removes notices (and send records), cached names and
+    /// learned-roster entries older than `cutoffs`, so a long-running
+    /// install stops growing. De-duplication marks have their own
+    /// [`Store::prune_marks`].
+    async fn prune_old(&self, cutoffs: Cutoffs) -> Result<Pruned, StoreError>;
+
+    /// Entries held, by kind (counted now; `/metrics` shows them).
+    async fn entry_counts(&self) -> Result<EntryCounts, StoreError>;
 
     /// Proves the store can write now: writes a small fixed-size record
     /// (overwriting the previous probe) and makes it durable. Used by the

@@ -37,7 +37,7 @@
 //! Readers still verify that an index entry matches the notice it points to
 //! and skip entries that do not (defence in depth).
 
-use super::{Claim, SendRecord, SledConfig, Store, StoreError};
+use super::{Claim, Cutoffs, EntryCounts, Pruned, SendRecord, SledConfig, Store, StoreError};
 use crate::domain::{
     EpochMillis, IdempotencyKey, MsgId, Notice, OpenConversationId, ProcessQueryKey, UserId,
 };
@@ -247,7 +247,7 @@ fn decode_notice(key: &[u8], bytes: &[u8]) -> Result<Notice, StoreError> {
 /// Bytes of every file under `dir`, nested folders included (0 when it does
 /// not exist). Entries that vanish or cannot be read while walking (sled
 /// removes files in the background) are skipped.
-fn folder_size(dir: &Path) -> u64 {
+pub(crate) fn folder_size(dir: &Path) -> u64 {
     let mut total = 0;
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -301,7 +301,7 @@ fn is_lock_error(e: &std::io::Error) -> bool {
 /// Why `dir` could not be opened: corrupt files ([`StoreError::CorruptFolder`])
 /// are told apart from a held lock or an unusable folder
 /// ([`StoreError::OpenFolder`]).
-fn open_failed(dir: &Path, e: sled::Error) -> StoreError {
+pub(crate) fn open_failed(dir: &Path, e: sled::Error) -> StoreError {
     match e {
         sled::Error::Corruption { .. } | sled::Error::ReportableBug(_) => {
             StoreError::CorruptFolder {
@@ -497,6 +497,64 @@ fn decode_send(key: &[u8], bytes: &[u8]) -> Result<SendRecord, StoreError> {
         record: format!("send record {:?}", String::from_utf8_lossy(key).as_ref()),
         source: Some(e.into()),
     })
+}
+
+impl SledStore {
+    /// Removes notices sent before `before` with their index entries, each
+    /// in one transaction (blocking: call off the runtime). Corrupt records
+    /// are left for an operator to see.
+    fn prune_notices(&self, before: EpochMillis) -> Result<usize, StoreError> {
+        let mut removed = 0;
+        for entry in self.notices.iter() {
+            let (key, value) = entry.map_err(sled_failed("cannot read the notices"))?;
+            let Ok(notice) = serde_json::from_slice::<Notice>(&value) else {
+                continue;
+            };
+            if notice.sent_at >= before {
+                continue;
+            }
+            let group = group_index_key(&notice);
+            let author = author_index_key(&notice);
+            let gone = (&self.notices, &self.by_group, &self.by_author)
+                .transaction(|(n, g, a)| {
+                    // Only the record just read: a re-recorded notice stays.
+                    if n.get(&key)?.as_deref() != Some(&value[..]) {
+                        return Ok(false);
+                    }
+                    n.remove(&key)?;
+                    g.remove(group.as_slice())?;
+                    if let Some(k) = &author {
+                        a.remove(k.as_slice())?;
+                    }
+                    Ok::<bool, ConflictableTransactionError<StoreError>>(true)
+                })
+                .map_err(transaction_failed("cannot remove an old notice"))?;
+            removed += usize::from(gone);
+        }
+        Ok(removed)
+    }
+
+    /// Removes the entries of `tree` whose time (decoded by `time_of`) is
+    /// before `before`; an entry is removed only if unchanged since read.
+    /// Undecodable entries are left alone. Blocking.
+    fn prune_tree(
+        tree: &Tree,
+        before: EpochMillis,
+        what: &'static str,
+        time_of: impl Fn(&[u8]) -> Option<EpochMillis>,
+    ) -> Result<usize, StoreError> {
+        let mut removed = 0;
+        for entry in tree.iter() {
+            let (key, value) = entry.map_err(sled_failed("cannot read entries to prune"))?;
+            if time_of(&value).is_some_and(|t| t < before) {
+                let cas = tree
+                    .compare_and_swap(&key, Some(&value), None::<&[u8]>)
+                    .map_err(sled_write_failed(what))?;
+                removed += usize::from(cas.is_ok());
+            }
+        }
+        Ok(removed)
+    }
 }
 
 #[async_trait]
@@ -810,6 +868,56 @@ impl Store for SledStore {
             .map_err(sled_write_failed("cannot forget a send"))?
             .ok();
         self.durable().await
+    }
+
+    async fn prune_old(&self, cutoffs: Cutoffs) -> Result<Pruned, StoreError> {
+        let this = self.clone();
+        let pruned = tokio::task::spawn_blocking(move || -> Result<Pruned, StoreError> {
+            Ok(Pruned {
+                notices: this.prune_notices(cutoffs.notices_before)?,
+                sends: Self::prune_tree(
+                    &this.sends,
+                    cutoffs.notices_before,
+                    "cannot remove an old send record",
+                    |v| serde_json::from_slice::<SendRecord>(v).ok().map(|r| r.at),
+                )?,
+                names: Self::prune_tree(
+                    &this.names,
+                    cutoffs.names_before,
+                    "cannot remove an old name",
+                    |v| {
+                        serde_json::from_slice::<CachedName>(v)
+                            .ok()
+                            .map(|c| c.fetched_at)
+                    },
+                )?,
+                roster: Self::prune_tree(
+                    &this.roster,
+                    cutoffs.roster_before,
+                    "cannot remove an old roster entry",
+                    |v| <[u8; 8]>::try_from(v).ok().map(i64::from_be_bytes),
+                )?,
+            })
+        })
+        .await
+        .map_err(task_failed("prune task failed"))??;
+        if pruned != Pruned::default() {
+            self.durable().await?;
+        }
+        Ok(pruned)
+    }
+
+    async fn entry_counts(&self) -> Result<EntryCounts, StoreError> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || EntryCounts {
+            notices: this.notices.len() as u64,
+            marks: this.dedup.len() as u64,
+            names: this.names.len() as u64,
+            roster: this.roster.len() as u64,
+            sends: this.sends.len() as u64,
+        })
+        .await
+        .map_err(task_failed("count task failed"))
     }
 
     async fn probe_write(&self, now: EpochMillis) -> Result<(), StoreError> {

@@ -203,6 +203,26 @@ async fn a_full_disk_refuses_work_and_recovers_by_itself() {
     let (status, _, body) = app.send(Some("order-2"), "During").await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(app.fake.calls(Api::Send), sends_before + 1);
+    // Sizes and entry counts are in /metrics.
+    let metrics = http_client()
+        .get(format!("{}/metrics", app.addr))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    for series in [
+        "readbot_store_entries{kind=\"notices\"}",
+        "readbot_store_entries{kind=\"sends\"}",
+        "readbot_store_failing",
+        "readbot_store_write_failures_total",
+    ] {
+        assert!(metrics.contains(series), "{series} missing from /metrics");
+    }
+    crate::reliability::report(
+        "disk full (ENOSPC on every durable write): readyz 503 naming it, callbacks refused 5/5 with 503, sends 503 with 0 DingTalk sends; space back: ready again without a restart, refused callback answered on retry",
+    );
     app.stop().await.expect("clean stop");
 }
 
@@ -250,6 +270,9 @@ async fn a_retry_with_the_same_idempotency_key_is_not_sent_twice() {
         "{body}"
     );
     assert_eq!(app.fake.calls(Api::Send), 2);
+    crate::reliability::report(
+        "send retried with the same Idempotency-Key after a lost 201: DingTalk sends 1, same processQueryKey returned",
+    );
     app.stop().await.expect("clean stop");
 }
 
@@ -273,4 +296,108 @@ async fn a_failure_the_store_keeps_for_good_stops_readbot_with_an_error() {
     let text = err.to_string();
     assert!(text.contains("os error 28"), "{text}");
     assert!(text.contains("supervisor restarts it"), "{text}");
+    crate::reliability::report(
+        "store failed for good (sled keeps its first I/O error): readbot stopped with an error (serve exits 1 for its supervisor)",
+    );
+}
+
+/// Retention bounds a long-running install: simulated days of notices,
+/// sends, names, roster entries and marks, each followed by the hourly
+/// retention pass, leave the entry counts flat and the folder's size
+/// bounded; `/metrics` shows the counts (checked elsewhere in this file).
+#[tokio::test]
+async fn retention_keeps_a_long_running_folder_bounded() {
+    use readbot::app::{prune_once, Retention};
+    use readbot::domain::{
+        IdempotencyKey, MsgId, Notice, OpenConversationId, ProcessQueryKey, RobotCode, UserId,
+    };
+    const DAY: i64 = 24 * 3600 * 1000;
+    let per_day = 60 * crate::reliability::scale();
+    let days = 14;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let store = readbot::store::open(&readbot::store::StoreConfig::sled(tmp.path().join("data")))
+        .expect("open");
+    let retention = Retention {
+        marks: Duration::from_secs(2 * 24 * 3600),
+        notices: Duration::from_secs(3 * 24 * 3600),
+        names: Duration::from_secs(3 * 24 * 3600),
+        roster: Duration::from_secs(3 * 24 * 3600),
+    };
+    let group = OpenConversationId::parse("cidRetention==").expect("group");
+    let mut sizes = Vec::new();
+    let mut max_entries = 0;
+    for day in 0..days {
+        let now = 1_700_000_000_000 + day * DAY;
+        for i in 0..per_day {
+            let id = format!("d{day}-{i}");
+            let user = UserId::parse(format!("user-{id}")).expect("user");
+            let key = IdempotencyKey::parse(format!("send-{id}")).expect("key");
+            assert!(store
+                .begin_send(&key, "fp", now)
+                .await
+                .expect("reserve")
+                .is_none());
+            let notice = Notice {
+                key: ProcessQueryKey::parse(format!("pqk-{id}")).expect("pqk"),
+                group: group.clone(),
+                robot_code: RobotCode::parse("robot").expect("robot"),
+                title: format!("Notice {id} {}", "x".repeat(200)),
+                author: Some(user.clone()),
+                author_name: Some(format!("Author {id}")),
+                msg_key: "sampleMarkdown".into(),
+                sent_at: now,
+            };
+            store.complete_send(&key, &notice).await.expect("record");
+            store
+                .cache_names(&[(user.clone(), format!("Name {id}"))], now)
+                .await
+                .expect("name");
+            store
+                .remember_members(&group, std::slice::from_ref(&user), now)
+                .await
+                .expect("roster");
+            let msg = MsgId::parse(format!("msg-{id}")).expect("msg");
+            store.claim_message(&msg, now).await.expect("claim");
+            store.finish_message(&msg, now).await.expect("finish");
+        }
+        prune_once(store.as_ref(), retention, now).await;
+        store.flush().await.expect("flush");
+        let c = store.entry_counts().await.expect("counts");
+        let total = c.notices + c.marks + c.names + c.roster + c.sends;
+        max_entries = max_entries.max(total);
+        // Notices, sends, names and roster: today and 3 days back; marks: 2 back.
+        let bound = (per_day * (4 * 4 + 3)) as u64;
+        assert!(total <= bound, "day {day}: {c:?} over {bound}");
+        sizes.push(store.size_bytes().await.expect("size"));
+    }
+    let last = sizes[days as usize - 1];
+    // sled 0.34 does not give the space of removed entries back by itself
+    // at this scale (its log keeps growing): `readbot store compact` does.
+    let counts = store.entry_counts().await.expect("counts");
+    drop(store);
+    let dir = tmp.path().join("data");
+    let mut report = None;
+    for _ in 0..50 {
+        // sled releases its lock from background threads after the drop.
+        match readbot::store::compact::compact(&dir) {
+            Ok(r) => {
+                report = Some(r);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    let report = report.expect("compaction ran");
+    let reopened = readbot::store::open(&readbot::store::StoreConfig::sled(&dir)).expect("reopen");
+    assert_eq!(reopened.entry_counts().await.expect("counts"), counts);
+    crate::reliability::report(&format!(
+        "retention: {days} simulated days x {per_day} notices/sends/names/roster entries/marks a day, entries held at most {max_entries} (flat); sled folder {} KB after day 1, {} KB after day {days}, {} KB after store compact",
+        sizes[0] / 1024,
+        last / 1024,
+        report.after_bytes / 1024
+    ));
+    assert!(
+        report.after_bytes <= last / 2,
+        "compaction gives space back: {report:?}, sizes {sizes:?}"
+    );
 }

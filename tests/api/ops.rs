@@ -14,7 +14,7 @@ use readbot::domain::{
 };
 use readbot::fake::{Api, Fault, GroupKind};
 use readbot::store::memory::MemoryStore;
-use readbot::store::{Claim, SendRecord, Store, StoreError};
+use readbot::store::{Claim, Cutoffs, EntryCounts, Pruned, SendRecord, Store, StoreError};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -380,6 +380,14 @@ impl Store for FlakyStore {
     async fn abandon_send(&self, key: &IdempotencyKey) -> Result<(), StoreError> {
         self.check_durable()?;
         self.inner.abandon_send(key).await
+    }
+    async fn prune_old(&self, cutoffs: Cutoffs) -> Result<Pruned, StoreError> {
+        self.check_durable()?;
+        self.inner.prune_old(cutoffs).await
+    }
+    async fn entry_counts(&self) -> Result<EntryCounts, StoreError> {
+        self.check()?;
+        self.inner.entry_counts().await
     }
     async fn probe_write(&self, now: EpochMillis) -> Result<(), StoreError> {
         self.check_durable()?;
