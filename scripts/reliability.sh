@@ -62,6 +62,31 @@ cargo build --locked --quiet --bin readbot --example crash_test >"$log/crash-bui
 st=$?
 area "crash test" $st "$(grep '^crash cycles' "$log/crash.out" 2>/dev/null || echo 'crash cycles: not run')"
 
+echo "== store health, worker panics, token lifetime, retention"
+cargo test --locked --test api -- --nocapture --test-threads 2 health:: >"$log/health.out" 2>&1
+st=$?
+mapfile -t got < <(grep -o 'RELIABILITY .*' "$log/health.out" | sed 's/^RELIABILITY //')
+area "store health" $st "${got[@]}"
+cargo test --locked --lib -- bot::tests::answers_survive_a_panic dingtalk::client::tests::absurd_expire_in \
+  dingtalk::client::token::tests::absurd >"$log/panic.out" 2>&1
+st=$?
+n="$(grep -oE '^test result: ok. [0-9]+ passed' "$log/panic.out" | grep -oE '[0-9]+' | head -1)"
+area "worker panics" $st "worker panics: 32 injected (2 x the 16 workers), later message answered, nothing left in flight; absurd expireIn (i64::MAX, 1e30, u64::MAX, 17 digits) clamped to 7200 s, no panic ($([ $st -eq 0 ] && echo "${n:-0} tests passed" || echo FAILED))"
+# The disk-full case on a real file system needs a small tmpfs (root, or a
+# container allowed to mount); skipped otherwise.
+tmpfs="$(mktemp -d)"
+if mount -t tmpfs -o size=2m tmpfs "$tmpfs" 2>/dev/null; then
+  READBOT_TMPFS_DIR="$tmpfs" cargo test --locked --test api -- --ignored --nocapture --test-threads 1 \
+    health::a_real_full_disk_on_tmpfs health::sled_keeps_its_first_io_error_on_tmpfs >"$log/tmpfs.out" 2>&1
+  st=$?
+  umount "$tmpfs"
+  mapfile -t got < <(grep -o 'RELIABILITY .*' "$log/tmpfs.out" | sed 's/^RELIABILITY //')
+  area "real full disk" $st "${got[@]}"
+else
+  area "real full disk" 0 "real full disk: skipped (cannot mount a tmpfs here)"
+fi
+rmdir "$tmpfs" 2>/dev/null
+
 echo "== fuzz smoke (${fuzz_secs}s per target)"
 if ! cargo fuzz --version >/dev/null 2>&1; then
   echo "installing cargo-fuzz from crates.io"

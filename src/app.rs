@@ -8,9 +8,10 @@ use crate::dingtalk::stream::{
     BotMessageHandler, Event, EventHandler, EventStatus, Handlers, StreamClient, StreamSettings,
 };
 use crate::dingtalk::DingTalkApi;
-use crate::domain::{now_millis, Incoming};
+use crate::domain::{now_millis, EpochMillis, Incoming};
 use crate::http::{ops_router, router, with_json_method_not_allowed, AppState, OpsState};
 use crate::render::Renderer;
+use crate::store::health::{MonitoredStore, StoreHealth, PROBE_INTERVAL};
 use crate::store::Store;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -105,6 +106,9 @@ pub struct Application {
     config: Config,
     ops: OpsState,
     stream: Option<StreamClient>,
+    health: StoreHealth,
+    /// The store backend without the health monitor (probes go here).
+    backend: Arc<dyn Store>,
 }
 
 impl Application {
@@ -131,6 +135,11 @@ impl Application {
         store: Arc<dyn Store>,
     ) -> Result<Self, StartError> {
         crate::metrics::install();
+        // Every store is monitored: a failing one makes readbot refuse work
+        // (503) instead of acknowledging what it cannot record.
+        let monitored = MonitoredStore::new(store);
+        let (health, backend) = (monitored.health(), monitored.inner().clone());
+        let store: Arc<dyn Store> = Arc::new(monitored);
         let renderer = Arc::new(Renderer::new(config.templates_dir.as_deref())?);
         let bot = Bot::new(BotDeps {
             api,
@@ -196,7 +205,8 @@ impl Application {
             addr: config.listen,
             source,
         })?;
-        let ops = OpsState::new(store.clone(), state.bot.clone());
+        let ops = OpsState::new(store.clone(), state.bot.clone())
+            .with_store_health(health.clone(), backend.clone());
         Ok(Self {
             listener,
             addr,
@@ -205,6 +215,8 @@ impl Application {
             config,
             ops,
             stream,
+            health,
+            backend,
         })
     }
 
@@ -227,6 +239,11 @@ impl Application {
     /// within `server.shutdown_grace` of the signal: open connections finish
     /// their requests or are dropped, in-flight summaries finish or are left
     /// (their claims expire after the retention); then the store is flushed.
+    ///
+    /// When the store fails for good (sled keeps its first I/O error until
+    /// the process restarts) readbot shuts down the same way and returns an
+    /// error saying so: `readbot serve` exits 1 for its supervisor to
+    /// restart it.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -235,15 +252,25 @@ impl Application {
         let app = with_json_method_not_allowed(
             router(self.state, self.config.bot.max_body_bytes).merge(ops_router(self.ops)),
         );
-        let pruner = spawn_pruner(self.store.clone(), self.config.bot.dedup_retention);
+        let pruner = spawn_pruner(self.store.clone(), Retention::from(&self.config.bot));
+        let prober = spawn_health_probe(self.health.clone(), self.backend.clone());
         let limits = self.config.server.clone();
         let grace = limits.shutdown_grace;
         // Stream mode: the gateway connection stops on the same signal.
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let stream_task = self.stream.map(|c| tokio::spawn(c.run(stop_rx)));
         let (signal_tx, signal_rx) = tokio::sync::oneshot::channel();
+        let fatal_slot: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
+        let health = self.health.clone();
+        let fatal_seen = fatal_slot.clone();
         let shutdown = async move {
-            shutdown.await;
+            tokio::select! {
+                () = shutdown => {}
+                why = health.failed_for_good() => {
+                    tracing::error!(error = %why, "the store failed for good; stopping so that the supervisor restarts readbot");
+                    *fatal_seen.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
+                }
+            }
             let _ = signal_tx.send(tokio::time::Instant::now());
             let _ = stop_tx.send(true);
         };
@@ -273,27 +300,118 @@ impl Application {
             );
         }
         pruner.abort();
+        prober.abort();
         match tokio::time::timeout(FINAL_FLUSH_TIMEOUT, self.store.flush()).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::error!(error = %e.with_causes(), "final flush failed"),
             Err(_) => tracing::error!("final flush did not finish in time"),
         }
+        let fatal = fatal_slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(why) = fatal {
+            return Err(std::io::Error::other(failed_for_good_sentence(&why)));
+        }
         served
     }
 }
 
-/// Hourly removal of de-duplication marks older than the retention.
-fn spawn_pruner(store: Arc<dyn Store>, retention: Duration) -> tokio::task::JoinHandle<()> {
+/// What `readbot serve` prints (after `readbot: server: `) when it exits
+/// because the store failed for good.
+pub fn failed_for_good_sentence(why: &str) -> String {
+    format!(
+        "the data folder cannot be written and will not recover while this process runs ({why}); \
+         readbot stopped (exit code 1) so that its supervisor restarts it: free disk space or repair the folder"
+    )
+}
+
+/// While the store is failing, probes a write every [`PROBE_INTERVAL`], so
+/// readbot takes work again by itself once the store can write.
+fn spawn_health_probe(health: StoreHealth, backend: Arc<dyn Store>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(PROBE_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if health.failing().is_some() && health.report().fatal.is_none() {
+                let _ = health.probe(backend.as_ref()).await;
+            }
+        }
+    })
+}
+
+/// How long each kind of entry is kept (from [`crate::config::BotConfig`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    /// De-duplication marks.
+    pub marks: Duration,
+    /// Notices and send records.
+    pub notices: Duration,
+    /// Cached names.
+    pub names: Duration,
+    /// Learned-roster entries.
+    pub roster: Duration,
+}
+
+impl From<&crate::config::BotConfig> for Retention {
+    fn from(b: &crate::config::BotConfig) -> Self {
+        Self {
+            marks: b.dedup_retention,
+            notices: b.notice_retention,
+            names: b.name_retention,
+            roster: b.roster_retention,
+        }
+    }
+}
+
+/// One retention pass at `now`: removes marks, notices, send records, names
+/// and roster entries older than their retention; counts what went.
+pub async fn prune_once(store: &dyn Store, retention: Retention, now: EpochMillis) {
+    let before =
+        |keep: Duration| now.saturating_sub(i64::try_from(keep.as_millis()).unwrap_or(i64::MAX));
+    match store.prune_marks(before(retention.marks)).await {
+        Ok(n) => {
+            crate::metrics::store_pruned("marks", n);
+            if n > 0 {
+                tracing::info!(removed = n, "pruned old message marks");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e.with_causes(), "pruning marks failed"),
+    }
+    let cutoffs = crate::store::Cutoffs {
+        notices_before: before(retention.notices),
+        names_before: before(retention.names),
+        roster_before: before(retention.roster),
+    };
+    match store.prune_old(cutoffs).await {
+        Ok(p) => {
+            for (kind, n) in [
+                ("notices", p.notices),
+                ("sends", p.sends),
+                ("names", p.names),
+                ("roster", p.roster),
+            ] {
+                crate::metrics::store_pruned(kind, n);
+            }
+            if p != crate::store::Pruned::default() {
+                tracing::info!(
+                    notices = p.notices,
+                    sends = p.sends,
+                    names = p.names,
+                    roster = p.roster,
+                    "pruned old entries"
+                );
+            }
+        }
+        Err(e) => tracing::warn!(error = %e.with_causes(), "pruning old entries failed"),
+    }
+}
+
+/// Hourly retention pass (see [`prune_once`]).
+fn spawn_pruner(store: Arc<dyn Store>, retention: Retention) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(3600));
         loop {
             tick.tick().await;
-            let keep = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
-            match store.prune_marks(now_millis().saturating_sub(keep)).await {
-                Ok(n) if n > 0 => tracing::info!(removed = n, "pruned old message marks"),
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e.with_causes(), "pruning failed"),
-            }
+            prune_once(store.as_ref(), retention, now_millis()).await;
         }
     })
 }

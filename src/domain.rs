@@ -97,6 +97,11 @@ id_newtype!(
     /// The id of one incoming bot message, used for de-duplication.
     MsgId, "msgId", 256
 );
+id_newtype!(
+    /// A caller's key for one intended send (`Idempotency-Key` header of
+    /// `POST /api/v1/notices`): a retry with the same key does not send twice.
+    IdempotencyKey, "Idempotency-Key", 128
+);
 
 /// Milliseconds since the Unix epoch.
 pub type EpochMillis = i64;

@@ -57,6 +57,9 @@ enum Command {
     Render(cli::render::RenderArgs),
     /// Ask a running readbot whether it is alive (or ready, with --ready); for container health checks.
     Health(cli::remote::HealthArgs),
+    /// Maintain a stopped readbot's data folder.
+    #[command(subcommand)]
+    Store(cli::store::StoreCommand),
 }
 
 impl Command {
@@ -147,6 +150,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             cli::remote::health(config_path, &args, &mut stdout).await
         )),
         Command::Render(args) => Ok(ok(cli::render::render(&args, &mut stdout))),
+        Command::Store(cmd) => Ok(ok(cli::store::run(&cmd, &mut stdout).await)),
         Command::Serve => {
             let config = match readbot::config::Config::load(config_path) {
                 Ok(c) => c,

@@ -16,7 +16,7 @@
 //! | `readbot_summary_duration_seconds` | histogram | `via` |
 //! | `readbot_summaries_in_flight` | gauge | – |
 //! | `readbot_replies_total` | counter | `delivery`: `session`, `session_timeout`, `untrusted_webhook` (a body's sessionWebhook refused: an attack signal; the send API is tried next), `group_send`, `failed`, `dropped` |
-//! | `readbot_notices_sent_total` | counter | `outcome`: `ok`, `dingtalk_error`, `store_error` |
+//! | `readbot_notices_sent_total` | counter | `outcome`: `ok`, `dingtalk_error`, `store_error`, `replayed` (a retry with a used `Idempotency-Key`: nothing sent) |
 //! | `readbot_reminders_total` | counter | `via`: `mention`, `dm`; `outcome`: `ok`, `partial`, `refused`, `nobody`, `no_session`, `not_allowed`, `cooldown`, `recalled`, `in_progress`, `no_roster`, `failed` |
 //! | `readbot_recalls_total` | counter | `outcome`: `ok`, `failed` (DingTalk's `failedResult`), `not_allowed`, `error` |
 //! | `readbot_dingtalk_calls_total` | counter | `api`, `outcome` (see [`DINGTALK_OUTCOMES`]) |
@@ -31,6 +31,11 @@
 //! | `readbot_event_trust` | gauge | – (1 while pushed reads are trusted alone) |
 //! | `readbot_event_gaps_total` | counter | – (reconciliations that found readers the events had missed) |
 //! | `readbot_receipt_reads_total` | counter | `from`: `events`, `query` (where a summary's reads came from) |
+//! | `readbot_worker_panics_total` | counter | – (answers that panicked; the worker survived) |
+//! | `readbot_store_write_failures_total` | counter | – (store writes and probe writes that failed) |
+//! | `readbot_store_failing` | gauge | – (1 while writes are refused because the store is failing) |
+//! | `readbot_store_entries` | gauge | `kind`: `notices`, `marks`, `names`, `roster`, `sends` (measured at scrape) |
+//! | `readbot_store_pruned_total` | counter | `kind`: `notices`, `marks`, `names`, `roster`, `sends` (removed by retention) |
 
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -87,6 +92,20 @@ pub const DINGTALK_IN_FLIGHT: &str = "readbot_dingtalk_in_flight";
 pub const STORE_SIZE: &str = "readbot_store_size_bytes";
 /// `readbot_store_notices`.
 pub const STORE_NOTICES: &str = "readbot_store_notices";
+
+/// `readbot_worker_panics_total`.
+pub const WORKER_PANICS: &str = "readbot_worker_panics_total";
+/// `readbot_store_write_failures_total`.
+pub const STORE_WRITE_FAILURES: &str = "readbot_store_write_failures_total";
+/// `readbot_store_failing`.
+pub const STORE_FAILING: &str = "readbot_store_failing";
+/// `readbot_store_entries`.
+pub const STORE_ENTRIES: &str = "readbot_store_entries";
+/// `readbot_store_pruned_total`.
+pub const STORE_PRUNED: &str = "readbot_store_pruned_total";
+
+/// Values of the `kind` label of [`STORE_ENTRIES`] and [`STORE_PRUNED`].
+pub const STORE_KINDS: &[&str] = &["notices", "marks", "names", "roster", "sends"];
 
 /// Values of the `outcome` label of [`DINGTALK_CALLS`].
 pub const DINGTALK_OUTCOMES: &[&str] = &[
@@ -227,6 +246,7 @@ fn describe() {
         STORE_NOTICES,
         "Notices recorded in the store (measured at scrape)."
     );
+    describe_health();
 }
 
 /// Creates the fixed-label series at zero so dashboards and `rate()` see
@@ -265,7 +285,7 @@ fn preregister() {
     ] {
         counter!(REPLIES, "delivery" => d).increment(0);
     }
-    for o in ["ok", "dingtalk_error", "store_error"] {
+    for o in ["ok", "dingtalk_error", "store_error", "replayed"] {
         counter!(NOTICES_SENT, "outcome" => o).increment(0);
     }
     for o in ["ok", "error"] {
@@ -279,6 +299,7 @@ fn preregister() {
     for o in RECALL_OUTCOMES {
         counter!(RECALLS, "outcome" => *o).increment(0);
     }
+    preregister_health();
 }
 
 /// The current metrics in Prometheus text format, or `None` when the
@@ -398,6 +419,63 @@ pub fn event_gap() {
 /// A set of receipts took its reads from `events` or a `query`.
 pub fn receipt_reads(from: &'static str) {
     counter!(RECEIPT_READS, "from" => from).increment(1);
+}
+
+// Health: panics survived, store failures, retention.
+
+fn describe_health() {
+    describe_counter!(
+        WORKER_PANICS,
+        "Answers that panicked; the worker logged the msgId and went on."
+    );
+    describe_counter!(
+        STORE_WRITE_FAILURES,
+        "Store writes (probe writes included) that failed."
+    );
+    describe_gauge!(
+        STORE_FAILING,
+        "1 while the store is failing and readbot refuses work it cannot record (callbacks and sends get 503)."
+    );
+    describe_gauge!(
+        STORE_ENTRIES,
+        "Entries held by the store, by kind (measured at scrape)."
+    );
+    describe_counter!(STORE_PRUNED, "Entries removed by retention, by kind.");
+}
+
+fn preregister_health() {
+    counter!(WORKER_PANICS).increment(0);
+    counter!(STORE_WRITE_FAILURES).increment(0);
+    gauge!(STORE_FAILING).set(0.0);
+    for kind in STORE_KINDS {
+        counter!(STORE_PRUNED, "kind" => *kind).increment(0);
+    }
+}
+
+/// Scrape-time gauge of the store's entries of one `kind` (one of [`STORE_KINDS`]).
+pub fn store_entries(kind: &'static str, n: u64) {
+    gauge!(STORE_ENTRIES, "kind" => kind).set(n as f64);
+}
+
+/// Retention removed `n` entries of one `kind` (one of [`STORE_KINDS`]).
+pub fn store_pruned(kind: &'static str, n: usize) {
+    counter!(STORE_PRUNED, "kind" => kind).increment(n as u64);
+}
+
+/// A store write failed: the store is failing.
+pub fn store_write_failed() {
+    counter!(STORE_WRITE_FAILURES).increment(1);
+    gauge!(STORE_FAILING).set(1.0);
+}
+
+/// A probe write succeeded: the store is no longer failing.
+pub fn store_writes_again() {
+    gauge!(STORE_FAILING).set(0.0);
+}
+
+/// Answering one message panicked (the worker survived).
+pub fn worker_panic() {
+    counter!(WORKER_PANICS).increment(1);
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ pub mod push;
 pub mod queued;
 pub mod receipts;
 pub mod remind;
+pub mod send;
 pub mod sentences;
 pub mod summary;
 #[cfg(test)]
@@ -50,6 +51,22 @@ pub enum BotError {
     /// A reminder or recall was not sent (policy, cooldown, recalled, ...).
     #[error(transparent)]
     Remind(#[from] remind::Stop),
+    /// A send under this idempotency key is in progress, or its outcome was
+    /// lost (a crash between DingTalk's answer and the record).
+    #[error("a send with this idempotency key is in progress or its outcome is unknown")]
+    SendPending,
+    /// The idempotency key was used before for a different notice.
+    #[error("this idempotency key was used for a different notice")]
+    IdempotencyKeyReused,
+    /// DingTalk accepted the notice but the store could not record it.
+    #[error("the notice was sent (processQueryKey {key}) but could not be recorded")]
+    SentNotRecorded {
+        /// DingTalk's key of the sent notice.
+        key: ProcessQueryKey,
+        /// Why it could not be recorded.
+        #[source]
+        source: StoreError,
+    },
 }
 
 /// What [`Bot::accept`] did with a message.
@@ -291,8 +308,7 @@ impl Bot {
                         // No longer waiting: the group's place is free.
                         drop(place);
                         let span = tracing::info_span!("mention", msg_id = %msg.msg_id());
-                        let msg = msg.into_incoming();
-                        tracing::Instrument::instrument(bot.process(msg), span).await;
+                        bot.process_guarded(msg.into_incoming(), span).await;
                         if bot.inner.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
                             bot.inner.idle.notify_waiters();
                         }
@@ -300,6 +316,26 @@ impl Bot {
                 });
             }
         });
+    }
+
+    /// [`Bot::process`] with a panic caught: a bug (or an absurd value)
+    /// hit while answering one message is logged with its msgId and counted
+    /// (`readbot_worker_panics_total`), and the worker goes on with the next
+    /// message. The message keeps its in-flight mark (at most once: it is
+    /// not answered twice) and expires with the other marks.
+    async fn process_guarded(&self, msg: Incoming, span: tracing::Span) {
+        use futures_util::FutureExt;
+        let msg_id = msg.msg_id.clone();
+        let run = tracing::Instrument::instrument(self.process(msg), span);
+        if let Err(panic) = std::panic::AssertUnwindSafe(run).catch_unwind().await {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a non-text panic".to_owned());
+            crate::metrics::worker_panic();
+            tracing::error!(msg_id = %msg_id, panic = %what, "answering a message panicked; the worker goes on");
+        }
     }
 
     /// Answers one claimed message and marks it done.
@@ -387,7 +423,11 @@ impl Bot {
                     BotError::DingTalk(d) => sentences::dingtalk_error(d, lang),
                     BotError::NoticeNotFound => sentences::notice_not_recorded(lang),
                     BotError::Remind(stop) => stop.sentence(lang, &self.deps().cfg.timezone),
-                    BotError::Store(_) | BotError::Render(_) => sentences::internal_error(lang),
+                    BotError::Store(_)
+                    | BotError::Render(_)
+                    | BotError::SendPending
+                    | BotError::IdempotencyKeyReused
+                    | BotError::SentNotRecorded { .. } => sentences::internal_error(lang),
                 };
                 self.error_reply(lang, sentence)
             }
@@ -727,48 +767,12 @@ impl Bot {
         }
     }
 
-    /// Sends a notice through the robot and records it durably.
+    /// Sends a notice through the robot and records it durably, under a
+    /// fresh idempotency key (see [`Bot::send_notice_once`]): the intent is
+    /// recorded first, so a store failure means nothing is sent.
     pub async fn send_notice(&self, n: NewNotice) -> Result<Notice, BotError> {
-        let d = self.deps();
-        let send = GroupSend {
-            group: n.group.clone(),
-            robot_code: d.robot_code.clone(),
-            message: n.message.clone(),
-            cool_app_code: d.cool_app_code.clone(),
-        };
-        let key = match d.api.send_group_message(&send).await {
-            Ok(k) => k,
-            Err(e) => {
-                crate::metrics::notice_sent("dingtalk_error");
-                return Err(e.into());
-            }
-        };
-        let notice = Notice {
-            key,
-            group: n.group,
-            robot_code: d.robot_code.clone(),
-            title: n.title,
-            author: n.author,
-            author_name: n.author_name,
-            msg_key: n.message.msg_key,
-            sent_at: now_millis(),
-        };
-        if let Err(e) = d.store.record_notice(&notice).await {
-            tracing::error!(error = %e.with_causes(), key = %notice.key, "notice sent but not recorded");
-            crate::metrics::notice_sent("store_error");
-            return Err(e.into());
-        }
-        crate::metrics::notice_sent("ok");
-        if let Some(author) = &notice.author {
-            if let Err(e) = d
-                .store
-                .remember_members(&notice.group, std::slice::from_ref(author), now_millis())
-                .await
-            {
-                tracing::warn!(error = %e.with_causes(), "could not update learned roster");
-            }
-        }
-        Ok(notice)
+        let sent = self.send_notice_once(n, send::generate_key()).await?;
+        Ok(sent.notice().clone())
     }
 
     /// Receipts of a recorded notice.

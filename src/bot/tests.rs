@@ -606,6 +606,53 @@ async fn a_redelivered_mention_is_answered_once() {
     assert_eq!(h.bot.accept(msg).await.unwrap(), Accepted::ShuttingDown);
 }
 
+/// A panic while answering one message (here: inside the DingTalk double)
+/// costs that message only: more panics than there are workers, and the
+/// next message is still answered, and nothing is left in flight.
+#[tokio::test]
+async fn answers_survive_a_panic_in_one_message() {
+    let h = Harness::new();
+    h.api.on_reply_in_session(|webhook, _| {
+        if webhook.contains("boom") {
+            panic!("injected panic for {webhook}");
+        }
+        Ok(())
+    });
+    let panics = MAX_CONCURRENT_SUMMARIES * 2;
+    for i in 0..panics {
+        let mut msg = mention(&format!("boom-{i}"), "help", Some("u1"));
+        msg.session_webhook = Some(format!("{WEBHOOK}&boom={i}"));
+        assert_eq!(h.bot.accept(msg).await.unwrap(), Accepted::Started);
+    }
+    let msg = mention("after-the-panics", "help", Some("u1"));
+    assert_eq!(h.bot.accept(msg).await.unwrap(), Accepted::Started);
+    assert!(
+        h.bot.shutdown(Duration::from_secs(20)).await,
+        "{} messages still in flight",
+        h.bot.in_flight()
+    );
+    let answered: Vec<_> = h
+        .api
+        .session_replies()
+        .into_iter()
+        .filter(|(url, _)| url == WEBHOOK)
+        .collect();
+    assert_eq!(
+        answered.len(),
+        1,
+        "the message after the panics is answered"
+    );
+    // The panicked messages keep their mark: a redelivery is not answered.
+    let again = mention("boom-0", "help", Some("u1"));
+    assert_eq!(
+        h.store
+            .claim_message(&again.msg_id, now_millis())
+            .await
+            .unwrap(),
+        Claim::InFlight
+    );
+}
+
 // --------------------------------------------------------- DingTalk errors
 
 #[tokio::test]
@@ -993,6 +1040,18 @@ async fn remind_policy_decides_who_may_remind() {
     }
 }
 
+// ----------------------------------------------------- idempotent sends
+
+fn drill(title: &str) -> NewNotice {
+    NewNotice {
+        group: group(),
+        title: title.into(),
+        message: OutgoingMessage::markdown(title, "Friday"),
+        author: Some(uid("u7")),
+        author_name: Some("Ann".into()),
+    }
+}
+
 #[tokio::test]
 async fn a_failing_mention_message_stops_the_reminder_and_records_who_was_reached() {
     let h = Harness::new();
@@ -1084,4 +1143,64 @@ async fn recall_failure_reason_reaches_the_asker_and_nothing_is_marked() {
     assert_eq!(recalls.len(), 2);
     assert_eq!(recalls[1].keys, [key]);
     assert_eq!(recalls[1].group, group());
+}
+
+#[tokio::test]
+async fn a_retry_with_the_same_key_returns_the_recorded_notice_without_sending() {
+    use crate::bot::send::SentNotice;
+    use crate::domain::IdempotencyKey;
+    let h = Harness::new();
+    let key = IdempotencyKey::parse("client-key-1").unwrap();
+    let first = h
+        .bot
+        .send_notice_once(drill("Drill"), key.clone())
+        .await
+        .unwrap();
+    let SentNotice::New(notice) = first else {
+        panic!("first send is new: {first:?}")
+    };
+    // The 201 was lost; the caller retries with the same key.
+    let again = h.bot.send_notice_once(drill("Drill"), key.clone()).await;
+    assert_eq!(again.unwrap(), SentNotice::Replayed(notice.clone()));
+    assert_eq!(h.api.count(Method::SendGroupMessage), 1, "sent once");
+    // The same key for another notice is refused, nothing sent.
+    let other = h.bot.send_notice_once(drill("Other"), key).await;
+    assert!(
+        matches!(other, Err(BotError::IdempotencyKeyReused)),
+        "{other:?}"
+    );
+    assert_eq!(h.api.count(Method::SendGroupMessage), 1);
+    assert_eq!(h.store.notice_count().await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn a_pending_send_is_not_sent_again_and_a_refused_one_may_be() {
+    use crate::domain::IdempotencyKey;
+    let h = Harness::new();
+    // As if an earlier attempt crashed between DingTalk's answer and the record.
+    let lost = IdempotencyKey::parse("lost-outcome").unwrap();
+    assert_eq!(
+        h.store
+            .begin_send(&lost, &drill("Drill").fingerprint(), 1)
+            .await
+            .unwrap(),
+        None
+    );
+    let r = h.bot.send_notice_once(drill("Drill"), lost).await;
+    assert!(matches!(r, Err(BotError::SendPending)), "{r:?}");
+    assert_eq!(h.api.count(Method::SendGroupMessage), 0);
+
+    // DingTalk refuses: the key is released, and a retry sends.
+    h.api.push_send(Err(DingTalkError::Api {
+        status: 400,
+        code: ErrorCode::BotStopped,
+        message: "stopped".into(),
+        request_id: None,
+    }));
+    let key = IdempotencyKey::parse("refused-first").unwrap();
+    let r = h.bot.send_notice_once(drill("Drill"), key.clone()).await;
+    assert!(matches!(r, Err(BotError::DingTalk(_))), "{r:?}");
+    let r = h.bot.send_notice_once(drill("Drill"), key).await.unwrap();
+    assert!(matches!(r, crate::bot::send::SentNotice::New(_)));
+    assert_eq!(h.api.count(Method::SendGroupMessage), 2);
 }

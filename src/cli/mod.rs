@@ -5,7 +5,8 @@
 //! - [`remote`]: `send`, `receipts`, `notices` and `health`, which talk to a
 //!   running readbot over its HTTP API;
 //! - [`outreach`]: `remind` and `recall`, also over readbot's HTTP API;
-//! - [`render`]: preview a template file against sample data.
+//! - [`render`]: preview a template file against sample data;
+//! - [`store`]: offline maintenance of the data folder (`store compact`).
 //!
 //! Each command writes its results to the `out` writer it is given (stdout in
 //! the binary) and returns a [`CliError`] for the one line that goes to
@@ -16,6 +17,7 @@ pub mod check;
 pub mod outreach;
 pub mod remote;
 pub mod render;
+pub mod store;
 
 /// Exit code: success.
 pub const EXIT_OK: u8 = 0;

@@ -48,6 +48,14 @@ pub const NAME_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 pub const LIST_LIMIT: usize = 10;
 /// `bot.max_body_bytes` / `READBOT_MAX_BODY_BYTES`.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// `bot.notice_retention_secs` / `READBOT_NOTICE_RETENTION_SECS`: DingTalk
+/// documents no read-query window for group messages (24 h for 1:1); 30
+/// days keeps a longer real window usable while bounding the folder.
+pub const NOTICE_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
+/// `bot.name_retention_secs` / `READBOT_NAME_RETENTION_SECS`.
+pub const NAME_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
+/// `bot.roster_retention_secs` / `READBOT_ROSTER_RETENTION_SECS`.
+pub const ROSTER_RETENTION: Duration = Duration::from_secs(90 * 24 * 3600);
 /// `bot.dedup_retention_secs` / `READBOT_DEDUP_RETENTION_SECS`.
 pub const DEDUP_RETENTION: Duration = Duration::from_secs(48 * 3600);
 /// `bot.signature_window_secs` / `READBOT_SIGNATURE_WINDOW_SECS`: five

@@ -167,6 +167,21 @@ pub const ENV_KEYS: &[(&str, &str, &str)] = &[
         "how long answered msgIds are kept",
     ),
     (
+        "READBOT_NOTICE_RETENTION_SECS",
+        "bot.notice_retention_secs",
+        "notices older than this are removed",
+    ),
+    (
+        "READBOT_NAME_RETENTION_SECS",
+        "bot.name_retention_secs",
+        "cached names not fetched for this long are removed",
+    ),
+    (
+        "READBOT_ROSTER_RETENTION_SECS",
+        "bot.roster_retention_secs",
+        "learned members not seen for this long are removed",
+    ),
+    (
         "READBOT_SIGNATURE_WINDOW_SECS",
         "bot.signature_window_secs",
         "accepted callback clock skew",

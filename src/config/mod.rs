@@ -183,6 +183,12 @@ pub struct BotConfig {
     pub max_body_bytes: usize,
     /// How long answered message ids are remembered.
     pub dedup_retention: Duration,
+    /// Notices (and send records) older than this are removed.
+    pub notice_retention: Duration,
+    /// Cached names not fetched for this long are removed.
+    pub name_retention: Duration,
+    /// Learned-roster entries not seen for this long are removed.
+    pub roster_retention: Duration,
     /// Accepted clock difference for callback timestamps.
     pub signature_window: Duration,
     /// Upper bound for producing one summary.
@@ -243,6 +249,9 @@ impl Default for BotConfig {
             list_limit: defaults::LIST_LIMIT,
             max_body_bytes: defaults::MAX_BODY_BYTES,
             dedup_retention: defaults::DEDUP_RETENTION,
+            notice_retention: defaults::NOTICE_RETENTION,
+            name_retention: defaults::NAME_RETENTION,
+            roster_retention: defaults::ROSTER_RETENTION,
             signature_window: defaults::SIGNATURE_WINDOW,
             summary_timeout: defaults::SUMMARY_TIMEOUT,
             receipts_cache: defaults::RECEIPTS_CACHE,

@@ -81,6 +81,9 @@ struct RawBot {
     list_limit: Option<usize>,
     max_body_bytes: Option<usize>,
     dedup_retention_secs: Option<u64>,
+    notice_retention_secs: Option<u64>,
+    name_retention_secs: Option<u64>,
+    roster_retention_secs: Option<u64>,
     signature_window_secs: Option<u64>,
     summary_timeout_secs: Option<u64>,
     receipts_cache_secs: Option<u64>,
@@ -317,6 +320,21 @@ impl RawFile {
                 "READBOT_DEDUP_RETENTION_SECS",
                 b.dedup_retention_secs,
                 defaults::DEDUP_RETENTION,
+            )?,
+            notice_retention: secs(
+                "READBOT_NOTICE_RETENTION_SECS",
+                b.notice_retention_secs,
+                defaults::NOTICE_RETENTION,
+            )?,
+            name_retention: secs(
+                "READBOT_NAME_RETENTION_SECS",
+                b.name_retention_secs,
+                defaults::NAME_RETENTION,
+            )?,
+            roster_retention: secs(
+                "READBOT_ROSTER_RETENTION_SECS",
+                b.roster_retention_secs,
+                defaults::ROSTER_RETENTION,
             )?,
             signature_window: at_most(
                 "READBOT_SIGNATURE_WINDOW_SECS",

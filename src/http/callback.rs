@@ -114,8 +114,11 @@ pub(super) async fn callback(
             ));
         }
         Err(e) => {
+            // Nothing was claimed: 503, so that DingTalk (or the caller)
+            // retries once the store writes again.
             crate::metrics::callback("error");
-            return Err(AppError::internal(e));
+            tracing::error!(error = %e.with_causes(), "cannot claim the message; callback refused");
+            return Err(AppError::store_unavailable());
         }
     }
     Ok(empty_reply())

@@ -45,6 +45,15 @@ impl AppError {
             "readbot hit an internal error; see its log",
         )
     }
+    /// 503 `store_unavailable`: the store cannot record the work right now
+    /// (nothing was done; retry later). The cause goes only to the log.
+    pub fn store_unavailable() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            "readbot cannot write its data folder right now; nothing was done; retry later",
+        )
+    }
 }
 
 impl AppError {
@@ -81,7 +90,8 @@ impl From<QueryRejection> for AppError {
 }
 
 /// DingTalk's refusals pass through as 502 with DingTalk's code and message;
-/// an unknown notice is 404; anything else is readbot's own failure (500).
+/// an unknown notice is 404; a failing store is 503 (retry later); anything
+/// else is readbot's own failure (500).
 impl From<BotError> for AppError {
     fn from(e: BotError) -> Self {
         match e {
@@ -105,6 +115,32 @@ impl From<BotError> for AppError {
                     Stop::RecallFailed(_) => (StatusCode::BAD_GATEWAY, "recall_failed"),
                 };
                 Self::new(status, code, stop.to_string())
+            }
+            BotError::SendPending => Self::new(
+                StatusCode::CONFLICT,
+                "idempotency_pending",
+                "a send with this Idempotency-Key is in progress, or its outcome is unknown; \
+                 nothing was sent now (use a new key to send again)",
+            ),
+            BotError::IdempotencyKeyReused => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                "this Idempotency-Key was used for a different notice",
+            ),
+            BotError::SentNotRecorded { key, source } => {
+                tracing::error!(error = %source.with_causes(), %key, "sent but not recorded");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "sent_not_recorded",
+                    format!(
+                        "DingTalk accepted the notice (processQueryKey {key}) but readbot could not record it; \
+                         do not send it again (a retry with the same Idempotency-Key is refused)"
+                    ),
+                )
+            }
+            BotError::Store(e) => {
+                tracing::error!(error = %e.with_causes(), "store failed; request refused");
+                Self::store_unavailable()
             }
             other => Self::internal(other),
         }

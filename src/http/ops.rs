@@ -3,7 +3,12 @@
 //! router.
 //!
 //! Readiness means readbot can do its job right now:
-//! - **store**: a read from the store succeeds within [`STORE_TIMEOUT`];
+//! - **store**: a read from the store succeeds within [`STORE_TIMEOUT`], and
+//!   so does a durable probe write (at most one per
+//!   [`crate::store::health::PROBE_INTERVAL`], its result reused meanwhile);
+//!   while the store is failing (any write failed and no probe write has
+//!   succeeded since) readbot is not ready. The last store error is shown
+//!   even after recovery (`last_error`);
 //! - **dingtalk**: an access token is cached and fresh, or one can be
 //!   fetched now (a refresh that fails while the previous token is still
 //!   valid keeps readbot ready until that token expires). A failed check is
@@ -15,6 +20,7 @@
 use crate::bot::Bot;
 use crate::dingtalk::client::DingTalkClient;
 use crate::domain::ProcessQueryKey;
+use crate::store::health::StoreHealth;
 use crate::store::Store;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -39,6 +45,8 @@ pub struct OpsState {
     bot: Bot,
     token: Option<DingTalkClient>,
     token_failure: Arc<Mutex<Option<(Instant, String)>>>,
+    /// The store's write health and the backend probes go to.
+    health: Option<(StoreHealth, Arc<dyn Store>)>,
 }
 
 impl OpsState {
@@ -51,7 +59,15 @@ impl OpsState {
             bot,
             token: None,
             token_failure: Arc::new(Mutex::new(None)),
+            health: None,
         }
+    }
+
+    /// Makes readiness prove a write on `backend` (rate-limited) and report
+    /// `health` (the application does this with its monitored store).
+    pub fn with_store_health(mut self, health: StoreHealth, backend: Arc<dyn Store>) -> Self {
+        self.health = Some((health, backend));
+        self
     }
 
     /// Makes readiness require a DingTalk access token from `client`.
@@ -63,13 +79,41 @@ impl OpsState {
     async fn check_store(&self) -> Result<(), String> {
         let probe = ProcessQueryKey::parse("readbot-readiness-probe").map_err(|e| e.to_string())?;
         match tokio::time::timeout(STORE_TIMEOUT, self.store.notice(&probe)).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(e.with_causes()),
-            Err(_) => Err(format!(
-                "the store did not answer within {} s",
-                STORE_TIMEOUT.as_secs()
-            )),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(e.with_causes()),
+            Err(_) => {
+                return Err(format!(
+                    "the store did not answer within {} s",
+                    STORE_TIMEOUT.as_secs()
+                ))
+            }
         }
+        let Some((health, backend)) = &self.health else {
+            return Ok(());
+        };
+        match tokio::time::timeout(STORE_TIMEOUT, health.probe(backend.as_ref())).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(format!("the store cannot write: {e}")),
+            Err(_) => {
+                return Err(format!(
+                    "the store's probe write did not finish within {} s",
+                    STORE_TIMEOUT.as_secs()
+                ))
+            }
+        }
+        match health.failing() {
+            None => Ok(()),
+            Some(last) => Err(format!("the store is failing: {last}")),
+        }
+    }
+
+    /// `last_error` of the store check: the last write failure, kept after
+    /// recovery.
+    fn store_last_error(&self) -> Option<Value> {
+        let (health, _) = self.health.as_ref()?;
+        let report = health.report();
+        let (at, message) = report.last_error?;
+        Some(json!({ "atMillis": at, "message": message, "fatal": report.fatal.is_some() }))
     }
 
     async fn check_token(&self) -> Option<Result<(), String>> {
@@ -120,7 +164,11 @@ async fn readyz(State(state): State<OpsState>) -> (StatusCode, Json<Value>) {
     if let Err(e) = &store {
         tracing::warn!(error = %e, "not ready: store");
     }
-    checks.insert("store".into(), check_json(&store));
+    let mut store_json = check_json(&store);
+    if let (Some(last), Some(obj)) = (state.store_last_error(), store_json.as_object_mut()) {
+        obj.insert("last_error".into(), last);
+    }
+    checks.insert("store".into(), store_json);
     match &token {
         Some(t) => {
             if let Err(e) = t {
@@ -159,6 +207,17 @@ async fn metrics(State(state): State<OpsState>) -> Response {
         _ => None,
     };
     crate::metrics::store(size, notices);
+    if let Ok(Ok(c)) = tokio::time::timeout(STORE_TIMEOUT, state.store.entry_counts()).await {
+        for (kind, n) in [
+            ("notices", c.notices),
+            ("marks", c.marks),
+            ("names", c.names),
+            ("roster", c.roster),
+            ("sends", c.sends),
+        ] {
+            crate::metrics::store_entries(kind, n);
+        }
+    }
     crate::metrics::in_flight(state.bot.in_flight());
     if let Some(client) = &state.token {
         for api in client.stats().apis {

@@ -3,10 +3,10 @@
 //! Each case is an `async fn` taking the store under test; the
 //! `conformance!` macro instantiates all cases for one backend.
 
-use super::{Claim, SignatureUse, Store};
+use super::{Claim, Cutoffs, EntryCounts, Pruned, SignatureUse, Store};
 use crate::domain::{
-    EpochMillis, EventTrust, MsgId, Notice, OpenConversationId, ProcessQueryKey, ReadRecord,
-    ReadSource, Reminder, ReminderVia, RobotCode, UserId,
+    EpochMillis, EventTrust, IdempotencyKey, MsgId, Notice, OpenConversationId, ProcessQueryKey,
+    ReadRecord, ReadSource, Reminder, ReminderVia, RobotCode, UserId,
 };
 use std::sync::Arc;
 
@@ -578,6 +578,159 @@ pub(crate) async fn recall_reconcile_and_trust<S: Store>(s: &S) {
     assert_eq!(s.event_trust().await.unwrap(), t);
 }
 
+pub(crate) fn ikey(s: &str) -> IdempotencyKey {
+    IdempotencyKey::parse(s).unwrap()
+}
+
+/// A send is reserved once per key; completing it records the notice and
+/// the key then names it; abandoning frees only a pending key.
+pub(crate) async fn sends_are_reserved_once_per_key<S: Store>(s: &S) {
+    let k = ikey("order-42");
+    assert_eq!(s.begin_send(&k, "fp1", 10).await.unwrap(), None);
+    let pending = s.begin_send(&k, "fp2", 11).await.unwrap().unwrap();
+    assert_eq!(pending.fingerprint, "fp1", "the first reservation is kept");
+    assert_eq!(pending.at, 10);
+    assert_eq!(pending.notice, None);
+
+    let n = notice("dk1", "cid1", Some("alice"), 12);
+    s.complete_send(&k, &n).await.unwrap();
+    assert_eq!(s.notice(&n.key).await.unwrap(), Some(n.clone()));
+    assert_eq!(
+        s.last_notice_by(&gid("cid1"), &uid("alice")).await.unwrap(),
+        Some(n.clone())
+    );
+    let sent = s.begin_send(&k, "fp1", 13).await.unwrap().unwrap();
+    assert_eq!(sent.notice, Some(n.key.clone()));
+    // A sent record is never abandoned.
+    s.abandon_send(&k).await.unwrap();
+    assert!(s.begin_send(&k, "fp1", 14).await.unwrap().is_some());
+
+    // A pending one is: the key may be reserved again.
+    let other = ikey("order-43");
+    assert_eq!(s.begin_send(&other, "fp", 15).await.unwrap(), None);
+    s.abandon_send(&other).await.unwrap();
+    assert_eq!(s.begin_send(&other, "fp", 16).await.unwrap(), None);
+    // Abandoning an unknown key is fine; completing one is an error.
+    s.abandon_send(&ikey("never")).await.unwrap();
+    assert!(s
+        .complete_send(&ikey("never"), &notice("dk2", "cid1", None, 1))
+        .await
+        .is_err());
+    assert_eq!(s.notice_count().await.unwrap(), 1);
+}
+
+/// Of many concurrent reservations of one key, exactly one wins.
+pub(crate) async fn concurrent_sends_have_one_winner<S: Store>(s: Arc<S>) {
+    let tasks: Vec<_> = (0..50)
+        .map(|i| {
+            let s = Arc::clone(&s);
+            tokio::spawn(async move { s.begin_send(&ikey("same"), "fp", i).await.unwrap() })
+        })
+        .collect();
+    let mut winners = 0;
+    for t in tasks {
+        winners += usize::from(t.await.unwrap().is_none());
+    }
+    assert_eq!(winners, 1);
+}
+
+/// The probe write succeeds on a healthy store, again and again.
+pub(crate) async fn probe_write_succeeds<S: Store>(s: &S) {
+    for now in 0..3 {
+        s.probe_write(now).await.unwrap();
+    }
+}
+
+/// Retention removes what is older than each cut-off, keeps the rest, and
+/// the listings and counts follow.
+pub(crate) async fn prune_old_removes_only_what_is_older<S: Store>(s: &S) {
+    s.record_notice(&notice("old", "cid1", Some("alice"), 100))
+        .await
+        .unwrap();
+    s.record_notice(&notice("new", "cid1", Some("alice"), 1_000))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.begin_send(&ikey("old-send"), "fp", 50).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        s.begin_send(&ikey("new-send"), "fp", 2_000).await.unwrap(),
+        None
+    );
+    s.cache_names(&[(uid("u1"), "Ann".into())], 100)
+        .await
+        .unwrap();
+    s.cache_names(&[(uid("u2"), "Bo".into())], 1_000)
+        .await
+        .unwrap();
+    s.remember_members(&gid("cid1"), &[uid("u1")], 100)
+        .await
+        .unwrap();
+    s.remember_members(&gid("cid1"), &[uid("u2")], 1_000)
+        .await
+        .unwrap();
+    s.remember_members(&gid("cid2"), &[uid("u3")], 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.entry_counts().await.unwrap(),
+        EntryCounts {
+            notices: 2,
+            marks: 0,
+            names: 2,
+            roster: 3,
+            sends: 2,
+        }
+    );
+    let cutoffs = Cutoffs {
+        notices_before: 500,
+        names_before: 500,
+        roster_before: 500,
+    };
+    assert_eq!(
+        s.prune_old(cutoffs).await.unwrap(),
+        Pruned {
+            notices: 1,
+            sends: 1,
+            names: 1,
+            roster: 2,
+        }
+    );
+    assert_eq!(s.prune_old(cutoffs).await.unwrap(), Pruned::default());
+    assert_eq!(
+        keys(&s.notices_in_group(&gid("cid1"), 10).await.unwrap()),
+        ["new"]
+    );
+    assert_eq!(
+        s.last_notice_by(&gid("cid1"), &uid("alice"))
+            .await
+            .unwrap()
+            .map(|n| n.key.as_str().to_owned())
+            .as_deref(),
+        Some("new")
+    );
+    assert_eq!(
+        s.cached_names(&[uid("u1"), uid("u2")], 0)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(s.learned_members(&gid("cid1")).await.unwrap(), [uid("u2")]);
+    assert!(s.learned_members(&gid("cid2")).await.unwrap().is_empty());
+    // A pruned send key may be used again.
+    assert_eq!(
+        s.begin_send(&ikey("old-send"), "fp", 3_000).await.unwrap(),
+        None
+    );
+    let counts = s.entry_counts().await.unwrap();
+    assert_eq!(
+        (counts.notices, counts.names, counts.roster, counts.sends),
+        (1, 1, 1, 2)
+    );
+}
+
 /// Instantiates every conformance case for one backend. `$make` is an
 /// expression returning `(guard, store)`; the guard (e.g. a temporary
 /// folder) outlives the store.
@@ -720,6 +873,26 @@ macro_rules! conformance {
             async fn recall_reconcile_and_trust() {
                 let (_guard, s) = $make;
                 super::recall_reconcile_and_trust(&s).await;
+            }
+            #[tokio::test]
+            async fn sends_are_reserved_once_per_key() {
+                let (_guard, s) = $make;
+                super::sends_are_reserved_once_per_key(&s).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn concurrent_sends_have_one_winner() {
+                let (_guard, s) = $make;
+                super::concurrent_sends_have_one_winner(std::sync::Arc::new(s)).await;
+            }
+            #[tokio::test]
+            async fn probe_write_succeeds() {
+                let (_guard, s) = $make;
+                super::probe_write_succeeds(&s).await;
+            }
+            #[tokio::test]
+            async fn prune_old_removes_only_what_is_older() {
+                let (_guard, s) = $make;
+                super::prune_old_removes_only_what_is_older(&s).await;
             }
             #[tokio::test]
             async fn learned_roster() {

@@ -4,10 +4,10 @@
 //! Orderings match the sled backend exactly: notices are listed by
 //! `sent_at` descending, ties broken by key ascending (byte order).
 
-use super::{Claim, SignatureUse, Store, StoreError};
+use super::{Claim, Cutoffs, EntryCounts, Pruned, SendRecord, SignatureUse, Store, StoreError};
 use crate::domain::{
-    EpochMillis, EventTrust, MsgId, Notice, OpenConversationId, ProcessQueryKey, ReadRecord,
-    Reminder, UserId,
+    EpochMillis, EventTrust, IdempotencyKey, MsgId, Notice, OpenConversationId, ProcessQueryKey,
+    ReadRecord, Reminder, UserId,
 };
 use async_trait::async_trait;
 use std::cmp::Reverse;
@@ -36,6 +36,7 @@ struct Inner {
     reads: HashMap<ProcessQueryKey, BTreeMap<UserId, ReadRecord>>,
     reconciled: HashMap<ProcessQueryKey, EpochMillis>,
     trust: EventTrust,
+    sends: HashMap<IdempotencyKey, SendRecord>,
 }
 
 impl Inner {
@@ -101,7 +102,18 @@ impl Inner {
                         .sum::<usize>()
             })
             .sum();
-        (notices + marks + names + signatures + roster + reminders + recalled + reads) as u64
+        let sends: usize = self
+            .sends
+            .iter()
+            .map(|(k, r)| {
+                k.as_str().len()
+                    + r.fingerprint.len()
+                    + TIME
+                    + r.notice.as_ref().map_or(0, |n| n.as_str().len())
+            })
+            .sum();
+        (notices + marks + names + signatures + roster + reminders + recalled + reads + sends)
+            as u64
     }
 }
 
@@ -411,5 +423,86 @@ impl Store for MemoryStore {
     async fn set_event_trust(&self, trust: &EventTrust) -> Result<(), StoreError> {
         self.lock()?.trust = trust.clone();
         Ok(())
+    }
+
+    async fn begin_send(
+        &self,
+        key: &IdempotencyKey,
+        fingerprint: &str,
+        now: EpochMillis,
+    ) -> Result<Option<SendRecord>, StoreError> {
+        let mut inner = self.lock()?;
+        if let Some(existing) = inner.sends.get(key) {
+            return Ok(Some(existing.clone()));
+        }
+        inner.sends.insert(
+            key.clone(),
+            SendRecord {
+                fingerprint: fingerprint.to_owned(),
+                at: now,
+                notice: None,
+            },
+        );
+        Ok(None)
+    }
+
+    async fn complete_send(&self, key: &IdempotencyKey, notice: &Notice) -> Result<(), StoreError> {
+        let mut inner = self.lock()?;
+        let record = inner
+            .sends
+            .get_mut(key)
+            .ok_or_else(|| StoreError::message("no send is reserved under that idempotency key"))?;
+        record.notice = Some(notice.key.clone());
+        inner.notices.insert(notice.key.clone(), notice.clone());
+        Ok(())
+    }
+
+    async fn abandon_send(&self, key: &IdempotencyKey) -> Result<(), StoreError> {
+        let mut inner = self.lock()?;
+        if inner.sends.get(key).is_some_and(|r| r.notice.is_none()) {
+            inner.sends.remove(key);
+        }
+        Ok(())
+    }
+
+    async fn prune_old(&self, cutoffs: Cutoffs) -> Result<Pruned, StoreError> {
+        let mut inner = self.lock()?;
+        let mut pruned = Pruned::default();
+        let before = inner.notices.len();
+        inner
+            .notices
+            .retain(|_, n| n.sent_at >= cutoffs.notices_before);
+        pruned.notices = before - inner.notices.len();
+        let before = inner.sends.len();
+        inner.sends.retain(|_, r| r.at >= cutoffs.notices_before);
+        pruned.sends = before - inner.sends.len();
+        let before = inner.names.len();
+        inner
+            .names
+            .retain(|_, (_, fetched_at, _)| *fetched_at >= cutoffs.names_before);
+        pruned.names = before - inner.names.len();
+        for users in inner.roster.values_mut() {
+            let before = users.len();
+            users.retain(|_, seen| *seen >= cutoffs.roster_before);
+            pruned.roster += before - users.len();
+        }
+        inner.roster.retain(|_, users| !users.is_empty());
+        Ok(pruned)
+    }
+
+    async fn entry_counts(&self) -> Result<EntryCounts, StoreError> {
+        let inner = self.lock()?;
+        Ok(EntryCounts {
+            notices: inner.notices.len() as u64,
+            marks: inner.dedup.len() as u64,
+            names: inner.names.len() as u64,
+            roster: inner.roster.values().map(|u| u.len() as u64).sum(),
+            sends: inner.sends.len() as u64,
+        })
+    }
+
+    async fn probe_write(&self, _now: EpochMillis) -> Result<(), StoreError> {
+        // Nothing to prove in memory beyond the lock.
+        self.lock().map(drop)
     }
 }

@@ -9,15 +9,17 @@
 //! (e.g. a database named by a URL) is a new [`StoreConfig`] variant, an arm
 //! in [`open`] and one more `conformance!` line.
 
+pub mod compact;
 #[cfg(test)]
 mod conformance;
+pub mod health;
 pub mod memory;
 pub mod sled_store;
 
 pub use crate::config::{SledConfig, StoreConfig};
 use crate::domain::{
-    EpochMillis, EventTrust, MsgId, Notice, OpenConversationId, ProcessQueryKey, ReadRecord,
-    Reminder, UserId,
+    EpochMillis, EventTrust, IdempotencyKey, MsgId, Notice, OpenConversationId, ProcessQueryKey,
+    ReadRecord, Reminder, UserId,
 };
 use async_trait::async_trait;
 use std::borrow::Cow;
@@ -54,6 +56,38 @@ pub enum StoreError {
         #[source]
         source: Option<BoxError>,
     },
+    /// The backend failed in a way it does not recover from while this
+    /// process runs (sled 0.34 keeps its first I/O error for good: every
+    /// later write fails even once the disk has room again). readbot exits
+    /// so that its supervisor restarts it.
+    #[error("the store failed for good ({context}); only a restart of readbot clears it")]
+    FailedForGood {
+        /// What was being done.
+        context: Cow<'static, str>,
+        /// The backend's error.
+        #[source]
+        source: Option<BoxError>,
+    },
+    /// Writes are refused without trying: the store is failing (see
+    /// [`health::StoreHealth`]) and no probe write has succeeded since.
+    #[error("the store is failing; writes are refused until a probe write succeeds (last error: {last})")]
+    Unavailable {
+        /// The last store error, on one line.
+        last: String,
+    },
+    /// The store's folder holds data the backend cannot read back: corrupt
+    /// files, not a lock held by another process.
+    #[error(
+        "the store in folder {} is corrupted; restore it from a backup or move it aside (see README, \"Store maintenance\")",
+        dir.display()
+    )]
+    CorruptFolder {
+        /// The folder.
+        dir: PathBuf,
+        /// The backend's error.
+        #[source]
+        source: BoxError,
+    },
     /// A stored record could not be decoded.
     #[error("stored record is corrupt: {record}")]
     Corrupt {
@@ -80,6 +114,19 @@ impl StoreError {
             context: message.into(),
             source: None,
         }
+    }
+
+    /// True when the backend cannot recover while this process runs
+    /// ([`StoreError::FailedForGood`]).
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, Self::FailedForGood { .. })
+    }
+
+    /// True when this failure says the store cannot write (I/O, a lost
+    /// task, a permanent failure), as opposed to one bad record or a refusal
+    /// that is itself a consequence of an earlier failure.
+    pub fn is_write_failure(&self) -> bool {
+        matches!(self, Self::Backend { .. } | Self::FailedForGood { .. })
     }
 
     /// This error and its causes on one line (`a: b: c`), for logs and
@@ -128,6 +175,61 @@ pub enum SignatureUse {
     /// The signature already came with its allowance of other messages:
     /// a replayed header pair carrying a forged body. Refuse it.
     Exhausted,
+}
+
+/// The record of one intended send, kept under its idempotency key (see
+/// [`Store::begin_send`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SendRecord {
+    /// What was asked for (a digest of the request), so a key reused for a
+    /// different notice is recognised.
+    pub fingerprint: String,
+    /// When the send was reserved.
+    pub at: EpochMillis,
+    /// The notice DingTalk accepted, once recorded; `None` while the send is
+    /// pending (in progress, or its outcome was lost in a crash).
+    pub notice: Option<ProcessQueryKey>,
+}
+
+/// Cut-off times of [`Store::prune_old`]: what was last written before its
+/// cut-off is removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cutoffs {
+    /// Notices sent before this (and the idempotency records of sends
+    /// reserved before it).
+    pub notices_before: EpochMillis,
+    /// Cached names fetched before this.
+    pub names_before: EpochMillis,
+    /// Learned-roster entries last seen before this.
+    pub roster_before: EpochMillis,
+}
+
+/// What [`Store::prune_old`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Notices (with their index entries).
+    pub notices: usize,
+    /// Idempotency records of sends.
+    pub sends: usize,
+    /// Cached names.
+    pub names: usize,
+    /// Learned-roster entries.
+    pub roster: usize,
+}
+
+/// How many entries of each kind the store holds (`/metrics`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EntryCounts {
+    /// Recorded notices.
+    pub notices: u64,
+    /// De-duplication marks (in flight or done).
+    pub marks: u64,
+    /// Cached names.
+    pub names: u64,
+    /// Learned-roster entries (group × user).
+    pub roster: u64,
+    /// Idempotency records of sends.
+    pub sends: u64,
 }
 
 /// Durable state used by readbot.
@@ -273,6 +375,42 @@ pub trait Store: Send + Sync + 'static {
 
     /// Flushes everything written so far to disk (claims included).
     async fn flush(&self) -> Result<(), StoreError>;
+
+    /// Reserves a send under `key` before anything is sent: when no record
+    /// exists, writes a pending [`SendRecord`] durably (flushed) and returns
+    /// `None`; otherwise returns the existing record untouched (pending, or
+    /// sent with its notice's key). Atomic: of concurrent calls with one
+    /// key, exactly one gets `None`.
+    async fn begin_send(
+        &self,
+        key: &IdempotencyKey,
+        fingerprint: &str,
+        now: EpochMillis,
+    ) -> Result<Option<SendRecord>, StoreError>;
+
+    /// Records the notice DingTalk accepted for the send reserved under
+    /// `key` and marks that send as done, in one durable step (flushed
+    /// before returning): a retry with `key` then finds the notice.
+    async fn complete_send(&self, key: &IdempotencyKey, notice: &Notice) -> Result<(), StoreError>;
+
+    /// Forgets the pending send under `key` (DingTalk refused it, so a
+    /// retry may send). A sent record is left alone.
+    async fn abandon_send(&self, key: &IdempotencyKey) -> Result<(), StoreError>;
+
+    /// Retention: removes notices (and send records), cached names and
+    /// learned-roster entries older than `cutoffs`, so a long-running
+    /// install stops growing. De-duplication marks have their own
+    /// [`Store::prune_marks`].
+    async fn prune_old(&self, cutoffs: Cutoffs) -> Result<Pruned, StoreError>;
+
+    /// Entries held, by kind (counted now; `/metrics` shows them).
+    async fn entry_counts(&self) -> Result<EntryCounts, StoreError>;
+
+    /// Proves the store can write now: writes a small fixed-size record
+    /// (overwriting the previous probe) and makes it durable. Used by the
+    /// health checks ([`health::StoreHealth::probe`]), never on a request's
+    /// path more than once per [`health::PROBE_INTERVAL`].
+    async fn probe_write(&self, now: EpochMillis) -> Result<(), StoreError>;
 
     /// Bytes the store takes up, measured now (sled: every file of its
     /// folder on disk; memory: an estimate of the data held). `/metrics`

@@ -21,6 +21,8 @@
 //! | `reads`     | processQueryKey ‖ 0x00 ‖ userId                   | i64 BE time ‖ source byte (1 event, 2 query) |
 //! | `push_meta` | `c` ‖ processQueryKey (reconciled)                | i64 BE time                    |
 //! | `push_meta` | `trust`                                           | JSON [`EventTrust`]            |
+//! | `health`    | `probe`                                           | i64 BE time of the last probe write |
+//! | `sends`     | idempotency key                                   | JSON [`SendRecord`]            |
 //!
 //! A `names` entry carries `verified` (`true`: from DingTalk's member or
 //! user APIs; `false` or absent: learned from a callback, or written before
@@ -47,10 +49,12 @@
 //! Readers still verify that an index entry matches the notice it points to
 //! and skip entries that do not (defence in depth).
 
-use super::{Claim, SignatureUse, SledConfig, Store, StoreError};
+use super::{
+    Claim, Cutoffs, EntryCounts, Pruned, SendRecord, SignatureUse, SledConfig, Store, StoreError,
+};
 use crate::domain::{
-    EpochMillis, EventTrust, MsgId, Notice, OpenConversationId, ProcessQueryKey, ReadRecord,
-    ReadSource, Reminder, UserId,
+    EpochMillis, EventTrust, IdempotencyKey, MsgId, Notice, OpenConversationId, ProcessQueryKey,
+    ReadRecord, ReadSource, Reminder, UserId,
 };
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -131,7 +135,7 @@ impl PendingClaims {
         if let Some(&at) = shard.get(key) {
             dedup
                 .insert(key, &encode_mark(MARK_IN_FLIGHT, at)[..])
-                .map_err(sled_failed("cannot write a de-dup mark"))?;
+                .map_err(sled_write_failed("cannot write a de-dup mark"))?;
             shard.remove(key);
         }
         Ok(())
@@ -169,6 +173,8 @@ pub struct SledStore {
     recalled: Tree,
     reads: Tree,
     push_meta: Tree,
+    health: Tree,
+    sends: Tree,
 }
 
 impl std::fmt::Debug for SledStore {
@@ -212,6 +218,23 @@ fn decode_name(user: &UserId, bytes: &[u8]) -> Result<CachedName, StoreError> {
 /// Maps a sled error to [`StoreError::Backend`], saying what was being done.
 fn sled_failed(context: &'static str) -> impl FnOnce(sled::Error) -> StoreError {
     move |e| StoreError::backend(context, e)
+}
+
+/// Maps a sled error met while *writing* (an insert, a transaction, a
+/// flush). sled 0.34 records the first I/O error of its log writer as a
+/// global error and returns it from every later write until the process
+/// restarts, so an I/O (or corruption, or bug) error here is
+/// [`StoreError::FailedForGood`]; anything else is [`StoreError::Backend`].
+fn sled_write_failed(context: &'static str) -> impl FnOnce(sled::Error) -> StoreError {
+    move |e| match e {
+        sled::Error::Io(_) | sled::Error::Corruption { .. } | sled::Error::ReportableBug(_) => {
+            StoreError::FailedForGood {
+                context: context.into(),
+                source: Some(e.into()),
+            }
+        }
+        other => StoreError::backend(context, other),
+    }
 }
 
 /// Maps a failed blocking task (panicked or cancelled) to [`StoreError::Backend`].
@@ -283,7 +306,7 @@ fn decode_notice(key: &[u8], bytes: &[u8]) -> Result<Notice, StoreError> {
 /// Bytes of every file under `dir`, nested folders included (0 when it does
 /// not exist). Entries that vanish or cannot be read while walking (sled
 /// removes files in the background) are skipped.
-fn folder_size(dir: &Path) -> u64 {
+pub(crate) fn folder_size(dir: &Path) -> u64 {
     let mut total = 0;
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -393,6 +416,32 @@ fn decode_mark(key: &[u8], bytes: &[u8]) -> Result<(u8, EpochMillis), StoreError
     Ok((state, i64::from_be_bytes(time)))
 }
 
+/// sled's "the folder is locked" error: its file lock is held (by another
+/// process, or by a store of this one still shutting down). sled 0.34 wraps
+/// the `WouldBlock` of `flock` in an `Other` error saying "could not acquire
+/// lock".
+fn is_lock_error(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::WouldBlock || e.to_string().contains("could not acquire lock")
+}
+
+/// Why `dir` could not be opened: corrupt files ([`StoreError::CorruptFolder`])
+/// are told apart from a held lock or an unusable folder
+/// ([`StoreError::OpenFolder`]).
+pub(crate) fn open_failed(dir: &Path, e: sled::Error) -> StoreError {
+    match e {
+        sled::Error::Corruption { .. } | sled::Error::ReportableBug(_) => {
+            StoreError::CorruptFolder {
+                dir: dir.to_path_buf(),
+                source: e.into(),
+            }
+        }
+        e => StoreError::OpenFolder {
+            dir: dir.to_path_buf(),
+            source: e.into(),
+        },
+    }
+}
+
 impl SledStore {
     /// Opens (or creates) the store in `dir` with the default settings
     /// (readbot itself opens it through [`crate::store::open`]).
@@ -407,10 +456,7 @@ impl SledStore {
     /// writable.
     pub fn open_with(config: &SledConfig) -> Result<Self, StoreError> {
         let dir = config.dir.as_path();
-        let fail = |e: sled::Error| StoreError::OpenFolder {
-            dir: dir.to_path_buf(),
-            source: e.into(),
-        };
+        let fail = |e: sled::Error| open_failed(dir, e);
         let db = Self::open_db(dir, config.cache_bytes).map_err(fail)?;
         let tree = |name: &str| db.open_tree(name).map_err(fail);
         Ok(Self {
@@ -425,6 +471,8 @@ impl SledStore {
             recalled: tree("recalled")?,
             reads: tree("reads")?,
             push_meta: tree("push_meta")?,
+            health: tree("health")?,
+            sends: tree("sends")?,
             commit: Default::default(),
             pending: Default::default(),
             dir: dir.into(),
@@ -446,9 +494,7 @@ impl SledStore {
                 .cache_capacity(cache_bytes)
                 .open();
             match result {
-                Err(sled::Error::Io(e))
-                    if e.kind() == std::io::ErrorKind::WouldBlock && attempt + 1 < ATTEMPTS =>
-                {
+                Err(sled::Error::Io(e)) if is_lock_error(&e) && attempt + 1 < ATTEMPTS => {
                     attempt += 1;
                     std::thread::sleep(std::time::Duration::from_millis(100));
                 }
@@ -490,7 +536,7 @@ impl SledStore {
         tokio::task::spawn_blocking(move || db.flush())
             .await
             .map_err(task_failed("flush task failed"))?
-            .map_err(sled_failed("cannot flush to disk"))?;
+            .map_err(sled_write_failed("cannot flush to disk"))?;
         c.durable.fetch_max(covered, SeqCst);
         Ok(())
     }
@@ -521,37 +567,134 @@ impl SledStore {
     }
 }
 
+/// A notice's record and index entries, encoded once, written inside a
+/// transaction by [`EncodedNotice::write`].
+struct EncodedNotice<'a> {
+    key: &'a [u8],
+    value: Vec<u8>,
+    group: Vec<u8>,
+    author: Option<Vec<u8>>,
+}
+
+impl<'a> EncodedNotice<'a> {
+    fn new(notice: &'a Notice) -> Result<Self, StoreError> {
+        Ok(Self {
+            key: notice.key.as_str().as_bytes(),
+            value: serde_json::to_vec(notice)
+                .map_err(|e| StoreError::backend("cannot encode the notice", e))?,
+            group: group_index_key(notice),
+            author: author_index_key(notice),
+        })
+    }
+
+    /// Writes the notice, replacing an older record's index entries.
+    fn write(
+        &self,
+        n: &sled::transaction::TransactionalTree,
+        g: &sled::transaction::TransactionalTree,
+        a: &sled::transaction::TransactionalTree,
+    ) -> Result<(), ConflictableTransactionError<StoreError>> {
+        if let Some(old) = n.get(self.key)? {
+            // A corrupt old record cannot tell us its index entries;
+            // overwrite it anyway: readers skip mismatching entries.
+            if let Ok(old) = serde_json::from_slice::<Notice>(&old) {
+                g.remove(group_index_key(&old))?;
+                if let Some(k) = author_index_key(&old) {
+                    a.remove(k)?;
+                }
+            }
+        }
+        n.insert(self.key, self.value.as_slice())?;
+        g.insert(self.group.as_slice(), self.key)?;
+        if let Some(k) = &self.author {
+            a.insert(k.as_slice(), self.key)?;
+        }
+        Ok(())
+    }
+}
+
+/// Unwraps a transaction's outcome; a storage failure says `context`.
+fn transaction_failed(
+    context: &'static str,
+) -> impl FnOnce(TransactionError<StoreError>) -> StoreError {
+    move |e| match e {
+        TransactionError::Abort(e) => e,
+        TransactionError::Storage(e) => sled_write_failed(context)(e),
+    }
+}
+
+fn decode_send(key: &[u8], bytes: &[u8]) -> Result<SendRecord, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        record: format!("send record {:?}", String::from_utf8_lossy(key).as_ref()),
+        source: Some(e.into()),
+    })
+}
+
+impl SledStore {
+    /// Removes notices sent before `before` with their index entries, each
+    /// in one transaction (blocking: call off the runtime). Corrupt records
+    /// are left for an operator to see.
+    fn prune_notices(&self, before: EpochMillis) -> Result<usize, StoreError> {
+        let mut removed = 0;
+        for entry in self.notices.iter() {
+            let (key, value) = entry.map_err(sled_failed("cannot read the notices"))?;
+            let Ok(notice) = serde_json::from_slice::<Notice>(&value) else {
+                continue;
+            };
+            if notice.sent_at >= before {
+                continue;
+            }
+            let group = group_index_key(&notice);
+            let author = author_index_key(&notice);
+            let gone = (&self.notices, &self.by_group, &self.by_author)
+                .transaction(|(n, g, a)| {
+                    // Only the record just read: a re-recorded notice stays.
+                    if n.get(&key)?.as_deref() != Some(&value[..]) {
+                        return Ok(false);
+                    }
+                    n.remove(&key)?;
+                    g.remove(group.as_slice())?;
+                    if let Some(k) = &author {
+                        a.remove(k.as_slice())?;
+                    }
+                    Ok::<bool, ConflictableTransactionError<StoreError>>(true)
+                })
+                .map_err(transaction_failed("cannot remove an old notice"))?;
+            removed += usize::from(gone);
+        }
+        Ok(removed)
+    }
+
+    /// Removes the entries of `tree` whose time (decoded by `time_of`) is
+    /// before `before`; an entry is removed only if unchanged since read.
+    /// Undecodable entries are left alone. Blocking.
+    fn prune_tree(
+        tree: &Tree,
+        before: EpochMillis,
+        what: &'static str,
+        time_of: impl Fn(&[u8]) -> Option<EpochMillis>,
+    ) -> Result<usize, StoreError> {
+        let mut removed = 0;
+        for entry in tree.iter() {
+            let (key, value) = entry.map_err(sled_failed("cannot read entries to prune"))?;
+            if time_of(&value).is_some_and(|t| t < before) {
+                let cas = tree
+                    .compare_and_swap(&key, Some(&value), None::<&[u8]>)
+                    .map_err(sled_write_failed(what))?;
+                removed += usize::from(cas.is_ok());
+            }
+        }
+        Ok(removed)
+    }
+}
+
 #[async_trait]
 impl Store for SledStore {
     async fn record_notice(&self, notice: &Notice) -> Result<(), StoreError> {
-        let value = serde_json::to_vec(notice)
-            .map_err(|e| StoreError::backend("cannot encode the notice", e))?;
-        let key = notice.key.as_str().as_bytes();
-        let new_group = group_index_key(notice);
-        let new_author = author_index_key(notice);
-        let result: Result<(), TransactionError<StoreError>> =
-            (&self.notices, &self.by_group, &self.by_author).transaction(|(n, g, a)| {
-                if let Some(old) = n.get(key)? {
-                    // A corrupt old record cannot tell us its index entries;
-                    // overwrite it anyway: readers skip mismatching entries.
-                    if let Ok(old) = serde_json::from_slice::<Notice>(&old) {
-                        g.remove(group_index_key(&old))?;
-                        if let Some(k) = author_index_key(&old) {
-                            a.remove(k)?;
-                        }
-                    }
-                }
-                n.insert(key, value.as_slice())?;
-                g.insert(new_group.as_slice(), key)?;
-                if let Some(k) = &new_author {
-                    a.insert(k.as_slice(), key)?;
-                }
-                Ok::<(), ConflictableTransactionError<StoreError>>(())
-            });
-        result.map_err(|e| match e {
-            TransactionError::Abort(e) => e,
-            TransactionError::Storage(e) => StoreError::backend("cannot record the notice", e),
-        })?;
+        let encoded = EncodedNotice::new(notice)?;
+        (&self.notices, &self.by_group, &self.by_author)
+            .transaction(|(n, g, a)| encoded.write(n, g, a))
+            .map_err(transaction_failed("cannot record the notice"))?;
         self.durable().await
     }
 
@@ -648,7 +791,7 @@ impl Store for SledStore {
         let mut shard = self.pending.lock(key)?;
         self.dedup
             .insert(key, &encode_mark(MARK_DONE, now)[..])
-            .map_err(sled_failed("cannot write a de-dup mark"))?;
+            .map_err(sled_write_failed("cannot write a de-dup mark"))?;
         shard.remove(key);
         Ok(())
     }
@@ -779,7 +922,7 @@ impl Store for SledStore {
             .map_err(|e| StoreError::backend("cannot encode a name", e))?;
             self.names
                 .insert(user.as_str().as_bytes(), value)
-                .map_err(sled_failed("cannot write the name cache"))?;
+                .map_err(sled_write_failed("cannot write the name cache"))?;
         }
         Ok(())
     }
@@ -860,7 +1003,7 @@ impl Store for SledStore {
             if !fresh {
                 self.roster
                     .insert(key, &now.to_be_bytes()[..])
-                    .map_err(sled_failed("cannot write the learned roster"))?;
+                    .map_err(sled_write_failed("cannot write the learned roster"))?;
             }
         }
         Ok(())
@@ -958,6 +1101,136 @@ impl Store for SledStore {
         tokio::task::spawn_blocking(move || pending.write_to(&dedup))
             .await
             .map_err(task_failed("flush task failed"))??;
+        self.durable().await
+    }
+
+    async fn begin_send(
+        &self,
+        key: &IdempotencyKey,
+        fingerprint: &str,
+        now: EpochMillis,
+    ) -> Result<Option<SendRecord>, StoreError> {
+        let k = key.as_str().as_bytes();
+        let value = serde_json::to_vec(&SendRecord {
+            fingerprint: fingerprint.to_owned(),
+            at: now,
+            notice: None,
+        })
+        .map_err(|e| StoreError::backend("cannot encode a send record", e))?;
+        let swapped = self
+            .sends
+            .compare_and_swap(k, None::<&[u8]>, Some(value))
+            .map_err(sled_write_failed("cannot reserve a send"))?;
+        match swapped {
+            Ok(()) => {
+                self.durable().await?;
+                Ok(None)
+            }
+            Err(cas) => match cas.current {
+                Some(current) => decode_send(k, &current).map(Some),
+                // Unreachable with an expected value of `None`.
+                None => Err(StoreError::message("send reservation raced with a removal")),
+            },
+        }
+    }
+
+    async fn complete_send(&self, key: &IdempotencyKey, notice: &Notice) -> Result<(), StoreError> {
+        let k = key.as_str().as_bytes();
+        let encoded = EncodedNotice::new(notice)?;
+        let abort = |e: StoreError| ConflictableTransactionError::Abort(e);
+        (&self.notices, &self.by_group, &self.by_author, &self.sends)
+            .transaction(|(n, g, a, sends)| {
+                let current = sends.get(k)?.ok_or_else(|| {
+                    abort(StoreError::message(
+                        "no send is reserved under that idempotency key",
+                    ))
+                })?;
+                let mut record = decode_send(k, &current).map_err(abort)?;
+                record.notice = Some(notice.key.clone());
+                let value = serde_json::to_vec(&record)
+                    .map_err(|e| abort(StoreError::backend("cannot encode a send record", e)))?;
+                encoded.write(n, g, a)?;
+                sends.insert(k, value)?;
+                Ok(())
+            })
+            .map_err(transaction_failed("cannot record the sent notice"))?;
+        self.durable().await
+    }
+
+    async fn abandon_send(&self, key: &IdempotencyKey) -> Result<(), StoreError> {
+        let k = key.as_str().as_bytes();
+        let Some(current) = self
+            .sends
+            .get(k)
+            .map_err(sled_failed("cannot read a send record"))?
+        else {
+            return Ok(());
+        };
+        if decode_send(k, &current)?.notice.is_some() {
+            return Ok(());
+        }
+        // Only the pending record just read: never a completed one.
+        self.sends
+            .compare_and_swap(k, Some(&current), None::<&[u8]>)
+            .map_err(sled_write_failed("cannot forget a send"))?
+            .ok();
+        self.durable().await
+    }
+
+    async fn prune_old(&self, cutoffs: Cutoffs) -> Result<Pruned, StoreError> {
+        let this = self.clone();
+        let pruned = tokio::task::spawn_blocking(move || -> Result<Pruned, StoreError> {
+            Ok(Pruned {
+                notices: this.prune_notices(cutoffs.notices_before)?,
+                sends: Self::prune_tree(
+                    &this.sends,
+                    cutoffs.notices_before,
+                    "cannot remove an old send record",
+                    |v| serde_json::from_slice::<SendRecord>(v).ok().map(|r| r.at),
+                )?,
+                names: Self::prune_tree(
+                    &this.names,
+                    cutoffs.names_before,
+                    "cannot remove an old name",
+                    |v| {
+                        serde_json::from_slice::<CachedName>(v)
+                            .ok()
+                            .map(|c| c.fetched_at)
+                    },
+                )?,
+                roster: Self::prune_tree(
+                    &this.roster,
+                    cutoffs.roster_before,
+                    "cannot remove an old roster entry",
+                    |v| <[u8; 8]>::try_from(v).ok().map(i64::from_be_bytes),
+                )?,
+            })
+        })
+        .await
+        .map_err(task_failed("prune task failed"))??;
+        if pruned != Pruned::default() {
+            self.durable().await?;
+        }
+        Ok(pruned)
+    }
+
+    async fn entry_counts(&self) -> Result<EntryCounts, StoreError> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || EntryCounts {
+            notices: this.notices.len() as u64,
+            marks: this.dedup.len() as u64,
+            names: this.names.len() as u64,
+            roster: this.roster.len() as u64,
+            sends: this.sends.len() as u64,
+        })
+        .await
+        .map_err(task_failed("count task failed"))
+    }
+
+    async fn probe_write(&self, now: EpochMillis) -> Result<(), StoreError> {
+        self.health
+            .insert("probe", &now.to_be_bytes()[..])
+            .map_err(sled_write_failed("cannot write the health probe"))?;
         self.durable().await
     }
 
@@ -1203,6 +1476,33 @@ mod tests {
         let chain = format!("{:#}", anyhow::Error::new(err));
         assert!(chain.contains("is another readbot using it"), "{chain}");
         assert!(chain.ends_with(&cause), "{chain}");
+    }
+
+    /// A corrupt folder is reported as corrupt, not as "another readbot is
+    /// using it" (sled reads a garbled `conf` as corruption).
+    #[test]
+    fn a_corrupt_folder_is_reported_as_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(SledStore::open(dir.path()).unwrap());
+        // Wait out sled's background release of the dropped store's lock.
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        std::fs::write(dir.path().join("conf"), b"garbage\x00\x01").unwrap();
+        let err = SledStore::open(dir.path()).unwrap_err();
+        assert!(matches!(err, StoreError::CorruptFolder { .. }), "{err:?}");
+        let text = err.to_string();
+        assert!(text.contains("is corrupted"), "{text}");
+        assert!(!text.contains("another readbot"), "{text}");
+        assert!(text.contains(&dir.path().display().to_string()), "{text}");
+    }
+
+    #[test]
+    fn sleds_lock_error_is_recognised() {
+        let dir = tempfile::tempdir().unwrap();
+        let _held = sled::open(dir.path()).unwrap();
+        match sled::Config::new().path(dir.path()).open() {
+            Err(sled::Error::Io(e)) => assert!(is_lock_error(&e), "{e}"),
+            other => panic!("expected the lock error, got {:?}", other.map(|_| ())),
+        }
     }
 
     #[test]

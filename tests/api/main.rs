@@ -11,6 +11,7 @@ mod exactly_once;
 mod fail_closed;
 mod faults;
 mod first_hour;
+mod health;
 mod helpers;
 mod notices;
 mod ops;

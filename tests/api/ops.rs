@@ -10,11 +10,14 @@ use async_trait::async_trait;
 use readbot::app::Application;
 use readbot::dingtalk::client::DingTalkClient;
 use readbot::domain::{
-    EpochMillis, EventTrust, MsgId, Notice, OpenConversationId, ProcessQueryKey, ReadRecord, UserId,
+    EpochMillis, EventTrust, IdempotencyKey, MsgId, Notice, OpenConversationId, ProcessQueryKey,
+    ReadRecord, UserId,
 };
 use readbot::fake::{Api, Fault, GroupKind};
 use readbot::store::memory::MemoryStore;
-use readbot::store::{Claim, SignatureUse, Store, StoreError};
+use readbot::store::{
+    Claim, Cutoffs, EntryCounts, Pruned, SendRecord, SignatureUse, Store, StoreError,
+};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -91,7 +94,7 @@ async fn scrape(app: &TestApp) -> Vec<Sample> {
     parse_prometheus(&r.text().await.expect("body"))
 }
 
-async fn readyz(addr: &str) -> (u16, Value) {
+pub(crate) async fn readyz(addr: &str) -> (u16, Value) {
     let r = http_client()
         .get(format!("{addr}/readyz"))
         .send()
@@ -233,12 +236,19 @@ async fn readyz_is_ready_with_store_and_token_and_healthz_stays_alive_without_a_
     bad.stop().await;
 }
 
-/// A store that can be made to fail, like a disk that went away.
-struct FlakyStore {
-    inner: MemoryStore,
-    broken: AtomicBool,
+/// A store that can be made to fail, like a disk that went away
+/// (`broken`), a disk that is full (`full`: every durable write fails with
+/// ENOSPC, reads work), or sled after its first I/O error (`for_good`).
+#[derive(Default)]
+pub(crate) struct FlakyStore {
+    pub(crate) inner: MemoryStore,
+    pub(crate) broken: AtomicBool,
     /// Only `flush` fails (writes land in memory but cannot be made durable).
-    flush_broken: AtomicBool,
+    pub(crate) flush_broken: AtomicBool,
+    /// Durable writes fail with "No space left on device" (os error 28).
+    pub(crate) full: AtomicBool,
+    /// With `full`: the failure is permanent (as sled 0.34 reports it).
+    pub(crate) for_good: AtomicBool,
 }
 
 impl FlakyStore {
@@ -249,12 +259,29 @@ impl FlakyStore {
             Ok(())
         }
     }
+
+    /// The check of a write that must reach the disk.
+    fn check_durable(&self) -> Result<(), StoreError> {
+        self.check()?;
+        if !self.full.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let enospc = std::io::Error::from_raw_os_error(28);
+        if self.for_good.load(Ordering::SeqCst) {
+            Err(StoreError::FailedForGood {
+                context: "cannot flush to disk".into(),
+                source: Some(enospc.into()),
+            })
+        } else {
+            Err(StoreError::backend("cannot flush to disk", enospc))
+        }
+    }
 }
 
 #[async_trait]
 impl Store for FlakyStore {
     async fn record_notice(&self, notice: &Notice) -> Result<(), StoreError> {
-        self.check()?;
+        self.check_durable()?;
         self.inner.record_notice(notice).await
     }
     async fn notice(&self, key: &ProcessQueryKey) -> Result<Option<Notice>, StoreError> {
@@ -286,7 +313,7 @@ impl Store for FlakyStore {
         self.inner.claim_message(id, now).await
     }
     async fn make_claim_durable(&self, id: &MsgId) -> Result<(), StoreError> {
-        self.check()?;
+        self.check_durable()?;
         if self.flush_broken.load(Ordering::SeqCst) {
             return Err(StoreError::message("I/O error: fsync failed"));
         }
@@ -372,7 +399,7 @@ impl Store for FlakyStore {
         self.inner.reminders(key).await
     }
     async fn flush(&self) -> Result<(), StoreError> {
-        self.check()?;
+        self.check_durable()?;
         if self.flush_broken.load(Ordering::SeqCst) {
             return Err(StoreError::message("I/O error: fsync failed"));
         }
@@ -429,6 +456,38 @@ impl Store for FlakyStore {
         self.check()?;
         self.inner.set_event_trust(trust).await
     }
+    async fn begin_send(
+        &self,
+        key: &IdempotencyKey,
+        fingerprint: &str,
+        now: EpochMillis,
+    ) -> Result<Option<SendRecord>, StoreError> {
+        self.check_durable()?;
+        self.inner.begin_send(key, fingerprint, now).await
+    }
+    async fn complete_send(&self, key: &IdempotencyKey, notice: &Notice) -> Result<(), StoreError> {
+        self.check_durable()?;
+        self.inner.complete_send(key, notice).await
+    }
+    async fn abandon_send(&self, key: &IdempotencyKey) -> Result<(), StoreError> {
+        self.check_durable()?;
+        self.inner.abandon_send(key).await
+    }
+    async fn prune_old(&self, cutoffs: Cutoffs) -> Result<Pruned, StoreError> {
+        self.check_durable()?;
+        self.inner.prune_old(cutoffs).await
+    }
+    async fn entry_counts(&self) -> Result<EntryCounts, StoreError> {
+        self.check()?;
+        self.inner.entry_counts().await
+    }
+    async fn probe_write(&self, now: EpochMillis) -> Result<(), StoreError> {
+        self.check_durable()?;
+        if self.flush_broken.load(Ordering::SeqCst) {
+            return Err(StoreError::message("I/O error: fsync failed"));
+        }
+        self.inner.probe_write(now).await
+    }
 }
 
 #[tokio::test]
@@ -437,11 +496,7 @@ async fn readyz_fails_while_the_store_fails_and_recovers() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let config = config_for(&fake, &tmp.path().join("data"), &[]);
     let client = DingTalkClient::new(config.dingtalk.clone()).expect("client");
-    let store = Arc::new(FlakyStore {
-        inner: MemoryStore::default(),
-        broken: AtomicBool::new(false),
-        flush_broken: AtomicBool::new(false),
-    });
+    let store = Arc::new(FlakyStore::default());
     let app = Application::build_with(config, Arc::new(client.clone()), store.clone())
         .await
         .expect("builds")
@@ -516,9 +571,8 @@ async fn nothing_is_answered_when_the_claim_cannot_be_made_durable() {
     let config = config_for(&fake, &tmp.path().join("data"), &[]);
     let client = DingTalkClient::new(config.dingtalk.clone()).expect("client");
     let store = Arc::new(FlakyStore {
-        inner: MemoryStore::default(),
-        broken: AtomicBool::new(false),
         flush_broken: AtomicBool::new(true),
+        ..FlakyStore::default()
     });
     let app = Application::build_with(config, Arc::new(client), store.clone())
         .await
@@ -568,9 +622,19 @@ async fn nothing_is_answered_when_the_claim_cannot_be_made_durable() {
             .expect("claim"),
         Claim::InFlight
     );
-    // Once the disk works again, new messages are answered.
+    // Once the disk works again, new messages are answered. Until a probe
+    // write succeeds (at most one per 5 s) callbacks are refused with 503,
+    // as DingTalk retries them: post like DingTalk would, bounded.
     store.flush_broken.store(false, Ordering::SeqCst);
-    assert_eq!(post("fsync-2").await, 200);
+    let mut status = 0;
+    for _ in 0..40 {
+        status = post("fsync-2").await.as_u16();
+        if status != 503 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    assert_eq!(status, 200);
     let mut answered = false;
     for _ in 0..200 {
         if !fake.group_view("cidFsync==").is_empty() {
@@ -601,11 +665,7 @@ async fn a_read_event_the_store_cannot_take_is_acked_later() {
         ],
     );
     let client = DingTalkClient::new(config.dingtalk.clone()).expect("client");
-    let store = Arc::new(FlakyStore {
-        inner: MemoryStore::default(),
-        broken: AtomicBool::new(false),
-        flush_broken: AtomicBool::new(false),
-    });
+    let store = Arc::new(FlakyStore::default());
     let notice = Notice {
         key: ProcessQueryKey::parse("keyOfANotice==").expect("key"),
         group: OpenConversationId::parse("cidG").expect("group"),

@@ -139,6 +139,41 @@ async fn token_is_cached_across_calls() {
     assert_eq!(st.api("robot.groupMessages.query").unwrap().calls, 5);
 }
 
+/// An absurd `expireIn` (i64::MAX seconds, 1e30, a string of digits) once
+/// overflowed `Instant` and panicked the caller; now each is clamped to the
+/// documented 7200 s and the token is used and cached.
+#[tokio::test]
+async fn absurd_expire_in_is_clamped_not_a_panic() {
+    for expire_in in [
+        json!(i64::MAX),
+        json!(1e30),
+        json!("99999999999999999"),
+        json!(u64::MAX),
+    ] {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path(TOKEN))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(json!({"accessToken": "tok-1", "expireIn": expire_in})),
+            )
+            .mount(&server)
+            .await;
+        Mock::given(method("POST"))
+            .and(path(QUERY))
+            .and(header("x-acs-dingtalk-access-token", "tok-1"))
+            .respond_with(one_page())
+            .mount(&server)
+            .await;
+        let c = client_with(&server, |_| {});
+        for _ in 0..3 {
+            let s = c.read_state(&query(now_millis())).await;
+            assert!(s.is_ok(), "expireIn {expire_in}: {s:?}");
+        }
+        assert_eq!(hits(&server, TOKEN).await, 1, "expireIn {expire_in}");
+    }
+}
+
 #[tokio::test]
 async fn token_refresh_is_single_flight() {
     let server = MockServer::start().await;

@@ -10,6 +10,20 @@ use tokio::time::{Duration, Instant};
 /// or at half-life for tokens living less than 10 minutes.
 pub(crate) const REFRESH_MARGIN: Duration = Duration::from_secs(300);
 
+/// The longest token lifetime believed: DingTalk documents `expireIn` as
+/// 7200 s. A larger (or absurd) value from the wire is clamped to this, so
+/// no arithmetic on `Instant` can overflow and a bad answer cannot pin a
+/// token in the cache for years.
+pub(crate) const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(7200);
+
+/// The lifetime to cache a token for, from DingTalk's `expireIn` (seconds,
+/// as sent: negative, zero or absurdly large values are possible): clamped
+/// to `0..=MAX_TOKEN_LIFETIME`.
+pub(crate) fn token_lifetime(expire_in_secs: i64) -> Duration {
+    let secs = u64::try_from(expire_in_secs).unwrap_or(0);
+    Duration::from_secs(secs).min(MAX_TOKEN_LIFETIME)
+}
+
 /// A cached token.
 #[derive(Clone)]
 pub(crate) struct Cached {
@@ -32,12 +46,17 @@ impl std::fmt::Debug for Cached {
 }
 
 impl Cached {
+    /// A token fetched at `now`, valid for `expire_in` (clamped to
+    /// [`MAX_TOKEN_LIFETIME`]; the additions are checked, an overflow falls
+    /// back to "refresh now").
     pub(crate) fn new(token: String, expire_in: Duration, now: Instant) -> Self {
+        let expire_in = expire_in.min(MAX_TOKEN_LIFETIME);
         let margin = REFRESH_MARGIN.min(expire_in / 2);
+        let refresh_in = expire_in.saturating_sub(margin);
         Self {
             token: token.into(),
-            refresh_at: now + (expire_in - margin),
-            expires_at: now + expire_in,
+            refresh_at: now.checked_add(refresh_in).unwrap_or(now),
+            expires_at: now.checked_add(expire_in).unwrap_or(now),
         }
     }
 }
@@ -106,6 +125,20 @@ mod tests {
         let c = Cached::new("t".into(), Duration::from_secs(60), now);
         assert_eq!(c.refresh_at - now, Duration::from_secs(30));
         assert!(!format!("{c:?}").contains("\"t\""));
+    }
+
+    #[test]
+    fn absurd_lifetimes_are_clamped_without_overflow() {
+        assert_eq!(token_lifetime(7200), Duration::from_secs(7200));
+        assert_eq!(token_lifetime(60), Duration::from_secs(60));
+        assert_eq!(token_lifetime(0), Duration::ZERO);
+        assert_eq!(token_lifetime(-5), Duration::ZERO);
+        assert_eq!(token_lifetime(i64::MAX), MAX_TOKEN_LIFETIME);
+        let now = Instant::now();
+        // A Duration far past what any Instant can hold: no panic, clamped.
+        let c = Cached::new("t".into(), Duration::MAX, now);
+        assert_eq!(c.expires_at - now, MAX_TOKEN_LIFETIME);
+        assert_eq!(c.refresh_at - now, MAX_TOKEN_LIFETIME - REFRESH_MARGIN);
     }
 
     #[test]

@@ -242,7 +242,8 @@ impl Inner {
                 .get("expireIn")
                 .and_then(wire::lenient_i64)
                 .ok_or_else(|| DingTalkError::Decode("token answer without expireIn".into()))?;
-            let expire_in = Duration::from_secs(u64::try_from(expire_in).unwrap_or(0));
+            // From the network: clamped (an absurd value once overflowed an Instant).
+            let expire_in = super::token::token_lifetime(expire_in);
             tracing::info!(
                 expire_in_secs = expire_in.as_secs(),
                 "fetched a DingTalk access token"

@@ -10,11 +10,12 @@ use request::{ListQuery, NoticeListing, SendNoticeRequest};
 use super::error::AppError;
 use super::extract::{JsonObject, Path, Query};
 use super::AppState;
+use crate::bot::send::SentNotice;
 use crate::bot::NewNotice;
-use crate::domain::{EpochMillis, Member, Notice, ProcessQueryKey};
+use crate::domain::{EpochMillis, IdempotencyKey, Member, Notice, ProcessQueryKey};
 use crate::http::error::InvalidField;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use serde_json::{json, Value};
 
@@ -28,20 +29,52 @@ fn rfc3339(ms: EpochMillis) -> String {
         .unwrap_or_default()
 }
 
-/// `POST /api/v1/notices`: sends the notice, records it, `201`.
+/// The `Idempotency-Key` request header (checked), or a fresh key.
+fn idempotency_key(headers: &HeaderMap) -> Result<IdempotencyKey, AppError> {
+    match headers.get(IDEMPOTENCY_KEY) {
+        None => Ok(crate::bot::send::generate_key()),
+        Some(v) => {
+            let text = v
+                .to_str()
+                .map_err(|_| InvalidField::new(IDEMPOTENCY_KEY, "must be printable ASCII"))?;
+            Ok(IdempotencyKey::parse(text).map_err(InvalidField::domain(IDEMPOTENCY_KEY))?)
+        }
+    }
+}
+
+/// The request header naming one intended send.
+const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
+
+/// `POST /api/v1/notices`: records the intent under the `Idempotency-Key`
+/// (given, or generated), sends the notice, records it, `201`. A retry with
+/// the same key and notice answers the recorded notice (`201`,
+/// `Idempotent-Replayed: true`) without sending again.
 pub(super) async fn create(
     State(state): State<AppState>,
+    headers: HeaderMap,
     JsonObject(req): JsonObject<SendNoticeRequest>,
-) -> Result<(StatusCode, Json<Value>), AppError> {
+) -> Result<(StatusCode, [(&'static str, &'static str); 1], Json<Value>), AppError> {
+    let key = idempotency_key(&headers)?;
     let new = NewNotice::try_from(req)?;
-    let notice = state.bot.send_notice(new).await?;
-    tracing::info!(group = %notice.group, "notice sent and recorded");
+    let sent = state.bot.send_notice_once(new, key.clone()).await?;
+    let replayed = matches!(sent, SentNotice::Replayed(_));
+    let notice = sent.notice();
+    if replayed {
+        tracing::info!(group = %notice.group, "retried send answered from the record; nothing sent");
+    } else {
+        tracing::info!(group = %notice.group, "notice sent and recorded");
+    }
     Ok((
         StatusCode::CREATED,
+        [(
+            "idempotent-replayed",
+            if replayed { "true" } else { "false" },
+        )],
         Json(json!({
             "processQueryKey": notice.key,
             "openConversationId": notice.group,
             "sentAt": rfc3339(notice.sent_at),
+            "idempotencyKey": key,
         })),
     ))
 }
