@@ -641,6 +641,49 @@ pub(crate) async fn probe_write_succeeds<S: Store>(s: &S) {
     }
 }
 
+/// A notice removed by retention takes its per-notice data with it (reads,
+/// reminders, recall and reconciliation marks); another notice keeps its own.
+pub(crate) async fn pruning_a_notice_forgets_its_reads_reminders_and_marks<S: Store>(s: &S) {
+    let old = ProcessQueryKey::parse("old").unwrap();
+    let new = ProcessQueryKey::parse("new").unwrap();
+    for (key, at) in [("old", 100), ("new", 1_000)] {
+        s.record_notice(&notice(key, "cid1", Some("alice"), at))
+            .await
+            .unwrap();
+    }
+    for k in [&old, &new] {
+        let read = ReadRecord {
+            user_id: uid("u1"),
+            at: 150,
+            source: ReadSource::Event,
+        };
+        s.record_reads(k, &[read]).await.unwrap();
+        let reminder = Reminder {
+            by: Some(uid("alice")),
+            at: 160,
+            count: 1,
+            via: ReminderVia::Dm,
+        };
+        s.record_reminder(k, &reminder).await.unwrap();
+        s.mark_recalled(k, 170).await.unwrap();
+        s.set_reconciled_at(k, 180).await.unwrap();
+    }
+    let cutoffs = Cutoffs {
+        notices_before: 500,
+        names_before: 0,
+        roster_before: 0,
+    };
+    assert_eq!(s.prune_old(cutoffs).await.unwrap().notices, 1);
+    assert!(s.reads(&old).await.unwrap().is_empty());
+    assert!(s.reminders(&old).await.unwrap().is_empty());
+    assert_eq!(s.recalled_at(&old).await.unwrap(), None);
+    assert_eq!(s.reconciled_at(&old).await.unwrap(), None);
+    assert_eq!(s.reads(&new).await.unwrap().len(), 1);
+    assert_eq!(s.reminders(&new).await.unwrap().len(), 1);
+    assert_eq!(s.recalled_at(&new).await.unwrap(), Some(170));
+    assert_eq!(s.reconciled_at(&new).await.unwrap(), Some(180));
+}
+
 /// Retention removes what is older than each cut-off, keeps the rest, and
 /// the listings and counts follow.
 pub(crate) async fn prune_old_removes_only_what_is_older<S: Store>(s: &S) {
@@ -893,6 +936,11 @@ macro_rules! conformance {
             async fn prune_old_removes_only_what_is_older() {
                 let (_guard, s) = $make;
                 super::prune_old_removes_only_what_is_older(&s).await;
+            }
+            #[tokio::test]
+            async fn pruning_a_notice_forgets_its_reads_reminders_and_marks() {
+                let (_guard, s) = $make;
+                super::pruning_a_notice_forgets_its_reads_reminders_and_marks(&s).await;
             }
             #[tokio::test]
             async fn learned_roster() {

@@ -468,11 +468,21 @@ impl Store for MemoryStore {
     async fn prune_old(&self, cutoffs: Cutoffs) -> Result<Pruned, StoreError> {
         let mut inner = self.lock()?;
         let mut pruned = Pruned::default();
-        let before = inner.notices.len();
-        inner
+        let gone: Vec<ProcessQueryKey> = inner
             .notices
-            .retain(|_, n| n.sent_at >= cutoffs.notices_before);
-        pruned.notices = before - inner.notices.len();
+            .iter()
+            .filter(|(_, n)| n.sent_at < cutoffs.notices_before)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in &gone {
+            inner.notices.remove(key);
+            // The notice's own data goes with it.
+            inner.reads.remove(key);
+            inner.reminders.remove(key);
+            inner.recalled.remove(key);
+            inner.reconciled.remove(key);
+        }
+        pruned.notices = gone.len();
         let before = inner.sends.len();
         inner.sends.retain(|_, r| r.at >= cutoffs.notices_before);
         pruned.sends = before - inner.sends.len();

@@ -284,7 +284,9 @@ fn roster_key(group: &OpenConversationId, user: &UserId) -> Vec<u8> {
 }
 
 /// `key ‖ 0x00`: the prefix of a notice's reminders.
-fn reminder_prefix(key: &ProcessQueryKey) -> Vec<u8> {
+/// `key ‖ 0x00`: the prefix of a notice's entries in the per-notice trees
+/// (`reminders`, `reads`).
+fn notice_prefix(key: &ProcessQueryKey) -> Vec<u8> {
     let mut k = Vec::with_capacity(key.as_str().len() + 1);
     k.extend_from_slice(key.as_str().as_bytes());
     k.push(SEP);
@@ -325,15 +327,8 @@ pub(crate) fn folder_size(dir: &Path) -> u64 {
 }
 
 fn read_key(key: &ProcessQueryKey, user: &UserId) -> Vec<u8> {
-    let mut k = read_prefix(key);
+    let mut k = notice_prefix(key);
     k.extend_from_slice(user.as_str().as_bytes());
-    k
-}
-
-fn read_prefix(key: &ProcessQueryKey) -> Vec<u8> {
-    let mut k = Vec::with_capacity(key.as_str().len() + 1);
-    k.extend_from_slice(key.as_str().as_bytes());
-    k.push(SEP);
     k
 }
 
@@ -660,9 +655,34 @@ impl SledStore {
                     Ok::<bool, ConflictableTransactionError<StoreError>>(true)
                 })
                 .map_err(transaction_failed("cannot remove an old notice"))?;
+            if gone {
+                self.forget_notice_data(&notice.key)?;
+            }
             removed += usize::from(gone);
         }
         Ok(removed)
+    }
+
+    /// Removes what readbot kept about one notice besides its record: its
+    /// reads, reminders, recall and reconciliation marks. Blocking.
+    fn forget_notice_data(&self, key: &ProcessQueryKey) -> Result<(), StoreError> {
+        let prefix = notice_prefix(key);
+        for tree in [&self.reads, &self.reminders] {
+            for entry in tree.scan_prefix(&prefix) {
+                let (k, _) = entry.map_err(sled_failed("cannot read an old notice's data"))?;
+                tree.remove(k)
+                    .map_err(sled_write_failed("cannot remove an old notice's data"))?;
+            }
+        }
+        self.recalled
+            .remove(key.as_str().as_bytes())
+            .map_err(sled_write_failed("cannot remove an old recall mark"))?;
+        self.push_meta
+            .remove(meta_key(META_RECONCILED, key))
+            .map_err(sled_write_failed(
+                "cannot remove an old reconciliation mark",
+            ))?;
+        Ok(())
     }
 
     /// Removes the entries of `tree` whose time (decoded by `time_of`) is
@@ -1037,7 +1057,7 @@ impl Store for SledStore {
             .db
             .generate_id()
             .map_err(sled_failed("cannot number the reminder"))?;
-        let mut k = reminder_prefix(key);
+        let mut k = notice_prefix(key);
         k.extend_from_slice(&ord_time(reminder.at));
         k.extend_from_slice(&id.to_be_bytes());
         self.reminders
@@ -1048,7 +1068,7 @@ impl Store for SledStore {
 
     async fn reminders(&self, key: &ProcessQueryKey) -> Result<Vec<Reminder>, StoreError> {
         let mut out = Vec::new();
-        for entry in self.reminders.scan_prefix(reminder_prefix(key)) {
+        for entry in self.reminders.scan_prefix(notice_prefix(key)) {
             let (k, v) = entry.map_err(sled_failed("cannot read the reminders"))?;
             let r: Reminder = serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt {
                 record: format!("reminder {:?}", String::from_utf8_lossy(&k).as_ref()),
@@ -1248,7 +1268,7 @@ impl Store for SledStore {
         key: &ProcessQueryKey,
         reads: &[ReadRecord],
     ) -> Result<usize, StoreError> {
-        let prefix_len = read_prefix(key).len();
+        let prefix_len = notice_prefix(key).len();
         let mut changed = 0;
         for r in reads {
             let k = read_key(key, &r.user_id);
@@ -1279,7 +1299,7 @@ impl Store for SledStore {
     }
 
     async fn reads(&self, key: &ProcessQueryKey) -> Result<Vec<ReadRecord>, StoreError> {
-        let prefix = read_prefix(key);
+        let prefix = notice_prefix(key);
         let mut out = Vec::new();
         for entry in self.reads.scan_prefix(&prefix) {
             let (k, v) = entry.map_err(sled_failed("cannot read the reads"))?;
