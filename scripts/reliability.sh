@@ -94,7 +94,7 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
 fi
 if cargo fuzz --version >/dev/null 2>&1; then
   total_runs=0; crashes=0; fst=0
-  for t in callback_parse command_parse signature_verify; do
+  for t in callback_parse command_parse signature_verify event_push; do
     corpus="$log/corpus-$t"; mkdir -p "$corpus"
     # fuzz/ builds into fuzz/target (sanitizer flags): never into a shared CARGO_TARGET_DIR.
     (cd fuzz && env -u CARGO_TARGET_DIR RUSTC_BOOTSTRAP=1 cargo fuzz run -O "$t" "$corpus" "corpus/$t" -- \
@@ -104,7 +104,7 @@ if cargo fuzz --version >/dev/null 2>&1; then
     total_runs=$((total_runs + ${runs:-0}))
     if [ $rc -ne 0 ]; then crashes=$((crashes + 1)); fst=1; echo "fuzz target $t failed: $log/fuzz-$t.out"; fi
   done
-  area "fuzz" $fst "fuzz executions: $total_runs over 3 targets (${fuzz_secs}s each), crashing targets: $crashes"
+  area "fuzz" $fst "fuzz executions: $total_runs over 4 targets (${fuzz_secs}s each), crashing targets: $crashes"
 else
   area "fuzz" 0 "fuzz: skipped (cargo-fuzz could not be installed)"
 fi

@@ -13,7 +13,13 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(p.lang, detect_lang(text));
     match p.command {
         Command::Help(echo) => assert!(echo.chars().count() <= 80),
-        Command::Status(n) => assert!((1..=1000).contains(&n)),
-        Command::WhoRead | Command::List => {}
+        Command::Status(n)
+        | Command::Remind { n: Some(n), .. }
+        | Command::Recall(Some(n)) => assert!((1..=1000).contains(&n)),
+        Command::WhoRead
+        | Command::List
+        | Command::Id
+        | Command::Remind { n: None, .. }
+        | Command::Recall(None) => {}
     }
 });
