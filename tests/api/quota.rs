@@ -190,3 +190,29 @@ async fn usage_needs_the_api_token() {
     assert_eq!(r.status(), 401);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn check_shows_the_running_readbots_usage() {
+    let app = spawn_app_with(&[NO_REUSE]).await;
+    add_group(&app.fake, GROUP, GroupKind::Inner, &members(5));
+    app.notice(GROUP, "Counted", "user0001").await;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let listen = app.addr.trim_start_matches("http://").to_owned();
+    let mut env = crate::cli::dingtalk_env(&app.fake, &tmp.path().join("data"));
+    env.push(("READBOT_LISTEN", listen));
+    env.push(("READBOT_API_TOKEN", API_TOKEN.to_owned()));
+    env.push(("DINGTALK_MONTHLY_CALL_BUDGET", "1000".to_owned()));
+    let r = crate::cli::readbot(&["check"], &env, None).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout.contains("dingtalk.monthly_call_budget = 1000"),
+        "{r:?}"
+    );
+    assert!(
+        r.stdout.contains("billable calls this month (")
+            && r.stdout
+                .contains("): 1 of 5000 (0%): robot.groupMessages.send 1"),
+        "the running readbot's ledger (its own budget): {r:?}"
+    );
+    app.stop().await;
+}
