@@ -8,7 +8,8 @@ pushes frames and checks the acks; this script only connects the unmodified SDK
 and reports, one JSON object per stdout line, what the SDK's handlers received:
 
     {"kind": "bot", ...}     a bot message, as the SDK's ChatbotMessage parsed it
-    {"kind": "event", ...}   an event, as the SDK's EventMessage parsed it
+    {"kind": "event", ...}   an event, as the SDK's EventMessage parsed it (for a
+                             robot_msg_read, "read" holds its fields)
 
 Two things are overridden, as the stack notes describe: the open-connection URL
 (DingTalkStreamClient.OPEN_CONNECTION_API) and get_host_ip (which would open a
@@ -48,13 +49,21 @@ class BotHandler(dingtalk_stream.ChatbotHandler):
 
 class EventHandler(dingtalk_stream.EventHandler):
     async def process(self, event):
-        emit({
+        line = {
             "kind": "event",
             "messageId": event.headers.message_id,
             "eventType": event.headers.event_type,
             "eventId": event.headers.event_id,
             "data": event.data,
-        })
+        }
+        if event.headers.event_type == "robot_msg_read":
+            # The read event's fields as the SDK hands them to an app
+            # (`data` arrives as a JSON string and the SDK parses it).
+            data = event.data if isinstance(event.data, dict) else json.loads(event.data)
+            line["read"] = {k: data.get(k) for k in (
+                "processQueryKey", "userId", "unionId", "operatTime", "robotCode",
+                "openConversationId")}
+        emit(line)
         return AckMessage.STATUS_OK, "OK"
 
 

@@ -118,6 +118,8 @@ impl Application {
         let store = crate::store::open(&config.store_config())?;
         let api = crate::dingtalk::client::DingTalkClient::new(config.dingtalk.clone())?;
         let app = Self::build_with(config, Arc::new(api.clone()), store).await?;
+        // Every billable request the client sends is counted in the ledger.
+        api.set_call_ledger(app.state.bot.call_ledger());
         Ok(app.with_token_check(api))
     }
 
@@ -149,6 +151,10 @@ impl Application {
             cool_app_code: config.dingtalk.cool_app_code.clone(),
             cfg: config.bot.clone(),
         });
+        bot.set_call_budget(config.dingtalk.monthly_call_budget);
+        if let Err(e) = bot.call_ledger().load().await {
+            tracing::warn!(error = %e.with_causes(), "could not read this month's DingTalk call ledger; counting from zero");
+        }
         let window = i64::try_from(config.bot.signature_window.as_millis()).unwrap_or(i64::MAX);
         let stream = match config.mode {
             Mode::Http => None,
@@ -254,6 +260,8 @@ impl Application {
         );
         let pruner = spawn_pruner(self.store.clone(), Retention::from(&self.config.bot));
         let prober = spawn_health_probe(self.health.clone(), self.backend.clone());
+        let ledger = bot.call_ledger();
+        let ledger_saver = ledger.spawn_saver();
         let limits = self.config.server.clone();
         let grace = limits.shutdown_grace;
         // Stream mode: the gateway connection stops on the same signal.
@@ -301,6 +309,14 @@ impl Application {
         }
         pruner.abort();
         prober.abort();
+        ledger_saver.abort();
+        match tokio::time::timeout(FINAL_FLUSH_TIMEOUT, ledger.save()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!(error = %e.with_causes(), "could not save the DingTalk call ledger")
+            }
+            Err(_) => tracing::error!("saving the DingTalk call ledger did not finish in time"),
+        }
         match tokio::time::timeout(FINAL_FLUSH_TIMEOUT, self.store.flush()).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::error!(error = %e.with_causes(), "final flush failed"),

@@ -262,6 +262,9 @@ pub enum ReadsFrom {
     /// A read query just now (merged with any stored events).
     #[default]
     Query,
+    /// Stored reads only (read events and earlier query passes), not
+    /// queried: the month's DingTalk call budget is nearly spent.
+    Stored,
 }
 
 impl ReadsFrom {
@@ -270,6 +273,7 @@ impl ReadsFrom {
         match self {
             ReadsFrom::Events => "events",
             ReadsFrom::Query => "query",
+            ReadsFrom::Stored => "stored",
         }
     }
 }
@@ -396,9 +400,62 @@ pub struct EventTrust {
     pub last_gap_missed: usize,
 }
 
+/// A calendar month of the quota ledger, `YYYY-MM` (years 1970–9999).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct BillingMonth(String);
+
+impl BillingMonth {
+    /// The month `month` (1–12) of `year` (1970–9999).
+    pub fn new(year: i32, month: u32) -> Option<Self> {
+        ((1970..=9999).contains(&year) && (1..=12).contains(&month))
+            .then(|| Self(format!("{year:04}-{month:02}")))
+    }
+
+    /// Parses `YYYY-MM`.
+    pub fn parse(s: &str) -> Option<Self> {
+        let (y, m) = s.trim().split_once('-')?;
+        if y.len() != 4 || m.len() != 2 || !y.bytes().chain(m.bytes()).all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        Self::new(y.parse().ok()?, m.parse().ok()?)
+    }
+
+    /// `YYYY-MM`.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for BillingMonth {
+    /// 1970-01.
+    fn default() -> Self {
+        Self("1970-01".to_owned())
+    }
+}
+
+impl fmt::Display for BillingMonth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn billing_months_are_yyyy_mm() {
+        assert_eq!(BillingMonth::new(2025, 3).unwrap().as_str(), "2025-03");
+        assert_eq!(
+            BillingMonth::parse(" 2025-12 ").unwrap().as_str(),
+            "2025-12"
+        );
+        for bad in [
+            "2025-13", "2025-00", "25-03", "2025-3", "2025/03", "1969-12", "abcd-ef", "",
+        ] {
+            assert!(BillingMonth::parse(bad).is_none(), "{bad}");
+        }
+    }
 
     #[test]
     fn ids_refuse_empty_long_and_control() {

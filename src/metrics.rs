@@ -31,6 +31,9 @@
 //! | `readbot_event_trust` | gauge | – (1 while pushed reads are trusted alone) |
 //! | `readbot_event_gaps_total` | counter | – (reconciliations that found readers the events had missed) |
 //! | `readbot_receipt_reads_total` | counter | `from`: `events`, `query` (where a summary's reads came from) |
+//! | `readbot_dingtalk_billable_calls` | gauge | `api` (one of `dingtalk::quota::BILLABLE_APIS`): billable calls this calendar month, earlier runs included (the quota ledger; measured at scrape) |
+//! | `readbot_dingtalk_call_budget` | gauge | – (`dingtalk.monthly_call_budget`) |
+//! | `readbot_dingtalk_budget_saving` | gauge | – (1 while summaries spend no query or member-list call: past 95 % of the budget, or DingTalk said the quota is used up) |
 //! | `readbot_worker_panics_total` | counter | – (answers that panicked; the worker survived) |
 //! | `readbot_store_write_failures_total` | counter | – (store writes and probe writes that failed) |
 //! | `readbot_store_failing` | gauge | – (1 while writes are refused because the store is failing) |
@@ -93,6 +96,12 @@ pub const STORE_SIZE: &str = "readbot_store_size_bytes";
 /// `readbot_store_notices`.
 pub const STORE_NOTICES: &str = "readbot_store_notices";
 
+/// `readbot_dingtalk_billable_calls`.
+pub const BILLABLE_CALLS: &str = "readbot_dingtalk_billable_calls";
+/// `readbot_dingtalk_call_budget`.
+pub const CALL_BUDGET: &str = "readbot_dingtalk_call_budget";
+/// `readbot_dingtalk_budget_saving`.
+pub const BUDGET_SAVING: &str = "readbot_dingtalk_budget_saving";
 /// `readbot_worker_panics_total`.
 pub const WORKER_PANICS: &str = "readbot_worker_panics_total";
 /// `readbot_store_write_failures_total`.
@@ -247,6 +256,18 @@ fn describe() {
         "Notices recorded in the store (measured at scrape)."
     );
     describe_health();
+    describe_gauge!(
+        BILLABLE_CALLS,
+        "Billable DingTalk calls this calendar month, by API, earlier runs included (measured at scrape)."
+    );
+    describe_gauge!(
+        CALL_BUDGET,
+        "dingtalk.monthly_call_budget: billable DingTalk calls readbot plans to spend a month."
+    );
+    describe_gauge!(
+        BUDGET_SAVING,
+        "1 while summaries spend no query or member-list call (past 95% of the budget, or DingTalk refused for the quota)."
+    );
 }
 
 /// Creates the fixed-label series at zero so dashboards and `rate()` see
@@ -471,6 +492,17 @@ pub fn store_write_failed() {
 /// A probe write succeeded: the store is no longer failing.
 pub fn store_writes_again() {
     gauge!(STORE_FAILING).set(0.0);
+}
+
+/// Scrape-time gauge: this month's billable calls of `api`.
+pub fn billable_calls(api: &'static str, n: u64) {
+    gauge!(BILLABLE_CALLS, "api" => api).set(n as f64);
+}
+
+/// Scrape-time gauges: the monthly budget and whether summaries save calls.
+pub fn call_budget(budget: u64, saving: bool) {
+    gauge!(CALL_BUDGET).set(budget as f64);
+    gauge!(BUDGET_SAVING).set(if saving { 1.0 } else { 0.0 });
 }
 
 /// Answering one message panicked (the worker survived).

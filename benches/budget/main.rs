@@ -10,7 +10,9 @@
 //! DingTalk calls per summary against the call floor), `repeat` (20 people
 //! asking about the same notice), `intake` (signed callback against a bare
 //! axum handler), `send` (send API and the durability step), `memory` (peak
-//! RSS and store size, each scenario in a child process of this binary).
+//! RSS and store size, each scenario in a child process of this binary),
+//! `events` (a 10,000-member summary from stored read events against the
+//! query path, as a ratio to one reply round trip).
 //!
 //! Every size parameter can be set by `--name value`, `--name=value` or the
 //! environment variable `BENCH_NAME` (upper case, `-` → `_`); see
@@ -25,6 +27,7 @@
 
 mod child;
 mod common;
+mod events;
 mod intake;
 mod memory;
 mod opts;
@@ -33,6 +36,7 @@ mod send;
 mod summary;
 
 use crate::child::child_main;
+use crate::events::section_events;
 use crate::intake::section_intake;
 use crate::memory::section_memory;
 use crate::opts::parse_opts;
@@ -113,6 +117,9 @@ fn main() -> std::process::ExitCode {
         }
         if o.sections.contains("memory") {
             section_memory(&o).await;
+        }
+        if o.sections.contains("events") {
+            section_events(&o).await;
         }
     });
     println!("\ndone in {:.1} s", started.elapsed().as_secs_f64());

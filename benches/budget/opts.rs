@@ -5,7 +5,7 @@ use std::time::Duration;
 
 pub(crate) const USAGE: &str = "\
 usage: cargo bench --bench budget -- [--quick] [SECTION...] [--name value ...]
-sections: summary repeat intake send memory (default: all)
+sections: summary repeat intake send memory events (default: all)
 options (env BENCH_<NAME> works too):
   --sizes 50,500,3000,10000   group sizes for summary latency and calls
   --cold-runs 3               cold summaries per size (fresh readbot each)
@@ -21,6 +21,7 @@ options (env BENCH_<NAME> works too):
   --intake-rounds 3           alternating rounds of bare / signed
   --send-requests 2000        notices sent through the API
   --notices 100000            notices stored in the memory section
+  --events-members 10000      group size of the events section
   --quick                     small sizes and few runs (a smoke run)";
 
 // ----- options -------------------------------------------------------------------
@@ -41,6 +42,7 @@ pub(crate) struct Opts {
     pub(crate) intake_rounds: usize,
     pub(crate) send_requests: usize,
     pub(crate) notices: usize,
+    pub(crate) events_members: usize,
     pub(crate) sections: HashSet<String>,
 }
 
@@ -59,8 +61,9 @@ const KEYS: &[&str] = &[
     "intake-rounds",
     "send-requests",
     "notices",
+    "events-members",
 ];
-const SECTIONS: &[&str] = &["summary", "repeat", "intake", "send", "memory"];
+const SECTIONS: &[&str] = &["summary", "repeat", "intake", "send", "memory", "events"];
 
 fn env_name(key: &str) -> String {
     format!("BENCH_{}", key.to_uppercase().replace('-', "_"))
@@ -160,6 +163,7 @@ pub(crate) fn parse_opts(args: &[String]) -> Result<Opts, String> {
         intake_rounds: num("intake-rounds", 3, 1)?.max(1),
         send_requests: num("send-requests", 2_000, 200)?.max(1),
         notices: num("notices", 100_000, 10_000)?,
+        events_members: num("events-members", 10_000, 10_000)?.max(1),
         sections,
     })
 }

@@ -25,8 +25,20 @@ pub(crate) async fn one_summary(
     expect: &str,
     rtt: Duration,
 ) -> SummaryRun {
-    let fake = &stack.fake;
     stack.seed_notice(group, asker, readers).await;
+    ask_summary(stack, group, asker, expect, rtt).await
+}
+
+/// "who read my last notice?" about the asker's newest notice (already
+/// seeded); timed from the callback's 200 to the reply.
+pub(crate) async fn ask_summary(
+    stack: &Stack,
+    group: &str,
+    asker: &str,
+    expect: &str,
+    rtt: Duration,
+) -> SummaryRun {
+    let fake = &stack.fake;
     let body = fake.mention_body(&Mention::new(
         group,
         asker,

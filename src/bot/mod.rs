@@ -9,6 +9,7 @@ pub mod command;
 mod fairness;
 pub mod push;
 pub mod queued;
+pub mod quota;
 pub mod receipts;
 pub mod remind;
 pub mod send;
@@ -156,6 +157,8 @@ struct Inner {
     webhook_log: throttle::LogEvery,
     reminding: remind::InProgress,
     push: push::PushState,
+    /// Billable DingTalk calls this month against the budget.
+    ledger: Arc<quota::Ledger>,
 }
 
 /// The bot. Cheap to clone.
@@ -184,6 +187,11 @@ impl Bot {
                 bookkept: Arc::default(),
                 reminding: remind::InProgress::default(),
                 push: push::PushState::default(),
+                ledger: Arc::new(quota::Ledger::new(
+                    deps.store.clone(),
+                    crate::config::defaults::DINGTALK_MONTHLY_CALL_BUDGET,
+                    deps.cfg.timezone.clone(),
+                )),
                 deps,
                 accepting: AtomicBool::new(true),
                 in_flight: AtomicUsize::new(0),
@@ -561,6 +569,12 @@ impl Bot {
         if !status.is_empty() {
             markdown = format!("{}\n\n{status}", markdown.trim_end());
         }
+        if receipts.reads_from == crate::domain::ReadsFrom::Stored {
+            let u = self.inner.ledger.usage();
+            let note =
+                sentences::budget_saving(u.used, u.budget, &u.month, u.dingtalk_refused, lang);
+            markdown = format!("{}\n\n{note}", markdown.trim_end());
+        }
         Ok(Reply {
             title: sentences::receipts_title(lang),
             markdown,
@@ -584,6 +598,12 @@ impl Bot {
             robot_code: &d.robot_code,
             refused: &self.inner.refused,
             bookkept: &self.inner.bookkept,
+            saving_calls: false,
+        };
+        let saving_calls = self.inner.ledger.saving();
+        let deps = receipts::ReceiptsDeps {
+            saving_calls,
+            ..deps
         };
         let push = push::PushDeps {
             api: d.api.as_ref(),
@@ -591,6 +611,7 @@ impl Bot {
             robot: &d.robot_code,
             reconcile_interval: d.cfg.reconcile_interval,
             state: &self.inner.push,
+            saving_calls,
         };
         self.inner
             .receipts
@@ -664,6 +685,24 @@ impl Bot {
         ev: &crate::dingtalk::events::RecallEvent,
     ) -> Result<push::Intake, StoreError> {
         push::on_recall(self.store().as_ref(), ev).await
+    }
+
+    // The quota ledger (see `quota`).
+
+    /// The ledger of billable DingTalk calls: the application hands it to
+    /// the DingTalk client (its `CallLedger` hook) and saves it.
+    pub fn call_ledger(&self) -> Arc<quota::Ledger> {
+        self.inner.ledger.clone()
+    }
+
+    /// Sets `dingtalk.monthly_call_budget` (default 5000).
+    pub fn set_call_budget(&self, budget: u64) {
+        self.inner.ledger.set_budget(budget);
+    }
+
+    /// This month's billable DingTalk calls against the budget.
+    pub fn usage(&self) -> quota::Usage {
+        self.inner.ledger.usage()
     }
 
     /// Event intake and its verification, for `/healthz`.

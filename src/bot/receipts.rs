@@ -258,6 +258,9 @@ pub struct ReceiptsDeps<'a> {
     pub refused: &'a RefusedSources,
     /// What the last bookkeeping of each group wrote.
     pub bookkept: &'a Arc<Bookkept>,
+    /// The month's call budget is nearly spent ([`super::quota`]): no
+    /// member-list call, the learned roster answers.
+    pub saving_calls: bool,
 }
 
 /// How long a member-list source that refused a group is skipped for it.
@@ -717,6 +720,9 @@ async fn roster(
     notice: &Notice,
     asker: Option<&UserId>,
 ) -> Result<RosterAnswer, BotError> {
+    if deps.saving_calls {
+        return learned(deps, notice).await;
+    }
     for source in &deps.cfg.roster_sources {
         let query = match source {
             RosterSource::InnerGroup => {
@@ -1347,6 +1353,7 @@ mod tests {
             robot_code: &robot,
             refused: &refused,
             bookkept: &bookkept,
+            saving_calls: false,
         };
         let mut notice = receipts("k", 0).notice;
         notice.author = Some(UserId::parse("u0").unwrap());

@@ -400,6 +400,45 @@ pub fn recalled_line(at: &str, lang: Lang) -> String {
     }
 }
 
+/// DingTalk refused a call: the organisation's monthly API quota is used up
+/// (`Forbidden.AccessDenied.ApiCountLimitForOrg`, errcode 90020).
+pub fn quota_used_up(lang: Lang) -> String {
+    say(
+        lang,
+        "DingTalk refused the request: this organisation has used up its monthly API quota. \
+         readbot stops querying once dingtalk.monthly_call_budget is nearly spent, so an admin should set it \
+         to the organisation's real quota; until the month ends, summaries answer from stored reads.",
+        "钉钉拒绝了请求：本组织本月的接口调用额度已用完。readbot 会在 dingtalk.monthly_call_budget \
+         即将用完时停止查询，请管理员把它设为本组织的实际额度；本月剩余时间内，汇总使用已保存的已读数据。",
+    )
+}
+
+/// Added to a summary that did not query DingTalk because the month's call
+/// budget is nearly spent (`used` of `budget` in `month`) or DingTalk said
+/// the quota is used up (`refused`).
+pub fn budget_saving(used: u64, budget: u64, month: &str, refused: bool, lang: Lang) -> String {
+    match (lang, refused) {
+        (Lang::En, false) => format!(
+            "DingTalk's monthly call budget is nearly spent ({used} of {budget} calls in {month}, \
+             dingtalk.monthly_call_budget), so readbot did not query DingTalk: these reads come from read \
+             events and earlier queries and may miss the latest ones."
+        ),
+        (Lang::En, true) => format!(
+            "DingTalk says this organisation's monthly API quota is used up ({used} calls counted in {month}; \
+             readbot's budget dingtalk.monthly_call_budget is {budget}), so readbot did not query DingTalk: \
+             these reads come from read events and earlier queries and may miss the latest ones."
+        ),
+        (Lang::Zh, false) => format!(
+            "本月钉钉接口调用预算即将用完（{month} 已用 {used}/{budget} 次，配置项 dingtalk.monthly_call_budget），\
+             readbot 未再查询钉钉：以下已读数据来自已读事件和之前的查询，可能缺少最新的已读。"
+        ),
+        (Lang::Zh, true) => format!(
+            "钉钉提示本组织本月的接口调用额度已用完（{month} 已计 {used} 次；readbot 的预算 \
+             dingtalk.monthly_call_budget 为 {budget}），readbot 未再查询钉钉：以下已读数据来自已读事件和之前的查询，可能缺少最新的已读。"
+        ),
+    }
+}
+
 /// The sentence the group sees when `e` stops a summary.
 pub fn dingtalk_error(e: &DingTalkError, lang: Lang) -> String {
     let (en, zh): (&str, &str) = match e {
@@ -431,6 +470,7 @@ pub fn dingtalk_error(e: &DingTalkError, lang: Lang) -> String {
                 "readbot lacks a DingTalk permission for this. Ask an admin to grant the app's contact permissions.",
                 "readbot 缺少钉钉权限，请管理员为应用开通通讯录相关权限。",
             ),
+            90020 => return quota_used_up(lang),
             90018 | 90002 => (
                 "DingTalk is throttling readbot right now. Please ask again in a minute.",
                 "钉钉当前对 readbot 限流，请一分钟后再问。",
@@ -560,10 +600,7 @@ fn dingtalk_code(code: &ErrorCode, lang: Lang) -> String {
             "DingTalk is throttling readbot right now. Please ask again in a minute.",
             "钉钉当前对 readbot 限流，请一分钟后再问。",
         ),
-        MonthlyQuotaExceeded => (
-            "This organisation has used up its monthly DingTalk API quota.",
-            "本组织本月的钉钉接口调用额度已用完。",
-        ),
+        MonthlyQuotaExceeded => return quota_used_up(lang),
         PermissionDenied(_) => (
             "readbot's app lacks a DingTalk permission (or its IP is not whitelisted). Ask an admin to check the developer console.",
             "readbot 应用缺少钉钉权限（或 IP 不在白名单），请管理员检查开发者后台。",
@@ -596,6 +633,34 @@ mod tests {
         let zh = your_ids(None, None, "dingbot", Lang::Zh);
         assert!(zh.contains("单聊") && zh.contains("dingbot"), "{zh}");
         assert!(!zh.contains('`') && !en.contains('`'));
+    }
+
+    #[test]
+    fn the_quota_sentences_name_the_budget_setting() {
+        let refused = DingTalkError::Api {
+            status: 403,
+            code: ErrorCode::MonthlyQuotaExceeded,
+            message: String::new(),
+            request_id: None,
+        };
+        let old = DingTalkError::OldApi {
+            errcode: 90020,
+            errmsg: String::new(),
+        };
+        for lang in [Lang::En, Lang::Zh] {
+            for e in [&refused, &old] {
+                assert!(
+                    dingtalk_error(e, lang).contains("dingtalk.monthly_call_budget"),
+                    "{e}"
+                );
+            }
+            for refused in [false, true] {
+                let s = budget_saving(4_812, 5_000, "2025-03", refused, lang);
+                for part in ["4812", "5000", "2025-03", "dingtalk.monthly_call_budget"] {
+                    assert!(s.contains(part), "{s}");
+                }
+            }
+        }
     }
 
     #[test]

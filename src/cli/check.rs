@@ -339,6 +339,8 @@ pub async fn check(
         }
     }
 
+    check_usage(&mut p, config_path, &config).await?;
+
     p.section("DingTalk developer console (https://open-dev.dingtalk.com), your app")?;
     if config.mode == Mode::Stream {
         p.info("1. Robot (机器人): message receiving mode (消息接收模式) Stream 模式 (Stream mode); there is no URL to enter")?;
@@ -368,6 +370,90 @@ pub async fn check(
         }
     )?;
     Ok(p.report)
+}
+
+/// How long `check` waits for a running readbot's usage.
+const USAGE_TIMEOUT_SECS: u64 = 3;
+
+/// The month's billable DingTalk calls, from a running readbot's
+/// `GET /api/v1/usage` (`check` never opens the store; the ledger lives there).
+async fn check_usage(
+    p: &mut Printer<'_>,
+    config_path: Option<&Path>,
+    config: &Config,
+) -> Result<(), CliError> {
+    p.section("Monthly DingTalk call budget")?;
+    p.info(&format!(
+        "dingtalk.monthly_call_budget = {} billable calls a month (query, send, batchSend, recall and group member lists count; token and contacts calls do not)",
+        config.dingtalk.monthly_call_budget
+    ))?;
+    if config.api_token.is_none() {
+        return p
+            .info("this month's usage: set READBOT_API_TOKEN to read it from the running readbot");
+    }
+    let conn = super::remote::Connection {
+        url: None,
+        timeout: Some(USAGE_TIMEOUT_SECS),
+    };
+    let remote = match super::remote::Remote::new(
+        config_path,
+        &conn,
+        std::time::Duration::from_secs(USAGE_TIMEOUT_SECS),
+        true,
+    ) {
+        Ok(r) => r,
+        Err(e) => return p.info(&format!("this month's usage: {e}")),
+    };
+    let u = match remote.get(&["api", "v1", "usage"], &[]).await {
+        Ok(u) => u,
+        Err(e) => {
+            return p.info(&format!(
+                "this month's usage: not available ({}); readbot shows it at GET /api/v1/usage and /metrics while it runs",
+                one_line(&e.to_string())
+            ))
+        }
+    };
+    let n = |k: &str| u.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
+    let flag = |k: &str| u.get(k).and_then(serde_json::Value::as_bool) == Some(true);
+    let per_api: Vec<String> = u
+        .get("calls")
+        .and_then(serde_json::Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(api, c)| c.as_u64().filter(|c| *c > 0).map(|c| format!("{api} {c}")))
+                .collect()
+        })
+        .unwrap_or_default();
+    let line = format!(
+        "billable calls this month ({}, {}): {} of {} ({}%){}",
+        u.get("month")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("?"),
+        u.get("timeZone")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("?"),
+        n("used"),
+        n("budget"),
+        n("percent"),
+        if per_api.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", per_api.join(", "))
+        }
+    );
+    if flag("dingtalkRefused") {
+        p.warn(&format!(
+            "{line}; DingTalk refused a call for the monthly quota: summaries answer from stored reads until the month ends"
+        ))
+    } else if flag("saving") {
+        p.warn(&format!(
+            "{line}; past 95%: summaries answer from stored reads without querying until the month ends"
+        ))
+    } else if flag("warning") {
+        p.warn(&format!("{line}; past 80% of the budget"))
+    } else {
+        p.ok(&line)
+    }
 }
 
 /// HTTP mode: the callback URL to enter in the console, from `READBOT_PUBLIC_URL`.

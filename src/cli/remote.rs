@@ -282,7 +282,12 @@ impl Remote {
         self.request(self.http.delete(url)).await.map(|(_, v)| v)
     }
 
-    async fn get(&self, segments: &[&str], query: &[(&str, String)]) -> Result<Value, CliError> {
+    /// GETs the API path `segments` with `query`.
+    pub(super) async fn get(
+        &self,
+        segments: &[&str],
+        query: &[(&str, String)],
+    ) -> Result<Value, CliError> {
         let mut url = self.url(segments);
         if !query.is_empty() {
             url.query_pairs_mut()

@@ -35,6 +35,9 @@ pub const DINGTALK_MAX_PAGES: usize = 100;
 pub const DINGTALK_NOT_READY_WINDOW: Duration = Duration::from_secs(300);
 /// `dingtalk.name_concurrency` / `DINGTALK_NAME_CONCURRENCY`.
 pub const DINGTALK_NAME_CONCURRENCY: usize = 8;
+/// `dingtalk.monthly_call_budget` / `DINGTALK_MONTHLY_CALL_BUDGET`: the
+/// standard edition's monthly API quota (dingtalk-api.md §8.2).
+pub const DINGTALK_MONTHLY_CALL_BUDGET: u64 = 5000;
 
 /// `bot.roster_sources` / `READBOT_ROSTER_SOURCES`.
 pub const ROSTER_SOURCES: [RosterSource; 3] = [

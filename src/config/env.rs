@@ -142,6 +142,11 @@ pub const ENV_KEYS: &[(&str, &str, &str)] = &[
         "concurrent name look-ups",
     ),
     (
+        "DINGTALK_MONTHLY_CALL_BUDGET",
+        "dingtalk.monthly_call_budget",
+        "billable DingTalk calls a month",
+    ),
+    (
         "READBOT_ROSTER_SOURCES",
         "bot.roster_sources",
         "comma list: inner_group,scene_group,learned",

@@ -168,6 +168,10 @@ pub struct DingTalkConfig {
     pub not_ready_window: Duration,
     /// Concurrent name look-ups.
     pub name_concurrency: usize,
+    /// Billable DingTalk calls readbot plans to spend a calendar month
+    /// (`dingtalk.monthly_call_budget`; see [`crate::dingtalk::quota`]):
+    /// a warning at 80 %, and past 95 % summaries stop querying.
+    pub monthly_call_budget: u64,
 }
 
 /// Bot behaviour settings.

@@ -69,6 +69,7 @@ struct RawDingTalk {
     max_pages: Option<usize>,
     not_ready_window_secs: Option<u64>,
     name_concurrency: Option<usize>,
+    monthly_call_budget: Option<u64>,
     event_token: Option<String>,
     event_aes_key: Option<String>,
 }
@@ -228,42 +229,58 @@ impl RawFile {
             }
             (None, None) => {}
         }
-        let dingtalk = DingTalkConfig {
-            app_key,
-            app_secret,
-            robot_code,
-            api_base,
-            oapi_base,
-            cool_app_code: pick_str(env, "DINGTALK_COOL_APP_CODE", d.cool_app_code),
-            timeout: secs(
-                "DINGTALK_TIMEOUT_SECS",
-                d.timeout_secs,
-                defaults::DINGTALK_TIMEOUT,
-            )?,
-            deadline: secs(
-                "DINGTALK_DEADLINE_SECS",
-                d.deadline_secs,
-                defaults::DINGTALK_DEADLINE,
-            )?,
-            rate_limit_per_sec: pick(env, "DINGTALK_RATE_LIMIT_PER_SEC", d.rate_limit_per_sec)?
-                .unwrap_or(defaults::DINGTALK_RATE_LIMIT_PER_SEC)
-                .max(1),
-            max_pages: positive(
-                "DINGTALK_MAX_PAGES",
-                pick(env, "DINGTALK_MAX_PAGES", d.max_pages)?
-                    .unwrap_or(defaults::DINGTALK_MAX_PAGES),
-            )?,
-            not_ready_window: secs(
-                "DINGTALK_NOT_READY_WINDOW_SECS",
-                d.not_ready_window_secs,
-                defaults::DINGTALK_NOT_READY_WINDOW,
-            )?,
-            name_concurrency: positive(
-                "DINGTALK_NAME_CONCURRENCY",
-                pick(env, "DINGTALK_NAME_CONCURRENCY", d.name_concurrency)?
-                    .unwrap_or(defaults::DINGTALK_NAME_CONCURRENCY),
-            )?,
-        };
+        let dingtalk =
+            DingTalkConfig {
+                app_key,
+                app_secret,
+                robot_code,
+                api_base,
+                oapi_base,
+                cool_app_code: pick_str(env, "DINGTALK_COOL_APP_CODE", d.cool_app_code),
+                timeout: secs(
+                    "DINGTALK_TIMEOUT_SECS",
+                    d.timeout_secs,
+                    defaults::DINGTALK_TIMEOUT,
+                )?,
+                deadline: secs(
+                    "DINGTALK_DEADLINE_SECS",
+                    d.deadline_secs,
+                    defaults::DINGTALK_DEADLINE,
+                )?,
+                rate_limit_per_sec: pick(env, "DINGTALK_RATE_LIMIT_PER_SEC", d.rate_limit_per_sec)?
+                    .unwrap_or(defaults::DINGTALK_RATE_LIMIT_PER_SEC)
+                    .max(1),
+                max_pages: positive(
+                    "DINGTALK_MAX_PAGES",
+                    pick(env, "DINGTALK_MAX_PAGES", d.max_pages)?
+                        .unwrap_or(defaults::DINGTALK_MAX_PAGES),
+                )?,
+                not_ready_window: secs(
+                    "DINGTALK_NOT_READY_WINDOW_SECS",
+                    d.not_ready_window_secs,
+                    defaults::DINGTALK_NOT_READY_WINDOW,
+                )?,
+                name_concurrency: positive(
+                    "DINGTALK_NAME_CONCURRENCY",
+                    pick(env, "DINGTALK_NAME_CONCURRENCY", d.name_concurrency)?
+                        .unwrap_or(defaults::DINGTALK_NAME_CONCURRENCY),
+                )?,
+                monthly_call_budget: match pick(
+                    env,
+                    "DINGTALK_MONTHLY_CALL_BUDGET",
+                    d.monthly_call_budget,
+                )?
+                .unwrap_or(defaults::DINGTALK_MONTHLY_CALL_BUDGET)
+                {
+                    0 => return Err(ConfigError::Invalid {
+                        key: "DINGTALK_MONTHLY_CALL_BUDGET",
+                        message:
+                            "must be at least 1 (the organisation's monthly API quota, e.g. 5000)"
+                                .into(),
+                    }),
+                    n => n,
+                },
+            };
 
         let b = raw.bot;
         let roster_sources = match env.get("READBOT_ROSTER_SOURCES") {

@@ -163,6 +163,7 @@ fn the_loader_and_the_default_impls_share_one_set_of_defaults() {
     assert_eq!(d.max_pages, defaults::DINGTALK_MAX_PAGES);
     assert_eq!(d.not_ready_window, defaults::DINGTALK_NOT_READY_WINDOW);
     assert_eq!(d.name_concurrency, defaults::DINGTALK_NAME_CONCURRENCY);
+    assert_eq!(d.monthly_call_budget, 5000);
 }
 
 #[test]

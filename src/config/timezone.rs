@@ -68,6 +68,17 @@ impl ReplyTimeZone {
     }
 }
 
+impl ReplyTimeZone {
+    /// The calendar month (`year`, `month` 1–12) that `ms` (Unix epoch
+    /// milliseconds) falls in, in this zone; `None` outside the calendar's range.
+    pub fn year_month(&self, ms: i64) -> Option<(i32, u32)> {
+        let z = jiff::Timestamp::from_millisecond(ms)
+            .ok()?
+            .to_zoned_datetime(self.tz.clone());
+        Some((i32::from(z.year()), u32::try_from(z.month()).ok()?))
+    }
+}
+
 impl Default for ReplyTimeZone {
     /// [`defaults::TIMEZONE`](super::defaults::TIMEZONE) (China has one zone
     /// and no daylight saving time: UTC+8 all year).
@@ -90,6 +101,15 @@ mod tests {
         // 2024-02-19 07:20:04 UTC = 15:20 in UTC+8.
         assert_eq!(z.format_minutes(1_708_327_204_136), "2024-02-19 15:20");
         assert_eq!(z.format_minutes(0), "1970-01-01 08:00");
+    }
+
+    #[test]
+    fn months_turn_at_local_midnight() {
+        // 2025-02-28 16:30 UTC is already March 1st in Shanghai.
+        let ms = 1_740_760_200_000;
+        assert_eq!(ReplyTimeZone::default().year_month(ms), Some((2025, 3)));
+        assert_eq!(ReplyTimeZone::utc().year_month(ms), Some((2025, 2)));
+        assert_eq!(ReplyTimeZone::utc().year_month(i64::MAX), None);
     }
 
     #[test]

@@ -13,6 +13,8 @@
 //!   connection loop.
 //! - [`events`]: read and recall events (Stream `data` and HTTP push payloads).
 //! - [`event_crypto`]: the HTTP event push's signature and AES-256-CBC envelope.
+//! - [`quota`]: which calls count toward the monthly API quota, and the
+//!   [`quota::CallLedger`] hook the client reports them to.
 //! - [`error`]: typed errors and the wire rules about them (transient, refusal).
 //! - [`scripted`]: a scripted in-memory [`DingTalkApi`] for tests (no network).
 
@@ -22,6 +24,7 @@ pub mod client;
 pub mod error;
 pub mod event_crypto;
 pub mod events;
+pub mod quota;
 pub mod scripted;
 pub mod signature;
 pub mod stream;

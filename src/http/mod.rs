@@ -5,8 +5,8 @@
 //! Router:
 //! - `POST /dingtalk/callback` (HTTP mode only): signature checked by an
 //!   extractor before the body is read;
-//! - `/api/v1` (nested): the notices API, every route behind the bearer-token
-//!   layer (`auth`);
+//! - `/api/v1` (nested): the notices API and `GET /api/v1/usage` (the
+//!   DingTalk call ledger), every route behind the bearer-token layer (`auth`);
 //! - `GET /healthz`; `/metrics` and `/readyz` come from [`ops_router`];
 //! - anything else: 404, and a known path with a wrong method 405 (with its
 //!   `Allow` header), both in readbot's JSON error shape; a body over
@@ -22,6 +22,7 @@ pub mod extract;
 mod notices;
 pub mod ops;
 pub mod serve;
+mod usage;
 
 pub use ops::{ops_router, OpsState};
 
@@ -86,6 +87,7 @@ fn api_router(state: AppState) -> Router<AppState> {
     Router::new()
         .route("/notices", post(notices::create).get(notices::list))
         .route("/notices/{key}/receipts", get(notices::receipts))
+        .route("/usage", get(usage::usage))
         .method_not_allowed_fallback(method_not_allowed)
         .route("/notices/{key}", delete(notices::remind::recall))
         .route("/notices/{key}/reminders", post(notices::remind::create))

@@ -219,6 +219,16 @@ async fn metrics(State(state): State<OpsState>) -> Response {
         }
     }
     crate::metrics::in_flight(state.bot.in_flight());
+    let usage = state.bot.usage();
+    for (api, n) in &usage.calls {
+        if let Some(api) = crate::dingtalk::quota::BILLABLE_APIS
+            .iter()
+            .find(|a| **a == api.as_str())
+        {
+            crate::metrics::billable_calls(api, *n);
+        }
+    }
+    crate::metrics::call_budget(usage.budget, usage.saving);
     if let Some(client) = &state.token {
         for api in client.stats().apis {
             crate::metrics::dingtalk_in_flight(api.api, api.in_flight);

@@ -578,6 +578,76 @@ pub(crate) async fn recall_reconcile_and_trust<S: Store>(s: &S) {
     assert_eq!(s.event_trust().await.unwrap(), t);
 }
 
+/// The quota ledger adds per API and month, keeps months apart, and
+/// concurrent adds lose nothing.
+pub(crate) async fn call_ledger_adds_per_api_and_month<S: Store>(s: std::sync::Arc<S>) {
+    let march = crate::domain::BillingMonth::new(2025, 3).unwrap();
+    let april = crate::domain::BillingMonth::new(2025, 4).unwrap();
+    assert!(s.calls_in_month(&march).await.unwrap().is_empty());
+    s.add_calls(
+        &march,
+        &[
+            ("robot.groupMessages.query", 45),
+            ("robot.groupMessages.send", 1),
+        ],
+    )
+    .await
+    .unwrap();
+    s.add_calls(
+        &march,
+        &[
+            ("robot.groupMessages.query", 5),
+            ("robot.groupMessages.recall", 0),
+        ],
+    )
+    .await
+    .unwrap();
+    s.add_calls(&april, &[("robot.groupMessages.send", 2)])
+        .await
+        .unwrap();
+    assert_eq!(
+        s.calls_in_month(&march).await.unwrap(),
+        vec![
+            ("robot.groupMessages.query".to_owned(), 50),
+            ("robot.groupMessages.send".to_owned(), 1),
+        ],
+        "sorted by API; a zero adds no entry"
+    );
+    assert_eq!(
+        s.calls_in_month(&april).await.unwrap(),
+        vec![("robot.groupMessages.send".to_owned(), 2)]
+    );
+    s.add_calls(&april, &[("robot.groupMessages.send", u64::MAX)])
+        .await
+        .unwrap();
+    assert_eq!(
+        s.calls_in_month(&april).await.unwrap()[0].1,
+        u64::MAX,
+        "saturates"
+    );
+    let may = crate::domain::BillingMonth::new(2025, 5).unwrap();
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let s = s.clone();
+            let may = may.clone();
+            tokio::spawn(async move {
+                for _ in 0..25 {
+                    s.add_calls(&may, &[("robot.groupMessages.query", 1)])
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(
+        s.calls_in_month(&may).await.unwrap(),
+        vec![("robot.groupMessages.query".to_owned(), 200)]
+    );
+}
+
 pub(crate) fn ikey(s: &str) -> IdempotencyKey {
     IdempotencyKey::parse(s).unwrap()
 }
@@ -936,6 +1006,11 @@ macro_rules! conformance {
             async fn prune_old_removes_only_what_is_older() {
                 let (_guard, s) = $make;
                 super::prune_old_removes_only_what_is_older(&s).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn call_ledger_adds_per_api_and_month() {
+                let (_guard, s) = $make;
+                super::call_ledger_adds_per_api_and_month(std::sync::Arc::new(s)).await;
             }
             #[tokio::test]
             async fn pruning_a_notice_forgets_its_reads_reminders_and_marks() {

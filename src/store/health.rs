@@ -18,8 +18,8 @@
 
 use super::{Claim, Cutoffs, EntryCounts, Pruned, SendRecord, SignatureUse, Store, StoreError};
 use crate::domain::{
-    now_millis, EpochMillis, EventTrust, IdempotencyKey, MsgId, Notice, OpenConversationId,
-    ProcessQueryKey, ReadRecord, Reminder, UserId,
+    now_millis, BillingMonth, EpochMillis, EventTrust, IdempotencyKey, MsgId, Notice,
+    OpenConversationId, ProcessQueryKey, ReadRecord, Reminder, UserId,
 };
 use async_trait::async_trait;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -414,6 +414,18 @@ impl Store for MonitoredStore {
         self.write(self.inner.set_event_trust(trust)).await
     }
 
+    async fn add_calls(
+        &self,
+        month: &BillingMonth,
+        calls: &[(&str, u64)],
+    ) -> Result<(), StoreError> {
+        self.write(self.inner.add_calls(month, calls)).await
+    }
+
+    async fn calls_in_month(&self, month: &BillingMonth) -> Result<Vec<(String, u64)>, StoreError> {
+        self.inner.calls_in_month(month).await
+    }
+
     async fn entry_counts(&self) -> Result<EntryCounts, StoreError> {
         self.inner.entry_counts().await
     }
@@ -557,6 +569,22 @@ mod tests {
         async fn set_event_trust(&self, trust: &EventTrust) -> Result<(), StoreError> {
             self.check()?;
             self.inner.set_event_trust(trust).await
+        }
+
+        async fn add_calls(
+            &self,
+            month: &BillingMonth,
+            calls: &[(&str, u64)],
+        ) -> Result<(), StoreError> {
+            self.check()?;
+            self.inner.add_calls(month, calls).await
+        }
+
+        async fn calls_in_month(
+            &self,
+            month: &BillingMonth,
+        ) -> Result<Vec<(String, u64)>, StoreError> {
+            self.inner.calls_in_month(month).await
         }
 
         async fn record_notice(&self, n: &Notice) -> Result<(), StoreError> {

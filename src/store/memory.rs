@@ -6,8 +6,8 @@
 
 use super::{Claim, Cutoffs, EntryCounts, Pruned, SendRecord, SignatureUse, Store, StoreError};
 use crate::domain::{
-    EpochMillis, EventTrust, IdempotencyKey, MsgId, Notice, OpenConversationId, ProcessQueryKey,
-    ReadRecord, Reminder, UserId,
+    BillingMonth, EpochMillis, EventTrust, IdempotencyKey, MsgId, Notice, OpenConversationId,
+    ProcessQueryKey, ReadRecord, Reminder, UserId,
 };
 use async_trait::async_trait;
 use std::cmp::Reverse;
@@ -37,6 +37,8 @@ struct Inner {
     reconciled: HashMap<ProcessQueryKey, EpochMillis>,
     trust: EventTrust,
     sends: HashMap<IdempotencyKey, SendRecord>,
+    /// The quota ledger: (month, API) → calls.
+    calls: BTreeMap<(BillingMonth, String), u64>,
 }
 
 impl Inner {
@@ -423,6 +425,35 @@ impl Store for MemoryStore {
     async fn set_event_trust(&self, trust: &EventTrust) -> Result<(), StoreError> {
         self.lock()?.trust = trust.clone();
         Ok(())
+    }
+
+    async fn add_calls(
+        &self,
+        month: &BillingMonth,
+        calls: &[(&str, u64)],
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock()?;
+        for (api, n) in calls {
+            if *n == 0 {
+                continue;
+            }
+            let c = inner
+                .calls
+                .entry((month.clone(), (*api).to_owned()))
+                .or_default();
+            *c = c.saturating_add(*n);
+        }
+        Ok(())
+    }
+
+    async fn calls_in_month(&self, month: &BillingMonth) -> Result<Vec<(String, u64)>, StoreError> {
+        Ok(self
+            .lock()?
+            .calls
+            .iter()
+            .filter(|((m, _), _)| m == month)
+            .map(|((_, api), n)| (api.clone(), *n))
+            .collect())
     }
 
     async fn begin_send(

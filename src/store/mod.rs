@@ -18,8 +18,8 @@ pub mod sled_store;
 
 pub use crate::config::{SledConfig, StoreConfig};
 use crate::domain::{
-    EpochMillis, EventTrust, IdempotencyKey, MsgId, Notice, OpenConversationId, ProcessQueryKey,
-    ReadRecord, Reminder, UserId,
+    BillingMonth, EpochMillis, EventTrust, IdempotencyKey, MsgId, Notice, OpenConversationId,
+    ProcessQueryKey, ReadRecord, Reminder, UserId,
 };
 use async_trait::async_trait;
 use std::borrow::Cow;
@@ -449,6 +449,21 @@ pub trait Store: Send + Sync + 'static {
 
     /// Stores the verification state of event intake (flushed).
     async fn set_event_trust(&self, trust: &EventTrust) -> Result<(), StoreError>;
+
+    // The quota ledger (billable DingTalk calls per API and month; issue 15).
+
+    /// Adds billable DingTalk calls to the ledger of `month`: `(api, calls)`
+    /// pairs, each added to that API's count (saturating), durably (flushed
+    /// before returning). Atomic per API.
+    async fn add_calls(
+        &self,
+        month: &BillingMonth,
+        calls: &[(&str, u64)],
+    ) -> Result<(), StoreError>;
+
+    /// The ledger of `month`: calls per API, sorted by API name (APIs
+    /// without calls are absent).
+    async fn calls_in_month(&self, month: &BillingMonth) -> Result<Vec<(String, u64)>, StoreError>;
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@
 //! | `push_meta` | `trust`                                           | JSON [`EventTrust`]            |
 //! | `health`    | `probe`                                           | i64 BE time of the last probe write |
 //! | `sends`     | idempotency key                                   | JSON [`SendRecord`]            |
+//! | `calls`     | month (`YYYY-MM`) ‖ 0x00 ‖ API name               | u64 BE billable calls (quota ledger) |
 //!
 //! A `names` entry carries `verified` (`true`: from DingTalk's member or
 //! user APIs; `false` or absent: learned from a callback, or written before
@@ -53,8 +54,8 @@ use super::{
     Claim, Cutoffs, EntryCounts, Pruned, SendRecord, SignatureUse, SledConfig, Store, StoreError,
 };
 use crate::domain::{
-    EpochMillis, EventTrust, IdempotencyKey, MsgId, Notice, OpenConversationId, ProcessQueryKey,
-    ReadRecord, ReadSource, Reminder, UserId,
+    BillingMonth, EpochMillis, EventTrust, IdempotencyKey, MsgId, Notice, OpenConversationId,
+    ProcessQueryKey, ReadRecord, ReadSource, Reminder, UserId,
 };
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -175,6 +176,7 @@ pub struct SledStore {
     push_meta: Tree,
     health: Tree,
     sends: Tree,
+    calls: Tree,
 }
 
 impl std::fmt::Debug for SledStore {
@@ -468,6 +470,7 @@ impl SledStore {
             push_meta: tree("push_meta")?,
             health: tree("health")?,
             sends: tree("sends")?,
+            calls: tree("calls")?,
             commit: Default::default(),
             pending: Default::default(),
             dir: dir.into(),
@@ -1358,6 +1361,60 @@ impl Store for SledStore {
             .map_err(sled_failed("cannot write the event trust"))?;
         self.durable().await
     }
+
+    async fn add_calls(
+        &self,
+        month: &BillingMonth,
+        calls: &[(&str, u64)],
+    ) -> Result<(), StoreError> {
+        let mut wrote = false;
+        for (api, n) in calls {
+            if *n == 0 {
+                continue;
+            }
+            let k = calls_key(month, api);
+            // Atomic per API: concurrent adds never lose a call.
+            self.calls
+                .fetch_and_update(&k, |old| {
+                    let was = old
+                        .and_then(|o| <[u8; 8]>::try_from(o).ok())
+                        .map_or(0, u64::from_be_bytes);
+                    Some(was.saturating_add(*n).to_be_bytes().to_vec())
+                })
+                .map_err(sled_write_failed("cannot add to the call ledger"))?;
+            wrote = true;
+        }
+        if wrote {
+            self.durable().await?;
+        }
+        Ok(())
+    }
+
+    async fn calls_in_month(&self, month: &BillingMonth) -> Result<Vec<(String, u64)>, StoreError> {
+        let prefix = calls_key(month, "");
+        let mut out = Vec::new();
+        for entry in self.calls.scan_prefix(&prefix) {
+            let (k, v) = entry.map_err(sled_failed("cannot read the call ledger"))?;
+            let corrupt = || StoreError::Corrupt {
+                record: format!("call ledger entry {:?}", String::from_utf8_lossy(&k)),
+                source: None,
+            };
+            let api = std::str::from_utf8(&k[prefix.len()..]).map_err(|_| corrupt())?;
+            let n = <[u8; 8]>::try_from(&v[..]).map_err(|_| corrupt())?;
+            out.push((api.to_owned(), u64::from_be_bytes(n)));
+        }
+        out.sort();
+        Ok(out)
+    }
+}
+
+/// `calls` key: month ‖ 0x00 ‖ API name (months are all 7 bytes).
+fn calls_key(month: &BillingMonth, api: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(month.as_str().len() + 1 + api.len());
+    k.extend_from_slice(month.as_str().as_bytes());
+    k.push(SEP);
+    k.extend_from_slice(api.as_bytes());
+    k
 }
 
 #[cfg(test)]

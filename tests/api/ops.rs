@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use readbot::app::Application;
 use readbot::dingtalk::client::DingTalkClient;
 use readbot::domain::{
-    EpochMillis, EventTrust, IdempotencyKey, MsgId, Notice, OpenConversationId, ProcessQueryKey,
-    ReadRecord, UserId,
+    BillingMonth, EpochMillis, EventTrust, IdempotencyKey, MsgId, Notice, OpenConversationId,
+    ProcessQueryKey, ReadRecord, UserId,
 };
 use readbot::fake::{Api, Fault, GroupKind};
 use readbot::store::memory::MemoryStore;
@@ -455,6 +455,18 @@ impl Store for FlakyStore {
     async fn set_event_trust(&self, trust: &EventTrust) -> Result<(), StoreError> {
         self.check()?;
         self.inner.set_event_trust(trust).await
+    }
+    async fn add_calls(
+        &self,
+        month: &BillingMonth,
+        calls: &[(&str, u64)],
+    ) -> Result<(), StoreError> {
+        self.check_durable()?;
+        self.inner.add_calls(month, calls).await
+    }
+    async fn calls_in_month(&self, month: &BillingMonth) -> Result<Vec<(String, u64)>, StoreError> {
+        self.check()?;
+        self.inner.calls_in_month(month).await
     }
     async fn begin_send(
         &self,

@@ -562,6 +562,30 @@ async fn official_python_sdk_conformance() {
             .await
     );
 
+    // A read event (issue 15) reaches the SDK with its fields and is acked.
+    let key = fake.seed_notice(GROUP, "Read by the SDK", "### Read by the SDK");
+    let at = readbot::domain::now_millis();
+    let read = fake
+        .push_read_event(&key, Some("user0003"), at, "sdk-read-1")
+        .expect("live");
+    let ack = wait_ack(&fake, &read.message_id).await;
+    assert_eq!(ack.code, 200, "{ack:?}");
+    assert!(serde_json::from_str::<Value>(&ack.data).is_ok(), "{ack:?}");
+    assert!(
+        fake.wait_until(LIMIT, |_| seen("event", "eventId", "sdk-read-1").is_some())
+            .await
+    );
+    let got = seen("event", "eventId", "sdk-read-1").expect("read event line");
+    assert_eq!(got["eventType"], "robot_msg_read");
+    assert_eq!(got["messageId"], read.message_id.as_str());
+    assert_eq!(got["read"]["processQueryKey"], key.as_str(), "{got}");
+    assert_eq!(got["read"]["userId"], "user0003", "{got}");
+    let operat = &got["read"]["operatTime"];
+    let operat = operat
+        .as_i64()
+        .or_else(|| operat.as_str().and_then(|s| s.parse().ok()));
+    assert_eq!(operat, Some(at), "{got}");
+
     // A disconnect makes the SDK open a new connection with a new ticket.
     fake.set_disconnect_grace(Duration::from_secs(60));
     assert_eq!(fake.disconnect_streams("connection is expired"), 1);

@@ -175,6 +175,13 @@ impl DingTalkClient {
         self.inner.access_token().await.map(|_| ())
     }
 
+    /// Reports every billable request from now on to `ledger` (the quota
+    /// ledger; see [`crate::dingtalk::quota`]). Set once: later calls are
+    /// ignored and return false.
+    pub fn set_call_ledger(&self, ledger: Arc<dyn crate::dingtalk::quota::CallLedger>) -> bool {
+        self.inner.ledger.set(ledger).is_ok()
+    }
+
     /// A snapshot of the per-API counters.
     pub fn stats(&self) -> ClientStats {
         let i = &self.inner;

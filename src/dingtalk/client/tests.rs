@@ -32,6 +32,7 @@ fn cfg(server: &MockServer) -> DingTalkConfig {
         max_pages: 10,
         not_ready_window: Duration::from_secs(300),
         name_concurrency: 3,
+        monthly_call_budget: 5000,
     }
 }
 
@@ -1130,4 +1131,86 @@ async fn recall_reads_success_and_failed_results() {
         ]
     );
     assert_eq!(hits(&server, RECALL).await, 1);
+}
+
+/// A ledger that remembers what the client reported.
+#[derive(Default)]
+struct Recorded {
+    calls: std::sync::Mutex<Vec<&'static str>>,
+    exhausted: AtomicUsize,
+}
+
+impl crate::dingtalk::quota::CallLedger for Recorded {
+    fn record(&self, api: &'static str) {
+        self.calls.lock().unwrap().push(api);
+    }
+    fn quota_exhausted(&self) {
+        self.exhausted.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test]
+async fn billable_requests_reach_the_ledger_and_token_and_names_do_not() {
+    let server = MockServer::start().await;
+    mount_tokens(&server, Duration::ZERO).await;
+    // One throttled answer first: the retry is a second billable request.
+    Mock::given(method("POST"))
+        .and(path(QUERY))
+        .respond_with(api_error(
+            403,
+            "Forbidden.AccessDenied.QpsLimitForAppkeyAndApi",
+        ))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(QUERY))
+        .respond_with(one_page())
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(USER_GET))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(
+                json!({"errcode":0,"errmsg":"ok","result":{"userid":"u1","name":"N"}}),
+            ),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(SEND))
+        .respond_with(api_error(403, "Forbidden.AccessDenied.ApiCountLimitForOrg"))
+        .mount(&server)
+        .await;
+    let c = client_with(&server, |_| {});
+    let ledger = Arc::new(Recorded::default());
+    assert!(c.set_call_ledger(ledger.clone()));
+    assert!(
+        !c.set_call_ledger(Arc::new(Recorded::default())),
+        "set once"
+    );
+
+    c.read_state(&query(now_millis())).await.unwrap();
+    c.user_names(&[uid("u1")]).await.unwrap();
+    let req = GroupSend {
+        group: OpenConversationId::parse("cidGROUP==").unwrap(),
+        robot_code: RobotCode::parse("robot1").unwrap(),
+        message: OutgoingMessage::text("hi"),
+        cool_app_code: None,
+    };
+    let e = c.send_group_message(&req).await.unwrap_err();
+    assert_eq!(e.code(), Some(&ErrorCode::MonthlyQuotaExceeded));
+
+    assert_eq!(
+        *ledger.calls.lock().unwrap(),
+        [
+            "robot.groupMessages.query",
+            "robot.groupMessages.query",
+            "robot.groupMessages.send"
+        ],
+        "every request to a billable API, retries included; no token or user/get"
+    );
+    assert_eq!(ledger.exhausted.load(Ordering::SeqCst), 1);
+    assert_eq!(hits(&server, TOKEN).await, 1);
 }

@@ -8,6 +8,7 @@ use super::wire;
 use super::RetryPolicy;
 use crate::config::DingTalkConfig;
 use crate::dingtalk::capped::{read_capped, Capped, MAX_ANSWER_BYTES};
+use crate::dingtalk::quota::{is_quota_exhausted, CallLedger};
 use crate::dingtalk::{DingTalkError, ErrorCode};
 use reqwest::header::{HeaderValue, ACCEPT};
 use serde_json::{json, Value};
@@ -62,6 +63,19 @@ impl Api {
 
     fn idx(self) -> usize {
         self as usize
+    }
+
+    /// Counts toward the monthly API quota (see [`crate::dingtalk::quota`]).
+    pub(crate) fn billable(self) -> bool {
+        match self {
+            Api::Send
+            | Api::Query
+            | Api::InnerGroupMembers
+            | Api::SceneGroupMembers
+            | Api::DirectSend
+            | Api::Recall => true,
+            Api::Token | Api::UserGet | Api::SessionReply => false,
+        }
     }
 }
 
@@ -137,6 +151,8 @@ pub(crate) struct Inner {
     pub token_refreshes: AtomicU64,
     limiters: Vec<RateLimiter>,
     pub counters: Vec<Counters>,
+    /// Where billable requests are reported (set once by the application).
+    pub ledger: std::sync::OnceLock<Arc<dyn CallLedger>>,
 }
 
 impl Inner {
@@ -161,6 +177,7 @@ impl Inner {
             token_refreshes: AtomicU64::new(0),
             limiters,
             counters,
+            ledger: std::sync::OnceLock::new(),
         })
     }
 
@@ -273,6 +290,11 @@ impl Inner {
         let outcome = res.as_ref().err().map_or("ok", outcome_label);
         crate::metrics::dingtalk_call(call.api.name(), outcome, started.elapsed());
         if let Err(e) = &res {
+            if is_quota_exhausted(e) {
+                if let Some(ledger) = self.ledger.get() {
+                    ledger.quota_exhausted();
+                }
+            }
             counters.errors.fetch_add(1, Ordering::Relaxed);
             span.in_scope(
                 || tracing::warn!(error = %e, code = %e.code_str(), "DingTalk call failed"),
@@ -296,6 +318,11 @@ impl Inner {
                 return Err(DingTalkError::Timeout);
             }
             let per_attempt = self.cfg.timeout.min(remaining);
+            if call.api.billable() {
+                if let Some(ledger) = self.ledger.get() {
+                    ledger.record(call.api.name());
+                }
+            }
             let n = counters.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
             counters.peak_in_flight.fetch_max(n, Ordering::Relaxed);
             let outcome = self.attempt(call, token.as_deref(), per_attempt).await;
@@ -549,6 +576,20 @@ fn describe(e: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod metric_label_tests {
     use super::*;
+
+    #[test]
+    fn the_billable_apis_are_the_published_list() {
+        let billable: Vec<&str> = Api::ALL
+            .iter()
+            .filter(|a| a.billable())
+            .map(|a| a.name())
+            .collect();
+        let mut published = crate::dingtalk::quota::BILLABLE_APIS.to_vec();
+        published.sort_unstable();
+        let mut billable_sorted = billable.clone();
+        billable_sorted.sort_unstable();
+        assert_eq!(billable_sorted, published);
+    }
 
     #[test]
     fn every_outcome_label_is_documented() {
