@@ -149,6 +149,24 @@ impl Application {
             cool_app_code: config.dingtalk.cool_app_code.clone(),
             cfg: config.bot.clone(),
         });
+        if let Some(url) = &config.web.public_url {
+            let key = match &config.web.link_key {
+                Some(k) => k.expose().as_bytes().to_vec(),
+                None => match store.link_key().await? {
+                    Some(k) => k,
+                    None => {
+                        store
+                            .init_link_key(&crate::bot::link::generate_key())
+                            .await?
+                    }
+                },
+            };
+            bot.set_web(crate::bot::page::WebLinks::new(
+                url,
+                &key,
+                config.web.link_ttl,
+            ));
+        }
         let window = i64::try_from(config.bot.signature_window.as_millis()).unwrap_or(i64::MAX);
         let stream = match config.mode {
             Mode::Http => None,

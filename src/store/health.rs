@@ -414,6 +414,14 @@ impl Store for MonitoredStore {
         self.write(self.inner.set_event_trust(trust)).await
     }
 
+    async fn link_key(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.link_key().await
+    }
+
+    async fn init_link_key(&self, candidate: &[u8]) -> Result<Vec<u8>, StoreError> {
+        self.write(self.inner.init_link_key(candidate)).await
+    }
+
     async fn entry_counts(&self) -> Result<EntryCounts, StoreError> {
         self.inner.entry_counts().await
     }
@@ -557,6 +565,15 @@ mod tests {
         async fn set_event_trust(&self, trust: &EventTrust) -> Result<(), StoreError> {
             self.check()?;
             self.inner.set_event_trust(trust).await
+        }
+
+        async fn link_key(&self) -> Result<Option<Vec<u8>>, StoreError> {
+            self.inner.link_key().await
+        }
+
+        async fn init_link_key(&self, candidate: &[u8]) -> Result<Vec<u8>, StoreError> {
+            self.check()?;
+            self.inner.init_link_key(candidate).await
         }
 
         async fn record_notice(&self, n: &Notice) -> Result<(), StoreError> {

@@ -37,6 +37,7 @@ struct Inner {
     reconciled: HashMap<ProcessQueryKey, EpochMillis>,
     trust: EventTrust,
     sends: HashMap<IdempotencyKey, SendRecord>,
+    link_key: Option<Vec<u8>>,
 }
 
 impl Inner {
@@ -423,6 +424,18 @@ impl Store for MemoryStore {
     async fn set_event_trust(&self, trust: &EventTrust) -> Result<(), StoreError> {
         self.lock()?.trust = trust.clone();
         Ok(())
+    }
+
+    async fn link_key(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.lock()?.link_key.clone())
+    }
+
+    async fn init_link_key(&self, candidate: &[u8]) -> Result<Vec<u8>, StoreError> {
+        Ok(self
+            .lock()?
+            .link_key
+            .get_or_insert_with(|| candidate.to_vec())
+            .clone())
     }
 
     async fn begin_send(

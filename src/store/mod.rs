@@ -449,6 +449,16 @@ pub trait Store: Send + Sync + 'static {
 
     /// Stores the verification state of event intake (flushed).
     async fn set_event_trust(&self, trust: &EventTrust) -> Result<(), StoreError>;
+
+    // Page links (issue 13).
+
+    /// The key that signs page links, if one was stored.
+    async fn link_key(&self) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Stores `candidate` as the link key unless one is stored already, and
+    /// returns the stored key (durably written, flushed, before returning).
+    /// Atomic: concurrent callers all get the same key.
+    async fn init_link_key(&self, candidate: &[u8]) -> Result<Vec<u8>, StoreError>;
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@
 //! | `push_meta` | `trust`                                           | JSON [`EventTrust`]            |
 //! | `health`    | `probe`                                           | i64 BE time of the last probe write |
 //! | `sends`     | idempotency key                                   | JSON [`SendRecord`]            |
+//! | `keys`      | `link`                                            | the page-link signing key (raw bytes) |
 //!
 //! A `names` entry carries `verified` (`true`: from DingTalk's member or
 //! user APIs; `false` or absent: learned from a callback, or written before
@@ -175,6 +176,7 @@ pub struct SledStore {
     push_meta: Tree,
     health: Tree,
     sends: Tree,
+    keys: Tree,
 }
 
 impl std::fmt::Debug for SledStore {
@@ -473,6 +475,7 @@ impl SledStore {
             push_meta: tree("push_meta")?,
             health: tree("health")?,
             sends: tree("sends")?,
+            keys: tree("keys")?,
             commit: Default::default(),
             pending: Default::default(),
             dir: dir.into(),
@@ -1338,7 +1341,35 @@ impl Store for SledStore {
             .map_err(sled_failed("cannot write the event trust"))?;
         self.durable().await
     }
+
+    async fn link_key(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .keys
+            .get(LINK_KEY)
+            .map_err(sled_failed("cannot read the link key"))?
+            .map(|v| v.to_vec()))
+    }
+
+    async fn init_link_key(&self, candidate: &[u8]) -> Result<Vec<u8>, StoreError> {
+        let swapped = self
+            .keys
+            .compare_and_swap(LINK_KEY, None::<&[u8]>, Some(candidate))
+            .map_err(sled_write_failed("cannot store the link key"))?;
+        let key = match swapped {
+            Ok(()) => candidate.to_vec(),
+            Err(cas) => match cas.current {
+                Some(current) => current.to_vec(),
+                None => return Err(StoreError::message("link key raced with a removal")),
+            },
+        };
+        // Also for a key found stored: it may not be flushed yet.
+        self.durable().await?;
+        Ok(key)
+    }
 }
+
+/// The `keys` entry of the page-link signing key.
+const LINK_KEY: &[u8] = b"link";
 
 #[cfg(test)]
 mod tests {
