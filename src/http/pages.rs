@@ -21,10 +21,11 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 
-/// A fresh CSP nonce (128 random bits).
+/// A fresh CSP nonce (128 random bits), URL-safe base64: no `/`, `+` or
+/// `=`, so the page's HTML escaping leaves it as it is.
 fn nonce() -> String {
     let bytes: [u8; 16] = rand::random();
-    base64::engine::general_purpose::STANDARD.encode(bytes)
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
 /// The headers every page answer carries; `nonce` allows the page's own
@@ -267,5 +268,19 @@ mod tests {
             .unwrap()
             .starts_with("default-src 'none'"));
         assert_eq!(escape("<b>\"&"), "&lt;b&gt;&quot;&amp;");
+    }
+
+    #[test]
+    fn nonces_are_fresh_and_need_no_escaping() {
+        let (a, b) = (nonce(), nonce());
+        assert_ne!(a, b);
+        for n in [a, b] {
+            assert_eq!(n.len(), 22);
+            assert!(
+                n.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+                "{n}"
+            );
+        }
     }
 }

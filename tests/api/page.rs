@@ -338,3 +338,28 @@ async fn the_link_api_wants_the_token_and_a_recorded_notice() {
         .unwrap();
     assert_eq!(r.status(), 401);
 }
+
+#[tokio::test]
+async fn the_cli_prints_a_link_or_says_why_it_cannot() {
+    use crate::cli::{client_env, readbot};
+    let (app, key) = app_with_notice(&[]).await;
+    let r = readbot(&["link", &key], &client_env(&app), None).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    let mut lines = r.stdout.lines();
+    let url = lines.next().unwrap_or_default();
+    assert!(url.starts_with(&format!("{PUBLIC}/n/")), "{r:?}");
+    assert!(
+        lines
+            .next()
+            .unwrap_or_default()
+            .starts_with("valid until 20"),
+        "{r:?}"
+    );
+    let path = url.strip_prefix(PUBLIC).unwrap();
+    assert_eq!(page(&app, path).await.status(), 200);
+
+    let off = spawn_app().await;
+    let r = readbot(&["link", &key], &client_env(&off), None).await;
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("READBOT_PUBLIC_URL"), "{r:?}");
+}
