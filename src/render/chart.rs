@@ -129,7 +129,7 @@ pub fn progress_svg(c: &ChartInput<'_>) -> String {
     // `write!` to a String cannot fail.
     let _ = write!(
         s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" class="rb-chart" viewBox="0 0 {W} {H}" role="img" aria-labelledby="rb-chart-title rb-chart-desc" font-size="13" fill="currentColor"><title id="rb-chart-title">{}</title><desc id="rb-chart-desc">{}</desc>"#,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" class="rb-chart" viewBox="0 0 {W} {H}" role="img" aria-labelledby="rb-chart-title rb-chart-desc" font-size="16" fill="currentColor"><title id="rb-chart-title">{}</title><desc id="rb-chart-desc">{}</desc>"#,
         esc(c.title),
         esc(c.desc)
     );
