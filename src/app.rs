@@ -155,6 +155,24 @@ impl Application {
         if let Err(e) = bot.call_ledger().load().await {
             tracing::warn!(error = %e.with_causes(), "could not read this month's DingTalk call ledger; counting from zero");
         }
+        if let Some(url) = &config.web.public_url {
+            let key = match &config.web.link_key {
+                Some(k) => k.expose().as_bytes().to_vec(),
+                None => match store.link_key().await? {
+                    Some(k) => k,
+                    None => {
+                        store
+                            .init_link_key(&crate::bot::link::generate_key())
+                            .await?
+                    }
+                },
+            };
+            bot.set_web(crate::bot::page::WebLinks::new(
+                url,
+                &key,
+                config.web.link_ttl,
+            ));
+        }
         let window = i64::try_from(config.bot.signature_window.as_millis()).unwrap_or(i64::MAX);
         let stream = match config.mode {
             Mode::Http => None,

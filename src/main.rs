@@ -53,6 +53,8 @@ enum Command {
     Remind(cli::outreach::RemindArgs),
     /// Recall a notice from its group; readbot sends no more reminders for it.
     Recall(cli::outreach::RecallArgs),
+    /// Print a signed, expiring link to a notice's page (needs READBOT_PUBLIC_URL on the server).
+    Link(cli::outreach::LinkArgs),
     /// Preview a reply template against sample data before deploying it.
     Render(cli::render::RenderArgs),
     /// Ask a running readbot whether it is alive (or ready, with --ready); for container health checks.
@@ -145,6 +147,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         )),
         Command::Recall(args) => Ok(ok(
             cli::outreach::recall(config_path, &args, &mut stdout).await
+        )),
+        Command::Link(args) => Ok(ok(
+            cli::outreach::link(config_path, &args, &mut stdout).await
         )),
         Command::Health(args) => Ok(ok(
             cli::remote::health(config_path, &args, &mut stdout).await

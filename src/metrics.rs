@@ -12,7 +12,7 @@
 //! | `readbot_build_info` | gauge (1) | `version` |
 //! | `readbot_callbacks_total` | counter | `outcome`: `accepted`, `duplicate`, `bad_signature`, `replayed` (a signature's msgId allowance used up), `bad_body`, `quota_exhausted`, `shutting_down`, `busy`, `group_busy` (the group's share of the queue is full), `error` |
 //! | `readbot_dedup_hits_total` | counter | `state`: `in_flight`, `done` |
-//! | `readbot_summaries_total` | counter | `via`: `chat`, `api`; `outcome`: `ok`, `error`, `timeout` |
+//! | `readbot_summaries_total` | counter | `via`: `chat`, `api`, `page`; `outcome`: `ok`, `error`, `timeout` |
 //! | `readbot_summary_duration_seconds` | histogram | `via` |
 //! | `readbot_summaries_in_flight` | gauge | – |
 //! | `readbot_replies_total` | counter | `delivery`: `session`, `session_timeout`, `untrusted_webhook` (a body's sessionWebhook refused: an attack signal; the send API is tried next), `group_send`, `failed`, `dropped` |
@@ -198,7 +198,7 @@ fn describe() {
     );
     describe_counter!(
         SUMMARIES,
-        "Read-receipt summaries produced, by where they were asked for (chat, api) and outcome (ok, error, timeout)."
+        "Read-receipt summaries produced, by where they were asked for (chat, api, page) and outcome (ok, error, timeout)."
     );
     describe_histogram!(
         SUMMARY_DURATION,
@@ -291,7 +291,7 @@ fn preregister() {
     for s in ["in_flight", "done"] {
         counter!(DEDUP_HITS, "state" => s).increment(0);
     }
-    for via in ["chat", "api"] {
+    for via in ["chat", "api", "page"] {
         for o in ["ok", "error", "timeout"] {
             counter!(SUMMARIES, "via" => via, "outcome" => o).increment(0);
         }

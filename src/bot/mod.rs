@@ -7,6 +7,8 @@
 
 pub mod command;
 mod fairness;
+pub mod link;
+pub mod page;
 pub mod push;
 pub mod queued;
 pub mod quota;
@@ -159,6 +161,8 @@ struct Inner {
     push: push::PushState,
     /// Billable DingTalk calls this month against the budget.
     ledger: Arc<quota::Ledger>,
+    /// Page links, once turned on ([`Bot::set_web`]).
+    web: std::sync::OnceLock<page::WebLinks>,
 }
 
 /// The bot. Cheap to clone.
@@ -192,6 +196,7 @@ impl Bot {
                     crate::config::defaults::DINGTALK_MONTHLY_CALL_BUDGET,
                     deps.cfg.timezone.clone(),
                 )),
+                web: std::sync::OnceLock::new(),
                 deps,
                 accepting: AtomicBool::new(true),
                 in_flight: AtomicUsize::new(0),
@@ -557,13 +562,16 @@ impl Bot {
         let outcome = if receipts.is_ok() { "ok" } else { "error" };
         crate::metrics::summary("chat", outcome, Some(started.elapsed()));
         let receipts = receipts?;
+        let full_list_url = self.full_list_url(&notice.key);
+        let mut layout = summary::Layout::of(&self.deps().cfg);
+        layout.full_list_url = full_list_url.as_deref();
         let mut markdown = summary::render_summary(
             &self.deps().renderer,
             &receipts,
             lang,
             fallback,
             &msg.sender_nick,
-            summary::Layout::of(&self.deps().cfg),
+            layout,
         )?;
         let status = self.remind_status(&notice.key, lang).await;
         if !status.is_empty() {

@@ -613,6 +613,56 @@ fn dingtalk_code(code: &ErrorCode, lang: Lang) -> String {
     say(lang, en, zh)
 }
 
+// The notice page (issue 13): the chart's words and the page's errors.
+
+/// Title of the notice page's read-progress chart.
+pub fn chart_title(lang: Lang) -> String {
+    say(lang, "Read progress", "阅读进度")
+}
+
+/// The chart in words (its `<desc>`): who read, of how many, over how long.
+pub fn chart_desc(read: usize, members: usize, span: &str, lang: Lang) -> String {
+    match (lang, members) {
+        (Lang::En, 0) => format!("Cumulative readers since sending: {read} within {span}; the member list is unknown."),
+        (Lang::En, m) => format!("Cumulative readers since sending: {read} of {m} members within {span}. The dashed line is the member count; dotted lines mark when 50% and 80% had read."),
+        (Lang::Zh, 0) => format!("发送以来的累计已读人数：{span}内 {read} 人；群成员名单未知。"),
+        (Lang::Zh, m) => format!("发送以来的累计已读人数：{span}内 {m} 人中 {read} 人已读。虚线为成员总数；点线标出 50% 和 80% 的人已读的时刻。"),
+    }
+}
+
+/// Label of the chart's ceiling line.
+pub fn chart_members(members: usize, lang: Lang) -> String {
+    match lang {
+        Lang::En => format!("{members} members"),
+        Lang::Zh => format!("共 {members} 人"),
+    }
+}
+
+/// A span of time, roughly (`45 min`, `3 h`, `2 d`; `45 分钟`, `3 小时`, `2 天`).
+pub fn span(secs: u64, lang: Lang) -> String {
+    let minutes = secs.div_ceil(60).max(1);
+    let (n, en, zh) = if minutes < 120 {
+        (minutes, "min", "分钟")
+    } else if minutes < 2880 {
+        (minutes / 60, "h", "小时")
+    } else {
+        (minutes / 1440, "d", "天")
+    };
+    match lang {
+        Lang::En => format!("{n} {en}"),
+        Lang::Zh => format!("{n} {zh}"),
+    }
+}
+
+/// The page of a notice readbot no longer keeps (removed by retention).
+pub fn page_notice_gone(lang: Lang) -> String {
+    say(
+        lang,
+        "readbot no longer keeps this notice.",
+        "readbot 已不再保存这条通知。",
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

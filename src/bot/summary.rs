@@ -22,6 +22,9 @@ pub struct Layout<'a> {
     pub max_read_names: usize,
     /// The zone times are shown in (`bot.timezone`).
     pub timezone: &'a ReplyTimeZone,
+    /// The notice page's link, when pages are on (a URL readbot built from
+    /// the configured public URL and a token: not neutralised).
+    pub full_list_url: Option<&'a str>,
 }
 
 impl<'a> Layout<'a> {
@@ -30,6 +33,7 @@ impl<'a> Layout<'a> {
         Self {
             max_read_names: cfg.max_read_names,
             timezone: &cfg.timezone,
+            full_list_url: None,
         }
     }
 }
@@ -103,6 +107,7 @@ pub fn summary_view(
         asker: neutralise(asker),
         reads_from: r.reads_from.as_str().to_owned(),
         progress: progress(r),
+        full_list_url: layout.full_list_url.unwrap_or_default().to_owned(),
     }
 }
 
@@ -313,6 +318,7 @@ mod tests {
         Layout {
             max_read_names,
             timezone: tz,
+            full_list_url: None,
         }
     }
 

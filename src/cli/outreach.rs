@@ -34,6 +34,19 @@ pub struct RecallArgs {
     pub conn: Connection,
 }
 
+/// `readbot link`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LinkArgs {
+    /// processQueryKey of the notice (as printed by `send` or `notices`).
+    #[arg(value_name = "KEY")]
+    pub key: String,
+    /// Print readbot's JSON instead of the link.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub conn: Connection,
+}
+
 fn key_of(raw: &str) -> Result<&str, CliError> {
     let key = raw.trim();
     if key.is_empty() {
@@ -105,6 +118,37 @@ pub async fn recall(
         writeln!(out, "{}", super::remote::pretty(&answer))?;
     } else {
         writeln!(out, "recalled at {}", text(&answer, "recalledAt"))?;
+    }
+    Ok(())
+}
+
+/// `readbot link KEY`: `POST /api/v1/notices/{key}/links`; prints the
+/// notice page's signed link and when it expires.
+pub async fn link(
+    config: Option<&Path>,
+    args: &LinkArgs,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let key = key_of(&args.key)?;
+    let remote = Remote::new(config, &args.conn, Duration::from_secs(60), true)?;
+    let answer = remote
+        .post(&["api", "v1", "notices", key, "links"], &json!({}))
+        .await
+        .map_err(|e| match e {
+            CliError::Failed(m) if m.contains("no such route") => CliError::Failed(format!(
+                "{m} (readbot serves notice pages only when READBOT_PUBLIC_URL is set)"
+            )),
+            other => other,
+        })?;
+    if args.json {
+        writeln!(out, "{}", super::remote::pretty(&answer))?;
+    } else {
+        writeln!(out, "{}", text(&answer, "url"))?;
+        writeln!(
+            out,
+            "valid until {} (whoever holds the link can open the page until then)",
+            text(&answer, "expiresAt")
+        )?;
     }
     Ok(())
 }

@@ -84,6 +84,10 @@ pub const REMIND_COOLDOWN: Duration = Duration::from_secs(600);
 pub const REMIND_MAX_MENTIONS: usize = 200;
 /// `bot.reconcile_interval_secs` / `READBOT_RECONCILE_INTERVAL_SECS`.
 pub const RECONCILE_INTERVAL: Duration = Duration::from_secs(3600);
+/// `web.link_ttl_secs` / `READBOT_LINK_TTL_SECS`: a page link lasts 7 days.
+pub const LINK_TTL: Duration = Duration::from_secs(7 * 86_400);
+/// Longest `web.link_ttl_secs` accepted: 90 days.
+pub const LINK_TTL_MAX: Duration = Duration::from_secs(90 * 86_400);
 
 /// `stream.backoff_base_ms` / `READBOT_STREAM_BACKOFF_BASE_MS`.
 pub const STREAM_BACKOFF_BASE: Duration = Duration::from_secs(1);

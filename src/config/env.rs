@@ -86,6 +86,21 @@ pub const ENV_KEYS: &[(&str, &str, &str)] = &[
         "public base URL (for printing the callback URL)",
     ),
     (
+        "READBOT_PUBLIC_URL",
+        "web.public_url",
+        "public base URL of the notice pages; turns on the summary's \"Full list\" link",
+    ),
+    (
+        "READBOT_LINK_KEY",
+        "web.link_key",
+        "key that signs page links (default: generated and kept in the store)",
+    ),
+    (
+        "READBOT_LINK_TTL_SECS",
+        "web.link_ttl_secs",
+        "how long a page link stays valid",
+    ),
+    (
         "DINGTALK_APP_KEY",
         "dingtalk.app_key",
         "app key (Client ID)",

@@ -333,6 +333,32 @@ pub struct Config {
     pub server: ServerConfig,
     /// HTTP event push (read and recall events); off unless both keys are set.
     pub events: EventsConfig,
+    /// The notice page behind the summary's "Full list" link (`[web]`).
+    pub web: WebConfig,
+}
+
+/// The notice page and its signed links (`[web]`); off without a public URL.
+#[derive(Debug, Clone)]
+pub struct WebConfig {
+    /// Where readbot's pages are reachable from a phone (`READBOT_PUBLIC_URL`,
+    /// `web.public_url`, else the top-level `public_url`); `None`: no links
+    /// are offered and no page routes are served.
+    pub public_url: Option<Url>,
+    /// `READBOT_LINK_KEY`: the key that signs page links (at least 32
+    /// characters); `None`: one generated on first start and kept in the store.
+    pub link_key: Option<Secret>,
+    /// How long a minted link stays valid (`web.link_ttl_secs`).
+    pub link_ttl: Duration,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        Self {
+            public_url: None,
+            link_key: None,
+            link_ttl: defaults::LINK_TTL,
+        }
+    }
 }
 
 /// The keys of the HTTP event push subscription (`POST /dingtalk/events`).

@@ -4,7 +4,7 @@
 use super::env::{parse_base, pick, pick_str, Env};
 use super::{
     defaults, BotConfig, ClientSettings, Config, ConfigError, DingTalkConfig, EventsConfig, Mode,
-    RemindPolicy, ReplyTimeZone, RosterSource, Secret, ServerConfig, StreamConfig,
+    RemindPolicy, ReplyTimeZone, RosterSource, Secret, ServerConfig, StreamConfig, WebConfig,
 };
 use crate::domain::{RobotCode, UserId};
 use serde::Deserialize;
@@ -33,6 +33,69 @@ pub(super) struct RawFile {
     stream: RawStream,
     #[serde(default)]
     server: RawServer,
+    #[serde(default)]
+    web: RawWeb,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWeb {
+    public_url: Option<String>,
+    link_key: Option<String>,
+    link_ttl_secs: Option<u64>,
+}
+
+impl RawWeb {
+    /// The page settings: environment over `[web]` over the top-level
+    /// `public_url` (one address serves the callback and the pages).
+    fn into_config(
+        self,
+        env: &dyn Env,
+        top_public_url: Option<String>,
+    ) -> Result<WebConfig, ConfigError> {
+        let public_url = match pick_str(
+            env,
+            "READBOT_PUBLIC_URL",
+            self.public_url.or(top_public_url),
+        ) {
+            None => None,
+            Some(u) => {
+                let url = parse_base("READBOT_PUBLIC_URL", &u)?;
+                if url.query().is_some() || url.fragment().is_some() {
+                    return Err(ConfigError::Invalid {
+                        key: "READBOT_PUBLIC_URL",
+                        message: format!("{u:?} must not carry a query or a fragment"),
+                    });
+                }
+                Some(url)
+            }
+        };
+        let link_key = pick_str(env, "READBOT_LINK_KEY", self.link_key).map(Secret::new);
+        if link_key.as_ref().is_some_and(|k| k.expose().len() < 32) {
+            return Err(ConfigError::Invalid {
+                key: "READBOT_LINK_KEY",
+                message: "must be at least 32 characters".into(),
+            });
+        }
+        let link_ttl = match pick::<u64>(env, "READBOT_LINK_TTL_SECS", self.link_ttl_secs)? {
+            None => defaults::LINK_TTL,
+            Some(v) if v == 0 || v > defaults::LINK_TTL_MAX.as_secs() => {
+                return Err(ConfigError::Invalid {
+                    key: "READBOT_LINK_TTL_SECS",
+                    message: format!(
+                        "must be greater than 0 and at most {}",
+                        defaults::LINK_TTL_MAX.as_secs()
+                    ),
+                })
+            }
+            Some(v) => Duration::from_secs(v),
+        };
+        Ok(WebConfig {
+            public_url,
+            link_key,
+            link_ttl,
+        })
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -155,7 +218,8 @@ impl RawFile {
             .get("READBOT_TEMPLATES_DIR")
             .map(PathBuf::from)
             .or(raw.templates_dir);
-        let public_url = pick_str(env, "READBOT_PUBLIC_URL", raw.public_url);
+        let public_url = pick_str(env, "READBOT_PUBLIC_URL", raw.public_url.clone());
+        let web = raw.web.into_config(env, raw.public_url)?;
 
         let d = raw.dingtalk;
         let app_key = pick_str(env, "DINGTALK_APP_KEY", d.app_key)
@@ -435,6 +499,7 @@ impl RawFile {
             stream,
             server,
             events,
+            web,
         })
     }
 }

@@ -77,6 +77,28 @@ impl ReplyTimeZone {
             .to_zoned_datetime(self.tz.clone());
         Some((i32::from(z.year()), u32::try_from(z.month()).ok()?))
     }
+
+    /// `ms` as `YYYY-MM-DD HH:MM:SS` in this zone (read times on the notice
+    /// page); `?` outside the calendar's range.
+    pub fn format_seconds(&self, ms: i64) -> String {
+        self.strftime(ms, "%Y-%m-%d %H:%M:%S")
+    }
+
+    /// `ms` as RFC 3339 with this zone's offset (`2024-02-19T15:20:04+08:00`),
+    /// for exports; `?` outside the calendar's range.
+    pub fn format_rfc3339(&self, ms: i64) -> String {
+        self.strftime(ms, "%Y-%m-%dT%H:%M:%S%:z")
+    }
+
+    fn strftime(&self, ms: i64, format: &str) -> String {
+        jiff::Timestamp::from_millisecond(ms)
+            .map(|t| {
+                t.to_zoned_datetime(self.tz.clone())
+                    .strftime(format)
+                    .to_string()
+            })
+            .unwrap_or_else(|_| String::from("?"))
+    }
 }
 
 impl Default for ReplyTimeZone {
@@ -101,6 +123,12 @@ mod tests {
         // 2024-02-19 07:20:04 UTC = 15:20 in UTC+8.
         assert_eq!(z.format_minutes(1_708_327_204_136), "2024-02-19 15:20");
         assert_eq!(z.format_minutes(0), "1970-01-01 08:00");
+        assert_eq!(z.format_seconds(1_708_327_204_136), "2024-02-19 15:20:04");
+        assert_eq!(
+            z.format_rfc3339(1_708_327_204_136),
+            "2024-02-19T15:20:04+08:00"
+        );
+        assert_eq!(z.format_seconds(i64::MAX), "?");
     }
 
     #[test]

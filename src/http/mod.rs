@@ -7,6 +7,8 @@
 //!   extractor before the body is read;
 //! - `/api/v1` (nested): the notices API and `GET /api/v1/usage` (the
 //!   DingTalk call ledger), every route behind the bearer-token layer (`auth`);
+//! - `GET /n/{token}` (+ `/csv`, `/json`): the notice page behind a signed
+//!   link (`pages`), only when a public URL is set;
 //! - `GET /healthz`; `/metrics` and `/readyz` come from [`ops_router`];
 //! - anything else: 404, and a known path with a wrong method 405 (with its
 //!   `Allow` header), both in readbot's JSON error shape; a body over
@@ -21,6 +23,7 @@ mod events;
 pub mod extract;
 mod notices;
 pub mod ops;
+mod pages;
 pub mod serve;
 mod usage;
 
@@ -61,6 +64,12 @@ pub fn router(state: AppState, max_body: usize) -> Router {
     if state.events.is_some() {
         routes = routes.route("/dingtalk/events", post(events::events));
     }
+    if state.bot.pages_enabled() {
+        routes = routes
+            .route("/n/{token}", get(pages::notice))
+            .route("/n/{token}/csv", get(pages::csv))
+            .route("/n/{token}/json", get(pages::json));
+    }
     routes
         .nest("/api/v1", api_router(state.clone()))
         .route("/healthz", get(healthz))
@@ -84,8 +93,11 @@ pub fn router(state: AppState, max_body: usize) -> Router {
 /// The JSON 405 is set before the token layer so that the layer covers it
 /// (set later, it would answer 405 without asking for the token).
 fn api_router(state: AppState) -> Router<AppState> {
-    Router::new()
-        .route("/notices", post(notices::create).get(notices::list))
+    let mut api = Router::new();
+    if state.bot.pages_enabled() {
+        api = api.route("/notices/{key}/links", post(notices::links));
+    }
+    api.route("/notices", post(notices::create).get(notices::list))
         .route("/notices/{key}/receipts", get(notices::receipts))
         .route("/usage", get(usage::usage))
         .method_not_allowed_fallback(method_not_allowed)

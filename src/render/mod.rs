@@ -13,6 +13,8 @@
 //! Untrusted text reaches the templates already neutralised
 //! ([`markdown::neutralise`], also the `neutralise` filter).
 
+pub mod chart;
+pub mod export;
 pub mod markdown;
 mod samples;
 pub mod view;
@@ -45,6 +47,9 @@ pub enum RenderError {
 struct TemplateSpec {
     /// The name, without language and extension.
     name: &'static str,
+    /// The format: `md` (chat markdown, no escaping) or `html` (the notice
+    /// page, HTML auto-escape on).
+    ext: &'static str,
     /// The embedded default of `<name>.en.md.j2`.
     en: &'static str,
     /// The embedded default of `<name>.zh.md.j2`.
@@ -67,27 +72,45 @@ impl TemplateSpec {
 const TEMPLATES: &[TemplateSpec] = &[
     TemplateSpec {
         name: "summary",
+        ext: "md",
         en: include_str!("../../templates/summary.en.md.j2"),
         zh: include_str!("../../templates/summary.zh.md.j2"),
         samples: samples::summary,
     },
     TemplateSpec {
         name: "list",
+        ext: "md",
         en: include_str!("../../templates/list.en.md.j2"),
         zh: include_str!("../../templates/list.zh.md.j2"),
         samples: samples::list,
     },
     TemplateSpec {
         name: "help",
+        ext: "md",
         en: include_str!("../../templates/help.en.md.j2"),
         zh: include_str!("../../templates/help.zh.md.j2"),
         samples: samples::help,
     },
     TemplateSpec {
         name: "error",
+        ext: "md",
         en: include_str!("../../templates/error.en.md.j2"),
         zh: include_str!("../../templates/error.zh.md.j2"),
         samples: samples::error,
+    },
+    TemplateSpec {
+        name: "notice",
+        ext: "html",
+        en: include_str!("../../templates/notice.en.html.j2"),
+        zh: include_str!("../../templates/notice.zh.html.j2"),
+        samples: samples::notice_page,
+    },
+    TemplateSpec {
+        name: "link_error",
+        ext: "html",
+        en: include_str!("../../templates/link_error.en.html.j2"),
+        zh: include_str!("../../templates/link_error.zh.html.j2"),
+        samples: samples::link_error,
     },
 ];
 
@@ -110,22 +133,27 @@ fn spec(name: &str) -> Option<&'static TemplateSpec> {
     TEMPLATES.iter().find(|t| t.name == name)
 }
 
-/// The spec and language a file name `<name>.<lang>.md.j2` stands for.
+/// The spec and language a file name `<name>.<lang>.<ext>.j2` stands for.
 fn spec_of_file(file_name: &str) -> Option<(&'static TemplateSpec, Lang)> {
-    let stem = file_name.strip_suffix(".md.j2")?;
+    let stem = file_name.strip_suffix(".j2")?;
+    let (stem, ext) = stem.rsplit_once('.')?;
     let (name, code) = stem.rsplit_once('.')?;
     let lang = LANGS.into_iter().find(|l| l.code() == code)?;
-    Some((spec(name)?, lang))
+    let spec = spec(name)?;
+    (spec.ext == ext).then_some((spec, lang))
 }
 
-/// The template names (`summary`, `list`, `help`, `error`).
+/// The template names (`summary`, `list`, `help`, `error`, and the pages
+/// `notice`, `link_error`).
 pub fn template_names() -> &'static [&'static str] {
     &NAMES
 }
 
-/// The file name of a template: `<name>.<lang>.md.j2`.
+/// The file name of a template: `<name>.<lang>.md.j2` (chat) or
+/// `<name>.<lang>.html.j2` (pages).
 pub fn template_file_name(name: &str, lang: Lang) -> String {
-    format!("{name}.{}.md.j2", lang.code())
+    let ext = spec(name).map_or("md", |s| s.ext);
+    format!("{name}.{}.{ext}.j2", lang.code())
 }
 
 /// The embedded default source of a template file, if it exists.
@@ -135,7 +163,15 @@ pub fn embedded_source(file_name: &str) -> Option<&'static str> {
 
 fn environment() -> Result<Environment<'static>, RenderError> {
     let mut env = Environment::new();
-    env.set_auto_escape_callback(|_| AutoEscape::None);
+    // Pages are HTML: every value is escaped unless a template marks it
+    // `|safe` (only the chart, which readbot draws). Chat is markdown.
+    env.set_auto_escape_callback(|name| {
+        if name.ends_with(".html.j2") {
+            AutoEscape::Html
+        } else {
+            AutoEscape::None
+        }
+    });
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     // Errors carry the failing expression's span (also in release builds),
     // so an undefined variable is named in the error.
@@ -412,6 +448,57 @@ mod tests {
     }
 
     #[test]
+    fn pages_escape_every_value_but_the_chart_and_chat_escapes_nothing() {
+        let r = renderer();
+        let mut page = samples::sample_notice_page();
+        page.title = "<script>alert(1)</script>".into();
+        page.unread[0].name = "<img src=x onerror=alert(1)>".into();
+        page.query = "\"><b>".into();
+        for lang in LANGS {
+            let html = r.render("notice", lang, &page).unwrap();
+            assert!(!html.contains("<img src=x"), "{html}");
+            assert!(
+                html.contains("&lt;img src=x onerror=alert(1)&gt;"),
+                "{html}"
+            );
+            assert!(!html.contains("<script>alert"), "{html}");
+            assert!(!html.contains("\"><b>"), "{html}");
+            assert!(
+                html.contains(&page.chart_svg),
+                "the chart is readbot's own SVG"
+            );
+            assert_eq!(
+                html.matches(&format!("nonce=\"{}\"", page.nonce)).count(),
+                2,
+                "style and script carry the nonce"
+            );
+            assert!(
+                !html.contains("style=\""),
+                "no style attributes: the CSP refuses them"
+            );
+        }
+        let mut summary = sample_summary();
+        summary.title = "a < b".into();
+        let md = r.render("summary", Lang::En, &summary).unwrap();
+        assert!(md.contains("a < b"), "{md}");
+        assert!(
+            md.contains("[Full list](https://readbot.example.com/n/"),
+            "{md}"
+        );
+        let zh = r.render("summary", Lang::Zh, &summary).unwrap();
+        assert!(zh.contains("[完整名单](https://"), "{zh}");
+        summary.full_list_url.clear();
+        let md = r.render("summary", Lang::En, &summary).unwrap();
+        assert!(!md.contains("Full list"), "{md}");
+        for (expired, en) in [(true, "expired"), (false, "invalid")] {
+            let html = r
+                .render("link_error", Lang::En, &view::LinkErrorView { expired })
+                .unwrap();
+            assert!(html.contains(en), "{html}");
+        }
+    }
+
+    #[test]
     fn templates_readme_documents_every_variable() {
         let readme = include_str!("../../templates/README.md");
         let item = ListItemView {
@@ -437,6 +524,10 @@ mod tests {
                 message: String::new(),
             })
             .unwrap(),
+            serde_json::to_value(samples::sample_notice_page()).unwrap(),
+            serde_json::to_value(&samples::sample_notice_page().read[0]).unwrap(),
+            serde_json::to_value(&samples::sample_notice_page().reminders[0]).unwrap(),
+            serde_json::to_value(view::LinkErrorView { expired: true }).unwrap(),
         ];
         for view in views {
             for key in view.as_object().unwrap().keys() {

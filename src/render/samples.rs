@@ -3,7 +3,8 @@
 //! (overrides included) and `readbot render --sample`.
 
 use super::view::{
-    ErrorView, HelpView, ListItemView, ListView, PersonView, ProgressView, SummaryView,
+    ErrorView, HelpView, LinkErrorView, ListItemView, ListView, NoticePageView, PersonView,
+    ProgressView, ReaderView, ReminderView, SummaryView,
 };
 use minijinja::value::{Serde, Value};
 use serde::Serialize;
@@ -59,6 +60,7 @@ pub(super) fn sample_summary() -> SummaryView {
                 within_minutes: 125,
             },
         ],
+        full_list_url: "https://readbot.example.com/n/djE6bjo.c2lnbmF0dXJl".into(),
     }
 }
 
@@ -79,6 +81,7 @@ pub(super) fn summary() -> Vec<Sample> {
         author: String::new(),
         reads_from: "query".into(),
         progress: vec![],
+        full_list_url: String::new(),
         ..sample_summary()
     };
     let nobody = SummaryView {
@@ -182,4 +185,98 @@ pub(super) fn error() -> Vec<Sample> {
             message: "DingTalk did not answer; try again in a minute.".into(),
         }),
     )]
+}
+
+fn reader(name: &str, user_id: &str, read_at: &str, source: &str) -> ReaderView {
+    ReaderView {
+        name: name.into(),
+        user_id: user_id.into(),
+        read_at: read_at.into(),
+        source: source.into(),
+    }
+}
+
+/// A notice page with readers from events and a query, a reminder and a chart.
+pub(super) fn sample_notice_page() -> NoticePageView {
+    NoticePageView {
+        title: "Fire drill on Friday".into(),
+        author: "Li Lei".into(),
+        sent_at: "2024-05-17 09:30".into(),
+        timezone: "Asia/Shanghai".into(),
+        send_status: "SUCCESS".into(),
+        recalled_at: String::new(),
+        read_count: 3,
+        unread_count: 2,
+        member_count: 5,
+        percent: 60,
+        query: String::new(),
+        unread: vec![person("Han Meimei", "u4"), person("<b>Wang</b>", "u5")],
+        read: vec![
+            reader("Li Lei", "u1", "2024-05-17 09:31:02", "event"),
+            reader("Zhang Wei", "u2", "2024-05-17 09:40:00", "query"),
+            reader("u3", "u3", "", ""),
+        ],
+        roster_source: "inner_group".into(),
+        roster_complete: true,
+        reads_from: "events".into(),
+        truncated: false,
+        progress: vec![ProgressView {
+            percent: 50,
+            within_minutes: 10,
+        }],
+        reminders: vec![ReminderView {
+            at: "2024-05-17 11:00".into(),
+            count: 2,
+            via: "mention".into(),
+            by: "Li Lei".into(),
+        }],
+        chart_svg: "<svg role=\"img\" viewBox=\"0 0 10 10\"><title>chart</title></svg>".into(),
+        csv_url: "djE6bjo.c2ln/csv".into(),
+        json_url: "djE6bjo.c2ln/json".into(),
+        expires_at: "2024-05-24 09:30".into(),
+        nonce: "bm9uY2U".into(),
+    }
+}
+
+/// Samples of `notice`.
+pub(super) fn notice_page() -> Vec<Sample> {
+    let full = sample_notice_page();
+    let searched = NoticePageView {
+        query: "zhang".into(),
+        unread: vec![],
+        read: vec![reader("Zhang Wei", "u2", "2024-05-17 09:40:00", "query")],
+        reminders: vec![],
+        progress: vec![],
+        ..sample_notice_page()
+    };
+    let unknown = NoticePageView {
+        member_count: 0,
+        unread_count: 0,
+        percent: 0,
+        unread: vec![],
+        send_status: "RECALLED".into(),
+        recalled_at: "2024-05-17 12:00".into(),
+        roster_source: "learned".into(),
+        roster_complete: false,
+        reads_from: "query".into(),
+        truncated: true,
+        author: String::new(),
+        ..sample_notice_page()
+    };
+    vec![
+        ("some have read; one reminder; a chart", v(&full)),
+        ("a search that found one reader", v(&searched)),
+        (
+            "member list unknown; recalled; cut at the page limit; no author",
+            v(&unknown),
+        ),
+    ]
+}
+
+/// Samples of `link_error`.
+pub(super) fn link_error() -> Vec<Sample> {
+    vec![
+        ("an expired link", v(&LinkErrorView { expired: true })),
+        ("an invalid link", v(&LinkErrorView { expired: false })),
+    ]
 }

@@ -64,6 +64,9 @@ pub struct SummaryView {
     /// members and how long after sending each was reached (empty when not
     /// reached or unknown).
     pub progress: Vec<ProgressView>,
+    /// The notice page's signed link (`{public_url}/n/{token}`); empty when
+    /// no public URL is set (then no link is offered).
+    pub full_list_url: String,
 }
 
 /// One read-progress milestone of a summary.
@@ -111,4 +114,97 @@ pub struct HelpView {
 pub struct ErrorView {
     /// The human sentence.
     pub message: String,
+}
+
+/// Context of `notice.<lang>.html.j2`: the notice page behind the summary's
+/// "Full list" link. Values are plain text: the page template escapes them
+/// (HTML auto-escape), except `chart_svg`, which readbot draws.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct NoticePageView {
+    /// Notice title.
+    pub title: String,
+    /// Author's name (or id); empty when unknown.
+    pub author: String,
+    /// Send time, `YYYY-MM-DD HH:MM` in `timezone`.
+    pub sent_at: String,
+    /// The IANA name of the zone every time on the page is in.
+    pub timezone: String,
+    /// `SUCCESS`, `RECALLED`, `PROCESSING` or an unknown DingTalk value.
+    pub send_status: String,
+    /// When the notice was recalled (`YYYY-MM-DD HH:MM`), empty if it was not.
+    pub recalled_at: String,
+    /// Members who read.
+    pub read_count: usize,
+    /// Members who did not read.
+    pub unread_count: usize,
+    /// Roster size (0 when unknown).
+    pub member_count: usize,
+    /// `read_count / member_count` in percent, rounded down.
+    pub percent: u32,
+    /// The search text (`?q=`), empty when none.
+    pub query: String,
+    /// Unread members matching `query` (every one of them: no cut).
+    pub unread: Vec<PersonView>,
+    /// Readers matching `query`, with read time and source, earliest first.
+    pub read: Vec<ReaderView>,
+    /// `inner_group`, `scene_group` or `learned`.
+    pub roster_source: String,
+    /// Whether the roster is known to be the whole group.
+    pub roster_complete: bool,
+    /// `events` (read events, live) or `query` (DingTalk queried just now).
+    pub reads_from: String,
+    /// True when the read query stopped at the page cap.
+    pub truncated: bool,
+    /// 50% / 80% / 100% milestones reached, as in the summary.
+    pub progress: Vec<ProgressView>,
+    /// Reminders sent about the notice, oldest first.
+    pub reminders: Vec<ReminderView>,
+    /// The read-progress chart, an inline `<svg>` drawn by readbot (already
+    /// escaped: output it with `|safe`).
+    pub chart_svg: String,
+    /// The CSV export (relative link).
+    pub csv_url: String,
+    /// The JSON export (relative link).
+    pub json_url: String,
+    /// When the link stops working (`YYYY-MM-DD HH:MM` in `timezone`).
+    pub expires_at: String,
+    /// The Content-Security-Policy nonce: `<style>` and `<script>` need
+    /// `nonce="{{ nonce }}"` or the browser ignores them.
+    pub nonce: String,
+}
+
+/// One reader on the notice page.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ReaderView {
+    /// Display name, or the user id when no name is known.
+    pub name: String,
+    /// The user id.
+    pub user_id: String,
+    /// When they read it (`event`), or when a query first saw it (`query`:
+    /// the read happened at or before), `YYYY-MM-DD HH:MM:SS`; empty when
+    /// readbot has no time for this reader.
+    pub read_at: String,
+    /// `event`, `query`, or empty when unknown.
+    pub source: String,
+}
+
+/// One reminder on the notice page.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ReminderView {
+    /// When it was sent (`YYYY-MM-DD HH:MM`).
+    pub at: String,
+    /// How many people it reached.
+    pub count: usize,
+    /// `mention` (in the group) or `dm` (direct messages).
+    pub via: String,
+    /// Who asked for it (name or id); empty for readbot's API.
+    pub by: String,
+}
+
+/// Context of `link_error.<lang>.html.j2`: the 403 page of a bad link.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct LinkErrorView {
+    /// True when the link was genuine but has expired; false when it is
+    /// invalid (tampered, cut or made up).
+    pub expired: bool,
 }

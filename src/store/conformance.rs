@@ -648,6 +648,18 @@ pub(crate) async fn call_ledger_adds_per_api_and_month<S: Store>(s: std::sync::A
     );
 }
 
+/// The link key is stored once: the first candidate wins and every later
+/// call (or reader) gets it back.
+pub(crate) async fn link_key_is_set_once<S: Store>(s: &S) {
+    assert_eq!(s.link_key().await.unwrap(), None);
+    assert_eq!(s.init_link_key(b"first key").await.unwrap(), b"first key");
+    assert_eq!(s.init_link_key(b"second key").await.unwrap(), b"first key");
+    assert_eq!(
+        s.link_key().await.unwrap().as_deref(),
+        Some(&b"first key"[..])
+    );
+}
+
 pub(crate) fn ikey(s: &str) -> IdempotencyKey {
     IdempotencyKey::parse(s).unwrap()
 }
@@ -896,6 +908,11 @@ macro_rules! conformance {
             #[allow(unused_imports)]
             use super::*;
 
+            #[tokio::test]
+            async fn link_key_is_set_once() {
+                let (_guard, s) = $make;
+                super::link_key_is_set_once(&s).await;
+            }
             #[tokio::test]
             async fn record_and_get() {
                 let (_guard, s) = $make;

@@ -426,6 +426,14 @@ impl Store for MonitoredStore {
         self.inner.calls_in_month(month).await
     }
 
+    async fn link_key(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.link_key().await
+    }
+
+    async fn init_link_key(&self, candidate: &[u8]) -> Result<Vec<u8>, StoreError> {
+        self.write(self.inner.init_link_key(candidate)).await
+    }
+
     async fn entry_counts(&self) -> Result<EntryCounts, StoreError> {
         self.inner.entry_counts().await
     }
@@ -585,6 +593,15 @@ mod tests {
             month: &BillingMonth,
         ) -> Result<Vec<(String, u64)>, StoreError> {
             self.inner.calls_in_month(month).await
+        }
+
+        async fn link_key(&self) -> Result<Option<Vec<u8>>, StoreError> {
+            self.inner.link_key().await
+        }
+
+        async fn init_link_key(&self, candidate: &[u8]) -> Result<Vec<u8>, StoreError> {
+            self.check()?;
+            self.inner.init_link_key(candidate).await
         }
 
         async fn record_notice(&self, n: &Notice) -> Result<(), StoreError> {

@@ -39,6 +39,7 @@ struct Inner {
     sends: HashMap<IdempotencyKey, SendRecord>,
     /// The quota ledger: (month, API) → calls.
     calls: BTreeMap<(BillingMonth, String), u64>,
+    link_key: Option<Vec<u8>>,
 }
 
 impl Inner {
@@ -454,6 +455,18 @@ impl Store for MemoryStore {
             .filter(|((m, _), _)| m == month)
             .map(|((_, api), n)| (api.clone(), *n))
             .collect())
+    }
+
+    async fn link_key(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.lock()?.link_key.clone())
+    }
+
+    async fn init_link_key(&self, candidate: &[u8]) -> Result<Vec<u8>, StoreError> {
+        Ok(self
+            .lock()?
+            .link_key
+            .get_or_insert_with(|| candidate.to_vec())
+            .clone())
     }
 
     async fn begin_send(

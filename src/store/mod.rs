@@ -464,6 +464,16 @@ pub trait Store: Send + Sync + 'static {
     /// The ledger of `month`: calls per API, sorted by API name (APIs
     /// without calls are absent).
     async fn calls_in_month(&self, month: &BillingMonth) -> Result<Vec<(String, u64)>, StoreError>;
+
+    // Page links (issue 13).
+
+    /// The key that signs page links, if one was stored.
+    async fn link_key(&self) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Stores `candidate` as the link key unless one is stored already, and
+    /// returns the stored key (durably written, flushed, before returning).
+    /// Atomic: concurrent callers all get the same key.
+    async fn init_link_key(&self, candidate: &[u8]) -> Result<Vec<u8>, StoreError>;
 }
 
 #[cfg(test)]

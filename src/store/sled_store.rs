@@ -24,6 +24,7 @@
 //! | `health`    | `probe`                                           | i64 BE time of the last probe write |
 //! | `sends`     | idempotency key                                   | JSON [`SendRecord`]            |
 //! | `calls`     | month (`YYYY-MM`) ‖ 0x00 ‖ API name               | u64 BE billable calls (quota ledger) |
+//! | `keys`      | `link`                                            | the page-link signing key (raw bytes) |
 //!
 //! A `names` entry carries `verified` (`true`: from DingTalk's member or
 //! user APIs; `false` or absent: learned from a callback, or written before
@@ -177,6 +178,7 @@ pub struct SledStore {
     health: Tree,
     sends: Tree,
     calls: Tree,
+    keys: Tree,
 }
 
 impl std::fmt::Debug for SledStore {
@@ -471,6 +473,7 @@ impl SledStore {
             health: tree("health")?,
             sends: tree("sends")?,
             calls: tree("calls")?,
+            keys: tree("keys")?,
             commit: Default::default(),
             pending: Default::default(),
             dir: dir.into(),
@@ -1406,6 +1409,31 @@ impl Store for SledStore {
         out.sort();
         Ok(out)
     }
+
+    async fn link_key(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .keys
+            .get(LINK_KEY)
+            .map_err(sled_failed("cannot read the link key"))?
+            .map(|v| v.to_vec()))
+    }
+
+    async fn init_link_key(&self, candidate: &[u8]) -> Result<Vec<u8>, StoreError> {
+        let swapped = self
+            .keys
+            .compare_and_swap(LINK_KEY, None::<&[u8]>, Some(candidate))
+            .map_err(sled_write_failed("cannot store the link key"))?;
+        let key = match swapped {
+            Ok(()) => candidate.to_vec(),
+            Err(cas) => match cas.current {
+                Some(current) => current.to_vec(),
+                None => return Err(StoreError::message("link key raced with a removal")),
+            },
+        };
+        // Also for a key found stored: it may not be flushed yet.
+        self.durable().await?;
+        Ok(key)
+    }
 }
 
 /// `calls` key: month ‖ 0x00 ‖ API name (months are all 7 bytes).
@@ -1416,6 +1444,9 @@ fn calls_key(month: &BillingMonth, api: &str) -> Vec<u8> {
     k.extend_from_slice(api.as_bytes());
     k
 }
+
+/// The `keys` entry of the page-link signing key.
+const LINK_KEY: &[u8] = b"link";
 
 #[cfg(test)]
 mod tests {

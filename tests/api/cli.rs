@@ -92,7 +92,7 @@ fn one_line(s: &str) -> &str {
 async fn every_subcommand_has_help_and_usage_errors_exit_2() {
     for sub in [
         "serve", "sandbox", "check", "send", "receipts", "notices", "render", "health", "remind",
-        "recall",
+        "recall", "link",
     ] {
         let r = readbot(&[sub, "--help"], &[], None).await;
         assert_eq!(r.code, 0, "{sub}: {r:?}");
@@ -255,7 +255,7 @@ async fn check_and_serve_report_configuration_errors_with_exit_2() {
     assert!(one_line(&r.stderr).contains("READBOT_LISTEN"), "{r:?}");
 }
 
-fn client_env(app: &TestApp) -> Vec<(&'static str, String)> {
+pub(crate) fn client_env(app: &TestApp) -> Vec<(&'static str, String)> {
     vec![
         ("READBOT_URL", app.addr.clone()),
         ("READBOT_API_TOKEN", API_TOKEN.to_string()),

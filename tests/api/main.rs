@@ -15,6 +15,7 @@ mod health;
 mod helpers;
 mod notices;
 mod ops;
+mod page;
 mod quota;
 mod refusals;
 mod reliability;

@@ -468,6 +468,14 @@ impl Store for FlakyStore {
         self.check()?;
         self.inner.calls_in_month(month).await
     }
+    async fn link_key(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        self.check()?;
+        self.inner.link_key().await
+    }
+    async fn init_link_key(&self, candidate: &[u8]) -> Result<Vec<u8>, StoreError> {
+        self.check_durable()?;
+        self.inner.init_link_key(candidate).await
+    }
     async fn begin_send(
         &self,
         key: &IdempotencyKey,

@@ -125,6 +125,10 @@ async fn openapi_document_matches_the_routes() {
         ("/api/v1/notices/{processQueryKey}", "delete"),
         ("/api/v1/notices/{processQueryKey}/reminders", "post"),
         ("/api/v1/usage", "get"),
+        ("/api/v1/notices/{processQueryKey}/links", "post"),
+        ("/n/{token}", "get"),
+        ("/n/{token}/csv", "get"),
+        ("/n/{token}/json", "get"),
         ("/healthz", "get"),
         ("/readyz", "get"),
         ("/metrics", "get"),
@@ -136,7 +140,7 @@ async fn openapi_document_matches_the_routes() {
             "{method} {path} is not documented"
         );
     }
-    assert_eq!(doc["paths"].as_object().map(|p| p.len()), Some(10));
+    assert_eq!(doc["paths"].as_object().map(|p| p.len()), Some(14));
     let app = spawn_app().await;
     let example = &doc["paths"]["/api/v1/notices"]["post"]["requestBody"]["content"]
         ["application/json"]["examples"]["markdown"]["value"];

@@ -141,3 +141,27 @@ pub(super) async fn receipts(
         "timeline": crate::bot::summary::timeline(&r.read_times, r.notice.sent_at),
     })))
 }
+
+/// `POST /api/v1/notices/{processQueryKey}/links`: a signed link to the
+/// notice's page (`201`; the route exists only when a public URL is set).
+pub(super) async fn links(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+) -> Result<(StatusCode, Json<Value>), AppError> {
+    let key = ProcessQueryKey::parse(key).map_err(InvalidField::domain("processQueryKey"))?;
+    let Some(link) = state.bot.mint_notice_link(&key).await? else {
+        return Err(AppError::new(
+            StatusCode::NOT_FOUND,
+            "pages_off",
+            "no public URL is set (READBOT_PUBLIC_URL), so readbot serves no pages",
+        ));
+    };
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "processQueryKey": key,
+            "url": link.url,
+            "expiresAt": rfc3339(link.expires_at),
+        })),
+    ))
+}
