@@ -124,7 +124,10 @@ async fn openapi_document_matches_the_routes() {
         ("/api/v1/notices/{processQueryKey}/receipts", "get"),
         ("/api/v1/notices/{processQueryKey}", "delete"),
         ("/api/v1/notices/{processQueryKey}", "get"),
-        ("/api/v1/notices/{processQueryKey}/follow-ups/{id}", "delete"),
+        (
+            "/api/v1/notices/{processQueryKey}/follow-ups/{id}",
+            "delete",
+        ),
         ("/api/v1/notices/{processQueryKey}/reminders", "post"),
         ("/healthz", "get"),
         ("/readyz", "get"),
