@@ -356,9 +356,20 @@ async fn run(o: Options) -> Result<(usize, usize, usize, FollowUps), String> {
         }
         by_title
     };
+    // Until all have posted, or nothing new was posted for 15 s (at most 5 min).
     let waited = Instant::now();
-    while waited.elapsed() < Duration::from_secs(30) && posted(&fake).len() < fu_titles.len() {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    let (mut last_count, mut last_change) = (0, Instant::now());
+    while waited.elapsed() < Duration::from_secs(300)
+        && last_change.elapsed() < Duration::from_secs(15)
+    {
+        let n = posted(&fake).len();
+        if n >= fu_titles.len() {
+            break;
+        }
+        if n != last_count {
+            (last_count, last_change) = (n, Instant::now());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // A little longer, so that a second copy would be seen.
     tokio::time::sleep(Duration::from_secs(2)).await;

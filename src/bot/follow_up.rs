@@ -338,10 +338,14 @@ impl Bot {
                 self.fire_claimed(f, &mut retry).await;
             }
         }
+        let mut backlog = false;
         loop {
+            // A full batch means more are due: go on at once (shutdown still wins).
+            let pause = if backlog { Duration::ZERO } else { TICK };
             tokio::select! {
+                biased;
                 () = &mut shutdown => return,
-                () = tokio::time::sleep(TICK) => {}
+                () = tokio::time::sleep(pause) => {}
             }
             let now = now_millis();
             let due = match self
@@ -355,6 +359,9 @@ impl Bot {
                     continue;
                 }
             };
+            // Only a full batch without follow-ups waiting to be retried (those
+            // stay first in the work list) is a backlog.
+            backlog = due.len() == BATCH && !due.iter().any(|f| retry.contains_key(&f.id));
             for f in due {
                 if retry.get(&f.id).is_some_and(|(next, _)| *next > now) {
                     continue;
