@@ -14,6 +14,14 @@
 //!
 //! Prints `crash cycles: N, acknowledged notices lost: 0` and exits 0, or
 //! names what was lost and exits 1.
+//!
+//! Scheduled follow-ups ride along: sender 0 sends each of its notices with
+//! a `summary` follow-up due 0.2–1.5 s later, into a group of its own. At
+//! the end every follow-up whose notice got a `201` must have posted its
+//! summary (none lost: the kills come well within the lateness window), and
+//! a summary posted twice is allowed only for a follow-up readbot found
+//! `firing` after a kill (the documented instant between DingTalk's answer
+//! and the `fired` record): repeats ≤ the "sending it again" log lines.
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -23,7 +31,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -89,6 +97,9 @@ fn options() -> Result<Options, String> {
 
 /// Starts `readbot serve`; returns the child and its base URL once it logs
 /// its listening address.
+/// Log lines of follow-ups re-sent after a kill (found `firing` at start-up).
+static RESENT: AtomicUsize = AtomicUsize::new(0);
+
 fn start(bin: &Path, fake: &FakeDingTalk, dir: &Path) -> Result<(Child, String), String> {
     let mut child = Command::new(bin)
         .arg("serve")
@@ -99,6 +110,7 @@ fn start(bin: &Path, fake: &FakeDingTalk, dir: &Path) -> Result<(Child, String),
         .env("READBOT_API_TOKEN", TOKEN)
         .env("READBOT_LOG_FORMAT", "json")
         .env("RUST_LOG", "warn,readbot::app=info")
+        .env("READBOT_RECEIPTS_CACHE_SECS", "0")
         .envs(fake.readbot_env())
         .env("DINGTALK_RATE_LIMIT_PER_SEC", "1000")
         .stdout(Stdio::null())
@@ -115,6 +127,13 @@ fn start(bin: &Path, fake: &FakeDingTalk, dir: &Path) -> Result<(Child, String),
                     if let Some(tx) = tx.take() {
                         let _ = tx.send(Ok(v["fields"]["addr"].as_str().unwrap_or("").to_owned()));
                     }
+                }
+                Ok(v)
+                    if v["fields"]["message"]
+                        .as_str()
+                        .is_some_and(|m| m.contains("sending it again")) =>
+                {
+                    RESENT.fetch_add(1, Ordering::SeqCst);
                 }
                 // Anything at ERROR is worth seeing.
                 Ok(v) if v["level"] == "ERROR" => eprintln!("readbot: {line}"),
@@ -168,7 +187,20 @@ async fn listed(
     Ok(out)
 }
 
-async fn run(o: Options) -> Result<(usize, usize, usize), String> {
+/// What happened to the acknowledged follow-ups.
+#[derive(Debug, Default)]
+struct FollowUps {
+    /// Follow-ups whose notice got a `201`.
+    acked: usize,
+    /// Of those, never posted.
+    missing: usize,
+    /// Extra copies posted (a summary seen more than once).
+    repeats: usize,
+    /// Follow-ups readbot re-sent after finding them `firing` (log lines).
+    resent: usize,
+}
+
+async fn run(o: Options) -> Result<(usize, usize, usize, FollowUps), String> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
@@ -186,6 +218,8 @@ async fn run(o: Options) -> Result<(usize, usize, usize), String> {
     // Acknowledged keys, by group.
     let mut acked: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut total_acked = 0usize;
+    // Titles of acknowledged notices with a follow-up, by their group.
+    let mut fu_titles: Vec<(String, String)> = Vec::new();
 
     for cycle in 0..o.cycles {
         let (mut child, base) = start(&o.bin, &fake, &dir)?;
@@ -207,25 +241,42 @@ async fn run(o: Options) -> Result<(usize, usize, usize), String> {
 
         let group = format!("cidCrash{cycle}+/==");
         fake.add_group(&group, GroupKind::Inner, &[("user0001", "Member 1")]);
+        let fu_group = format!("cidCrashFollowUps{cycle}+/==");
+        fake.add_group(&fu_group, GroupKind::Inner, &[("user0001", "Member 1")]);
         let stop = Arc::new(AtomicBool::new(false));
         let keys = Arc::new(Mutex::new(Vec::new()));
+        let fu_acked = Arc::new(Mutex::new(Vec::new()));
         let mut tasks = Vec::new();
         for s in 0..o.senders {
-            let (http, base, group, stop, keys) = (
+            let (http, base, stop, keys, fu_acked) = (
                 http.clone(),
                 base.clone(),
-                group.clone(),
                 stop.clone(),
                 keys.clone(),
+                fu_acked.clone(),
             );
+            // Sender 0 sends notices with a follow-up, into their own group.
+            let with_follow_up = s == 0;
+            let group = if with_follow_up {
+                fu_group.clone()
+            } else {
+                group.clone()
+            };
+            let mut delays = StdRng::seed_from_u64(o.seed ^ (cycle as u64) << 8);
             tasks.push(tokio::spawn(async move {
                 let mut i = 0;
                 while !stop.load(Ordering::SeqCst) {
                     i += 1;
+                    let title = format!("fuC{cycle}S{s}I{i}end");
+                    let mut body = json!({"openConversationId": group, "title": title, "text": "crash test", "author": "user0001"});
+                    if with_follow_up {
+                        let at = readbot::domain::now_millis() + delays.random_range(200..=1_500);
+                        body["followUps"] = json!([{"at": at, "action": "summary"}]);
+                    }
                     let r = http
                         .post(format!("{base}/api/v1/notices"))
                         .bearer_auth(TOKEN)
-                        .json(&json!({"openConversationId": group, "title": format!("n{s}-{i}"), "text": "crash test", "author": "user0001"}))
+                        .json(&body)
                         .send()
                         .await;
                     let Ok(r) = r else { break };
@@ -234,8 +285,14 @@ async fn run(o: Options) -> Result<(usize, usize, usize), String> {
                     }
                     let Ok(v) = r.json::<Value>().await else { break };
                     if let Some(k) = v["processQueryKey"].as_str() {
+                        if with_follow_up {
+                            fu_acked
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .push(title.clone());
+                        }
                         let mut keys = keys.lock().unwrap_or_else(|e| e.into_inner());
-                        keys.push(k.to_owned());
+                        keys.push((group.clone(), k.to_owned()));
                         if keys.len() >= MAX_PER_CYCLE {
                             break;
                         }
@@ -261,7 +318,12 @@ async fn run(o: Options) -> Result<(usize, usize, usize), String> {
             run_for.as_millis(),
             keys.len()
         );
-        acked.insert(group, keys);
+        for (g, k) in keys {
+            acked.entry(g).or_default().push(k);
+        }
+        for t in std::mem::take(&mut *fu_acked.lock().unwrap_or_else(|e| e.into_inner())) {
+            fu_titles.push((fu_group.clone(), t));
+        }
     }
 
     // Final restart: everything still there, then a graceful stop.
@@ -274,6 +336,50 @@ async fn run(o: Options) -> Result<(usize, usize, usize), String> {
         .filter(|k| !seen.contains(*k))
         .count();
     let extra_stored = seen.len().saturating_sub(total_acked - lost);
+    // Follow-ups: wait (bounded) until every acknowledged one has posted.
+    let posted = |fake: &FakeDingTalk| -> BTreeMap<String, usize> {
+        let mut by_title = BTreeMap::new();
+        let groups: HashSet<&String> = fu_titles.iter().map(|(g, _)| g).collect();
+        for g in groups {
+            for m in fake.group_view(g) {
+                if m.process_query_key.is_none() || !m.text.contains("Scheduled summary") {
+                    continue;
+                }
+                if let Some(t) = fu_titles
+                    .iter()
+                    .map(|(_, t)| t)
+                    .find(|t| m.text.contains(t.as_str()))
+                {
+                    *by_title.entry(t.clone()).or_insert(0) += 1;
+                }
+            }
+        }
+        by_title
+    };
+    // Until all have posted, or nothing new was posted for 15 s (at most 5 min).
+    let waited = Instant::now();
+    let (mut last_count, mut last_change) = (0, Instant::now());
+    while waited.elapsed() < Duration::from_secs(300)
+        && last_change.elapsed() < Duration::from_secs(15)
+    {
+        let n = posted(&fake).len();
+        if n >= fu_titles.len() {
+            break;
+        }
+        if n != last_count {
+            (last_count, last_change) = (n, Instant::now());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // A little longer, so that a second copy would be seen.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let by_title = posted(&fake);
+    let follow_ups = FollowUps {
+        acked: fu_titles.len(),
+        missing: fu_titles.len().saturating_sub(by_title.len()),
+        repeats: by_title.values().map(|n| n.saturating_sub(1)).sum(),
+        resent: RESENT.load(Ordering::SeqCst),
+    };
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -296,7 +402,7 @@ async fn run(o: Options) -> Result<(usize, usize, usize), String> {
         return Err(format!("readbot exited with {exit} after SIGTERM"));
     }
     drop(tmp);
-    Ok((total_acked, lost, extra_stored))
+    Ok((total_acked, lost, extra_stored, follow_ups))
 }
 
 #[tokio::main]
@@ -310,11 +416,15 @@ async fn main() -> ExitCode {
     };
     let (cycles, seed) = (o.cycles, o.seed);
     match run(o).await {
-        Ok((acked, lost, extra)) => {
+        Ok((acked, lost, extra, f)) => {
             println!(
                 "crash cycles: {cycles}, acknowledged notices: {acked}, acknowledged notices lost: {lost} (stored without a 201 before the kill: {extra}; seed {seed})"
             );
-            if lost == 0 {
+            println!(
+                "follow-ups acknowledged: {}, never fired: {}, fired twice: {} (re-sent after a kill found them firing: {})",
+                f.acked, f.missing, f.repeats, f.resent
+            );
+            if lost == 0 && f.missing == 0 && f.repeats <= f.resent {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE

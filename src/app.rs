@@ -285,6 +285,11 @@ impl Application {
         // Stream mode: the gateway connection stops on the same signal.
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let stream_task = self.stream.map(|c| tokio::spawn(c.run(stop_rx)));
+        // Scheduled follow-ups (issue 12): one task, stops on the same signal.
+        let mut follow_ups_stop = stop_tx.subscribe();
+        let follow_ups = tokio::spawn(bot.clone().run_follow_ups(async move {
+            let _ = follow_ups_stop.wait_for(|stop| *stop).await;
+        }));
         let (signal_tx, signal_rx) = tokio::sync::oneshot::channel();
         let fatal_slot: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
         let health = self.health.clone();
@@ -314,6 +319,13 @@ impl Application {
         if let Some(mut task) = stream_task {
             if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
                 tracing::warn!("the stream connection did not stop in time");
+                task.abort();
+            }
+        }
+        {
+            let mut task = follow_ups;
+            if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
+                tracing::warn!("the follow-up scheduler did not stop in time");
                 task.abort();
             }
         }

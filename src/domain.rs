@@ -479,3 +479,117 @@ mod tests {
         assert!(serde_json::from_str::<ProcessQueryKey>("\"\"").is_err());
     }
 }
+
+// Scheduled follow-ups (issue 12).
+
+id_newtype!(
+    /// The id of one scheduled follow-up of a notice (`fu-` and hex digits
+    /// when readbot makes it).
+    FollowUpId, "follow-up id", 64
+);
+
+/// What a scheduled follow-up does when it fires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FollowUpAction {
+    /// Posts the notice's summary (group send, or a direct message to its
+    /// creator with `bot.reply_to = "dm"`).
+    Summary,
+    /// Direct messages to the unread members (no group @: no
+    /// `sessionWebhook` exists then).
+    Remind,
+}
+
+impl FollowUpAction {
+    /// Stable name used in JSON and the API (`summary`, `remind`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FollowUpAction::Summary => "summary",
+            FollowUpAction::Remind => "remind",
+        }
+    }
+
+    /// Parses the API spelling.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "summary" => Some(Self::Summary),
+            "remind" => Some(Self::Remind),
+            _ => None,
+        }
+    }
+}
+
+/// Where a follow-up is in its life: `pending` → `firing` (claimed,
+/// durably, before anything is sent) → `fired`; or `skipped` (too late,
+/// recalled, refused) / `cancelled`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FollowUpState {
+    /// Waiting for its time.
+    Pending,
+    /// Claimed by the scheduler; being sent.
+    Firing,
+    /// Sent.
+    Fired,
+    /// Not sent (too late, the notice recalled or gone, DingTalk refused).
+    Skipped,
+    /// Cancelled by the API (or by readbot's recall of the notice).
+    Cancelled,
+}
+
+impl FollowUpState {
+    /// Stable name used in JSON, metrics and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FollowUpState::Pending => "pending",
+            FollowUpState::Firing => "firing",
+            FollowUpState::Fired => "fired",
+            FollowUpState::Skipped => "skipped",
+            FollowUpState::Cancelled => "cancelled",
+        }
+    }
+
+    /// True once nothing more will happen to it.
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Fired | Self::Skipped | Self::Cancelled)
+    }
+}
+
+/// One scheduled follow-up of a notice, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FollowUp {
+    /// Its id (unique within the notice).
+    pub id: FollowUpId,
+    /// The notice it follows up.
+    pub key: ProcessQueryKey,
+    /// When it is due.
+    pub at: EpochMillis,
+    /// What it does.
+    pub action: FollowUpAction,
+    /// Where it is in its life.
+    pub state: FollowUpState,
+    /// Who scheduled it (`None`: readbot's API).
+    #[serde(default)]
+    pub by: Option<UserId>,
+    /// The language of what it sends.
+    pub lang: Lang,
+    /// When it was scheduled.
+    pub created_at: EpochMillis,
+    /// When its state last changed.
+    pub changed_at: EpochMillis,
+    /// Why it was skipped or cancelled, or how it fired (late, unconfirmed).
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+/// A time of day a chat command names (`17:00`, `tomorrow 9:00`), in the
+/// configured zone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WallClock {
+    /// `tomorrow` / `明天`.
+    pub tomorrow: bool,
+    /// 0..=23.
+    pub hour: u8,
+    /// 0..=59.
+    pub minute: u8,
+}

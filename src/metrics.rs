@@ -15,9 +15,10 @@
 //! | `readbot_summaries_total` | counter | `via`: `chat`, `api`, `page`; `outcome`: `ok`, `error`, `timeout` |
 //! | `readbot_summary_duration_seconds` | histogram | `via` |
 //! | `readbot_summaries_in_flight` | gauge | – |
-//! | `readbot_replies_total` | counter | `delivery`: `session`, `session_timeout`, `untrusted_webhook` (a body's sessionWebhook refused: an attack signal; the send API is tried next), `group_send`, `failed`, `dropped` |
+//! | `readbot_replies_total` | counter | `delivery`: `session`, `session_timeout`, `untrusted_webhook` (a body's sessionWebhook refused: an attack signal; the send API is tried next), `group_send`, `direct` (`bot.reply_to = "dm"`: the summary went to the asker), `failed`, `dropped` |
 //! | `readbot_notices_sent_total` | counter | `outcome`: `ok`, `dingtalk_error`, `store_error`, `replayed` (a retry with a used `Idempotency-Key`: nothing sent) |
 //! | `readbot_reminders_total` | counter | `via`: `mention`, `dm`; `outcome`: `ok`, `partial`, `refused`, `nobody`, `no_session`, `not_allowed`, `cooldown`, `recalled`, `in_progress`, `no_roster`, `failed` |
+//! | `readbot_follow_ups_total` | counter | `state` the follow-up moved to: `pending` (`reason` `scheduled`; `retry` after a transient failure), `fired` (`ok`), `skipped` (`too_late`, `recalled`, `gone`, `refused`, `no_roster`, `failed`), `cancelled` (`api`, `recalled`) |
 //! | `readbot_recalls_total` | counter | `outcome`: `ok`, `failed` (DingTalk's `failedResult`), `not_allowed`, `error` |
 //! | `readbot_dingtalk_calls_total` | counter | `api`, `outcome` (see [`DINGTALK_OUTCOMES`]) |
 //! | `readbot_dingtalk_call_duration_seconds` | histogram | `api` (one logical call, retries included) |
@@ -65,6 +66,8 @@ pub const NOTICES_SENT: &str = "readbot_notices_sent_total";
 pub const REMINDERS: &str = "readbot_reminders_total";
 /// `readbot_recalls_total`.
 pub const RECALLS: &str = "readbot_recalls_total";
+/// `readbot_follow_ups_total`.
+pub const FOLLOW_UPS: &str = "readbot_follow_ups_total";
 /// `outcome` values of [`REMINDERS`].
 pub const REMINDER_OUTCOMES: &[&str] = &[
     "ok",
@@ -222,6 +225,10 @@ fn describe() {
         "Reminders of a notice's unread members, by via (mention: @ in the group; dm: direct messages) and outcome."
     );
     describe_counter!(
+        FOLLOW_UPS,
+        "Scheduled follow-ups, by the state they moved to (pending, fired, skipped, cancelled) and reason."
+    );
+    describe_counter!(
         RECALLS,
         "Notice recalls, by outcome (ok, failed: DingTalk's failedResult, not_allowed, error)."
     );
@@ -320,6 +327,15 @@ fn preregister() {
     for o in RECALL_OUTCOMES {
         counter!(RECALLS, "outcome" => *o).increment(0);
     }
+    for (state, reason) in [
+        ("pending", "scheduled"),
+        ("fired", "ok"),
+        ("skipped", "too_late"),
+        ("skipped", "recalled"),
+        ("cancelled", "api"),
+    ] {
+        counter!(FOLLOW_UPS, "state" => state, "reason" => reason).increment(0);
+    }
     preregister_health();
 }
 
@@ -364,6 +380,11 @@ pub fn notice_sent(outcome: &'static str) {
 /// One reminder (`via`: `mention` or `dm`) ended with `outcome` (see [`REMINDER_OUTCOMES`]).
 pub fn reminder(via: &'static str, outcome: &'static str) {
     counter!(REMINDERS, "via" => via, "outcome" => outcome).increment(1);
+}
+
+/// A follow-up moved to `state` (see [`FOLLOW_UPS`]) for `reason`.
+pub fn follow_up(state: &'static str, reason: &'static str) {
+    counter!(FOLLOW_UPS, "state" => state, "reason" => reason).increment(1);
 }
 
 /// One recall ended with `outcome` (see [`RECALL_OUTCOMES`]).

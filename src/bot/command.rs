@@ -4,7 +4,7 @@
 //! the text, and the reply language follows the question (any CJK character
 //! → Chinese).
 
-use crate::domain::{Lang, ReminderVia};
+use crate::domain::{FollowUpAction, Lang, ReminderVia, WallClock};
 
 /// What the asker wants.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +28,14 @@ pub enum Command {
     },
     /// Recall a notice: the asker's last one, or notice N of the list.
     Recall(Option<usize>),
+    /// Schedule a follow-up of the asker's last notice: `remind at 17:00`,
+    /// `summary tomorrow 9:00`, `17:00 提醒`, `明天 9:00 汇总`.
+    Schedule {
+        /// What it does when it fires.
+        action: FollowUpAction,
+        /// When, in the configured zone.
+        when: WallClock,
+    },
     /// Help; carries the text that was not understood (empty for "help").
     Help(String),
 }
@@ -54,6 +62,14 @@ impl Command {
                 ..
             } => "remind_dm",
             Command::Recall(_) => "recall",
+            Command::Schedule {
+                action: FollowUpAction::Summary,
+                ..
+            } => "schedule_summary",
+            Command::Schedule {
+                action: FollowUpAction::Remind,
+                ..
+            } => "schedule_remind",
             Command::Help(t) if t.is_empty() => "help",
             Command::Help(_) => "unknown",
         }
@@ -68,6 +84,12 @@ impl Command {
                 n.to_string()
             }
             Command::Remind { n: None, .. } | Command::Recall(None) => String::new(),
+            Command::Schedule { when, .. } => format!(
+                "{}{:02}:{:02}",
+                if when.tomorrow { "+1d " } else { "" },
+                when.hour,
+                when.minute
+            ),
             Command::Help(t) => {
                 let mut shown: String = t.chars().take(LOGGED_ARGS_CHARS).collect();
                 if t.chars().count() > LOGGED_ARGS_CHARS {
@@ -189,6 +211,9 @@ fn parse_normalized(n: &str, original: &str) -> Command {
     ) {
         return Command::Id;
     }
+    if let Some(c) = parse_schedule(n) {
+        return c;
+    }
     if let Some(c) = parse_remind_or_recall(n) {
         return c;
     }
@@ -206,6 +231,97 @@ fn parse_normalized(n: &str, original: &str) -> Command {
     }
     let shown: String = original.trim().chars().take(80).collect();
     Command::Help(shown)
+}
+
+/// ASCII digits for full-width ones.
+fn ascii_digits(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            '０'..='９' => char::from_u32(c as u32 - '０' as u32 + '0' as u32).unwrap_or(c),
+            c => c,
+        })
+        .collect()
+}
+
+/// A time of day in normalised text (`:` became a space): `17 00`, `9 05`,
+/// `9点`, `9点30`, `9点30分`; a bare hour (`17`) only when `bare_hour`.
+fn clock_of(text: &str, bare_hour: bool) -> Option<(u8, u8)> {
+    let t = ascii_digits(text.trim());
+    let (t, marked) = match t.split_once('点') {
+        Some((h, m)) => (format!("{h} {}", m.trim_end_matches('分')), true),
+        None => (t, false),
+    };
+    let parts: Vec<&str> = t.split_whitespace().collect();
+    let all_digits =
+        |p: &str| !p.is_empty() && p.len() <= 2 && p.bytes().all(|b| b.is_ascii_digit());
+    let (h, m) = match parts.as_slice() {
+        [h, m] if all_digits(h) && all_digits(m) && m.len() == 2 => (*h, *m),
+        [h] if all_digits(h) && (bare_hour || marked) => (*h, "0"),
+        _ => return None,
+    };
+    let (h, m): (u8, u8) = (h.parse().ok()?, m.parse().ok()?);
+    (h < 24 && m < 60).then_some((h, m))
+}
+
+/// `remind at 17:00`, `remind tomorrow 9:00`, `summary at 17:00`,
+/// `17:00 提醒`, `明天 9:00 汇总` (also the keyword first: `提醒 17:00`).
+fn parse_schedule(n: &str) -> Option<Command> {
+    let make = |action, tomorrow, (hour, minute)| Command::Schedule {
+        action,
+        when: WallClock {
+            tomorrow,
+            hour,
+            minute,
+        },
+    };
+    for (kw, action) in [
+        ("remind", FollowUpAction::Remind),
+        ("summary", FollowUpAction::Summary),
+    ] {
+        let Some(rest) = n.strip_prefix(kw) else {
+            continue;
+        };
+        if !rest.starts_with(' ') {
+            continue;
+        }
+        let mut words: Vec<&str> = rest.split_whitespace().collect();
+        if action == FollowUpAction::Remind && words.first() == Some(&"dm") {
+            words.remove(0);
+        }
+        let mut at = false;
+        let mut tomorrow = false;
+        while let Some(w) = words.first().copied() {
+            match w {
+                "at" => at = true,
+                "tomorrow" => tomorrow = true,
+                _ => break,
+            }
+            words.remove(0);
+        }
+        if !at && !tomorrow {
+            return None;
+        }
+        return clock_of(&words.join(" "), at).map(|c| make(action, tomorrow, c));
+    }
+    for (kw, action) in [
+        ("私信提醒", FollowUpAction::Remind),
+        ("提醒", FollowUpAction::Remind),
+        ("汇总", FollowUpAction::Summary),
+    ] {
+        let rest = n
+            .strip_suffix(kw)
+            .or_else(|| n.strip_prefix(kw))
+            .map(str::trim);
+        let Some(rest) = rest else { continue };
+        let (tomorrow, rest) = match rest.strip_prefix("明天") {
+            Some(r) => (true, r),
+            None => (false, rest),
+        };
+        if let Some(c) = clock_of(rest, false) {
+            return Some(make(action, tomorrow, c));
+        }
+    }
+    None
 }
 
 /// `remind [unread|dm] [N]`, `提醒[未读] [N]`, `私信提醒 [N]`, `recall [N]`,
@@ -374,6 +490,66 @@ mod tests {
         }
         // "未读" alone still asks who read.
         assert_eq!(parse("未读").command, Command::WhoRead);
+    }
+
+    #[test]
+    fn scheduled_follow_ups() {
+        let at = |action, tomorrow, hour, minute| Command::Schedule {
+            action,
+            when: WallClock {
+                tomorrow,
+                hour,
+                minute,
+            },
+        };
+        use FollowUpAction::{Remind, Summary};
+        for (t, want) in [
+            ("remind at 17:00", at(Remind, false, 17, 0)),
+            ("Remind at 9:05", at(Remind, false, 9, 5)),
+            ("remind dm at 17:00", at(Remind, false, 17, 0)),
+            ("remind at 17", at(Remind, false, 17, 0)),
+            ("remind tomorrow 9:00", at(Remind, true, 9, 0)),
+            ("remind tomorrow at 9:00", at(Remind, true, 9, 0)),
+            ("summary at 17:00", at(Summary, false, 17, 0)),
+            ("summary tomorrow 8:30", at(Summary, true, 8, 30)),
+            ("17:00 提醒", at(Remind, false, 17, 0)),
+            ("17：00提醒", at(Remind, false, 17, 0)),
+            ("提醒 17:00", at(Remind, false, 17, 0)),
+            ("明天 9:00 提醒", at(Remind, true, 9, 0)),
+            ("明天9点提醒", at(Remind, true, 9, 0)),
+            ("17:00 汇总", at(Summary, false, 17, 0)),
+            ("明天 9:30 汇总", at(Summary, true, 9, 30)),
+            ("１７:００ 汇总", at(Summary, false, 17, 0)),
+        ] {
+            assert_eq!(parse(t).command, want, "{t}");
+        }
+        assert_eq!(parse("明天 9:00 汇总").lang, Lang::Zh);
+        // Not schedules: notice numbers, absurd times, other words.
+        assert_eq!(
+            parse("remind 3").command,
+            Command::Remind {
+                n: Some(3),
+                via: ReminderVia::Mention
+            }
+        );
+        assert_eq!(
+            parse("提醒 2").command,
+            Command::Remind {
+                n: Some(2),
+                via: ReminderVia::Mention
+            }
+        );
+        for t in [
+            "remind at 25:00",
+            "remind at 9:75",
+            "summary at noon",
+            "remind at",
+            "summary",
+        ] {
+            assert!(matches!(parse(t).command, Command::Help(_)), "{t}");
+        }
+        assert_eq!(parse("remind at 17:00").command.name(), "schedule_remind");
+        assert_eq!(parse("明天 9:00 汇总").command.log_args(), "+1d 09:00");
     }
 
     proptest! {

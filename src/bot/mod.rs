@@ -7,6 +7,7 @@
 
 pub mod command;
 mod fairness;
+pub mod follow_up;
 pub mod link;
 pub mod page;
 pub mod push;
@@ -61,6 +62,21 @@ pub enum BotError {
     /// The idempotency key was used before for a different notice.
     #[error("this idempotency key was used for a different notice")]
     IdempotencyKeyReused,
+    /// A follow-up cannot be scheduled; `field` is the request's field
+    /// (`followUps[1].at`).
+    #[error("{field}: {refusal}")]
+    InvalidFollowUp {
+        /// The field, as the client spells it.
+        field: String,
+        /// What is wrong.
+        refusal: follow_up::Refusal,
+    },
+    /// No follow-up with that id for that notice.
+    #[error("the notice has no follow-up with that id")]
+    FollowUpNotFound,
+    /// The follow-up is not pending (already firing, fired, skipped or cancelled).
+    #[error("the follow-up is {}, not pending", .0.as_str())]
+    FollowUpNotPending(crate::domain::FollowUpState),
     /// DingTalk accepted the notice but the store could not record it.
     #[error("the notice was sent (processQueryKey {key}) but could not be recorded")]
     SentNotRecorded {
@@ -427,6 +443,9 @@ impl Bot {
                 self.remind_reply(msg, group, *n, *via, lang).await
             }
             (Command::Recall(n), Some(group)) => self.recall_reply(msg, group, *n, lang).await,
+            (Command::Schedule { action, when }, Some(group)) => {
+                self.schedule_reply(msg, group, *action, *when, lang).await
+            }
         };
         match result {
             Ok(r) => r,
@@ -440,7 +459,10 @@ impl Bot {
                     | BotError::Render(_)
                     | BotError::SendPending
                     | BotError::IdempotencyKeyReused
-                    | BotError::SentNotRecorded { .. } => sentences::internal_error(lang),
+                    | BotError::SentNotRecorded { .. }
+                    | BotError::InvalidFollowUp { .. }
+                    | BotError::FollowUpNotFound
+                    | BotError::FollowUpNotPending(_) => sentences::internal_error(lang),
                 };
                 self.error_reply(lang, sentence)
             }
@@ -557,6 +579,10 @@ impl Bot {
         fallback: bool,
         lang: Lang,
     ) -> Result<Reply, BotError> {
+        // `bot.ask_policy` (issue 12).
+        if !self.may_ask(notice, msg.sender.as_ref()) {
+            return Ok(self.error_reply(lang, sentences::summary_not_allowed(lang)));
+        }
         let started = std::time::Instant::now();
         let receipts = self.collect(notice, msg.sender.as_ref()).await;
         let outcome = if receipts.is_ok() { "ok" } else { "error" };
@@ -583,11 +609,13 @@ impl Bot {
                 sentences::budget_saving(u.used, u.budget, &u.month, u.dingtalk_refused, lang);
             markdown = format!("{}\n\n{note}", markdown.trim_end());
         }
-        Ok(Reply {
+        let reply = Reply {
             title: sentences::receipts_title(lang),
             markdown,
             at_user_ids: Vec::new(),
-        })
+        };
+        // `bot.reply_to = "dm"`: to the asker, one line to the group.
+        Ok(self.privately(msg, reply, lang).await)
     }
 
     /// Receipts through the single-flight cache: one pass of DingTalk calls
@@ -598,6 +626,7 @@ impl Bot {
         asker: Option<&UserId>,
     ) -> Result<Arc<Receipts>, BotError> {
         let d = self.deps();
+        let saving_calls = self.inner.ledger.saving();
         let deps = receipts::ReceiptsDeps {
             api: &d.api,
             store: &d.store,
@@ -606,12 +635,7 @@ impl Bot {
             robot_code: &d.robot_code,
             refused: &self.inner.refused,
             bookkept: &self.inner.bookkept,
-            saving_calls: false,
-        };
-        let saving_calls = self.inner.ledger.saving();
-        let deps = receipts::ReceiptsDeps {
             saving_calls,
-            ..deps
         };
         let push = push::PushDeps {
             api: d.api.as_ref(),

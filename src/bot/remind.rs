@@ -163,7 +163,7 @@ fn author_of(n: &Notice) -> String {
 }
 
 impl Bot {
-    fn may_manage(
+    pub(super) fn may_manage(
         &self,
         notice: &Notice,
         asker: Option<&UserId>,
@@ -206,7 +206,7 @@ impl Bot {
     }
 
     /// The unread members of `notice`, fresh from DingTalk.
-    async fn unread(
+    pub(super) async fn unread(
         &self,
         notice: &Notice,
         asker: Option<&UserId>,
@@ -346,7 +346,9 @@ impl Bot {
                     .await
             }
             None => {
-                let out = self.remind_by_dm(notice, &receipts, asker, lang).await?;
+                let out = self
+                    .remind_by_dm(notice, &receipts, asker, lang, None)
+                    .await?;
                 let names = |l: &[Member]| l.iter().map(display).collect::<Vec<_>>();
                 let text = sentences::remind_dm_done(
                     out.reminded.len(),
@@ -435,19 +437,23 @@ impl Bot {
 
     /// Direct messages to every unread member, in batches of 20 (the client
     /// splits); records the reminder when anyone was reached.
-    async fn remind_by_dm(
+    pub(super) async fn remind_by_dm(
         &self,
         notice: &Notice,
         receipts: &Receipts,
         by: Option<&UserId>,
         lang: Lang,
+        extra: Option<&str>,
     ) -> Result<DmOutcome, BotError> {
-        let (title, text) = sentences::remind_dm(
+        let (title, mut text) = sentences::remind_dm(
             &notice.title,
             &author_of(notice),
             &self.deps().cfg.timezone.format_minutes(notice.sent_at),
             lang,
         );
+        if let Some(extra) = extra {
+            text = format!("{text}\n\n{extra}");
+        }
         let req = DirectSend {
             robot_code: self.deps().robot_code.clone(),
             users: receipts.unread.iter().map(|m| m.user_id.clone()).collect(),
@@ -508,7 +514,8 @@ impl Bot {
                 crate::metrics::reminder("dm", "nobody");
                 return Ok(DmOutcome::default());
             }
-            self.remind_by_dm(&notice, &receipts, None, Lang::En).await
+            self.remind_by_dm(&notice, &receipts, None, Lang::En, None)
+                .await
         }
         .await;
         match &result {
@@ -594,6 +601,7 @@ impl Bot {
             return Err(e.into());
         }
         crate::metrics::recall("ok");
+        self.cancel_follow_ups_of_recalled(&notice.key).await;
         Ok(Recalled {
             notice: notice.clone(),
             at,

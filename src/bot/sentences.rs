@@ -663,6 +663,111 @@ pub fn page_notice_gone(lang: Lang) -> String {
     )
 }
 
+// Scheduled follow-ups and who may see what (issue 12).
+
+/// Title of the confirmation of a scheduled follow-up.
+pub fn follow_up_title(lang: Lang) -> String {
+    say(lang, "Follow-up scheduled", "已安排跟进")
+}
+
+/// A follow-up was scheduled: at `when` (in zone `zone`) readbot will
+/// post the summary of `title`, or remind its unread members by direct message.
+pub fn follow_up_scheduled(
+    remind: bool,
+    when: &str,
+    zone: &str,
+    title: &str,
+    lang: Lang,
+) -> String {
+    match (lang, remind) {
+        (Lang::En, false) => format!(
+            "At {when} ({zone}) I will post who has read **{title}** to this group."
+        ),
+        (Lang::En, true) => format!(
+            "At {when} ({zone}) I will send a direct message to everyone who has not read **{title}** by then (a scheduled reminder cannot @ people in the group)."
+        ),
+        (Lang::Zh, false) => format!("将于 {when}（{zone}）在本群发布 **{title}** 的已读情况。"),
+        (Lang::Zh, true) => format!(
+            "将于 {when}（{zone}）私信提醒届时仍未阅读 **{title}** 的成员（定时提醒无法在群里 @ 人）。"
+        ),
+    }
+}
+
+/// The time asked for has passed today.
+pub fn follow_up_past(when: &str, lang: Lang) -> String {
+    match lang {
+        Lang::En => format!(
+            "{when} has already passed today. Say \"tomorrow {when}\" to schedule it for tomorrow."
+        ),
+        Lang::Zh => format!("今天的 {when} 已经过了。如需明天，请说“明天 {when}”。"),
+    }
+}
+
+/// The time asked for is after the notice can still be queried.
+pub fn follow_up_outside_window(until: &str, lang: Lang) -> String {
+    match lang {
+        Lang::En => format!(
+            "That is too late: readbot keeps this notice (and can check who read it) only until {until}."
+        ),
+        Lang::Zh => format!("时间太晚了：readbot 只保留这条通知（并能查询已读情况）到 {until}。"),
+    }
+}
+
+/// The notice already has the most follow-ups allowed.
+pub fn follow_up_too_many(max: usize, lang: Lang) -> String {
+    match lang {
+        Lang::En => {
+            format!("This notice already has {max} scheduled follow-ups, the most allowed.")
+        }
+        Lang::Zh => format!("这条通知已经安排了 {max} 次跟进，不能再多了。"),
+    }
+}
+
+/// The first line of a scheduled summary; `late_by` when it is sent late.
+pub fn follow_up_summary_header(scheduled: &str, late: Option<&str>, lang: Lang) -> String {
+    match (lang, late) {
+        (Lang::En, None) => format!("**Scheduled summary** ({scheduled})"),
+        (Lang::En, Some(now)) => format!(
+            "**Scheduled summary** for {scheduled}, sent late at {now}: readbot was not running at {scheduled}."
+        ),
+        (Lang::Zh, None) => format!("**定时汇总**（{scheduled}）"),
+        (Lang::Zh, Some(now)) => format!(
+            "**定时汇总**：原定 {scheduled}，因 readbot 当时未运行，于 {now} 补发。"
+        ),
+    }
+}
+
+/// The line a scheduled reminder sent late adds to its direct message.
+pub fn follow_up_remind_late(scheduled: &str, lang: Lang) -> String {
+    match lang {
+        Lang::En => format!("(This reminder was scheduled for {scheduled} and is sent late.)"),
+        Lang::Zh => format!("（本提醒原定于 {scheduled} 发送，现补发。）"),
+    }
+}
+
+/// `bot.ask_policy = "author_and_admins"` refused the asker.
+pub fn summary_not_allowed(lang: Lang) -> String {
+    say(
+        lang,
+        "Only the notice's author and readbot's admins may see who has read this notice.",
+        "只有通知的发送人和 readbot 管理员可以查看这条通知的已读情况。",
+    )
+}
+
+/// `bot.reply_to = "dm"`: the one line the group sees.
+pub fn summary_sent_privately(lang: Lang) -> String {
+    say(lang, "I sent you the list privately.", "已私信发送给你。")
+}
+
+/// `bot.reply_to = "dm"` and the direct message failed.
+pub fn summary_dm_failed(lang: Lang) -> String {
+    say(
+        lang,
+        "I could not send you the list privately (DingTalk refused the direct message). Try again later, or ask an admin to check the robot's permission to send 1:1 messages.",
+        "无法私信发送给你（钉钉拒绝了单聊消息）。请稍后再试，或请管理员检查机器人的单聊发送权限。",
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -82,6 +82,9 @@ pub const TIMEZONE: &str = "Asia/Shanghai";
 pub const REMIND_COOLDOWN: Duration = Duration::from_secs(600);
 /// `bot.remind_max_mentions` / `READBOT_REMIND_MAX_MENTIONS`.
 pub const REMIND_MAX_MENTIONS: usize = 200;
+/// `bot.follow_up_max_lateness_secs` / `READBOT_FOLLOW_UP_MAX_LATENESS_SECS`:
+/// a follow-up due while readbot was down still fires within six hours.
+pub const FOLLOW_UP_MAX_LATENESS: Duration = Duration::from_secs(6 * 3600);
 /// `bot.reconcile_interval_secs` / `READBOT_RECONCILE_INTERVAL_SECS`.
 pub const RECONCILE_INTERVAL: Duration = Duration::from_secs(3600);
 /// `web.link_ttl_secs` / `READBOT_LINK_TTL_SECS`: a page link lasts 7 days.

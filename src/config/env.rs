@@ -312,6 +312,21 @@ pub const ENV_KEYS: &[(&str, &str, &str)] = &[
         "HTTP event push EncodingAESKey (43 characters)",
     ),
     (
+        "READBOT_ASK_POLICY",
+        "bot.ask_policy",
+        "who gets a notice's summary: anyone, author_and_admins",
+    ),
+    (
+        "READBOT_REPLY_TO",
+        "bot.reply_to",
+        "where summaries go: group, or dm (the group sees one line)",
+    ),
+    (
+        "READBOT_FOLLOW_UP_MAX_LATENESS_SECS",
+        "bot.follow_up_max_lateness_secs",
+        "a follow-up later than this (readbot was down) is skipped",
+    ),
+    (
         "READBOT_RECONCILE_INTERVAL_SECS",
         "bot.reconcile_interval_secs",
         "re-check a notice's pushed reads with one query pass after this long",

@@ -219,6 +219,56 @@ pub struct BotConfig {
     /// A notice answered from read events gets a reconciling query pass
     /// once its data is older than this since its last pass.
     pub reconcile_interval: Duration,
+    /// Who gets a notice's summary (`bot.ask_policy`).
+    pub ask_policy: AskPolicy,
+    /// Where a summary asked for in a group goes (`bot.reply_to`).
+    pub reply_to: ReplyTo,
+    /// A follow-up found due later than this (readbot was down) is skipped,
+    /// not sent (`bot.follow_up_max_lateness_secs`).
+    pub follow_up_max_lateness: Duration,
+}
+
+/// Who gets a notice's summary: `bot.ask_policy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AskPolicy {
+    /// Anyone in the group (`anyone`, the default).
+    #[default]
+    Anyone,
+    /// The notice's author and the admins (`author_and_admins`); others get
+    /// one sentence.
+    AuthorAndAdmins,
+}
+
+impl AskPolicy {
+    /// Parses the config spelling.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim() {
+            "anyone" => Some(Self::Anyone),
+            "author_and_admins" => Some(Self::AuthorAndAdmins),
+            _ => None,
+        }
+    }
+}
+
+/// Where summaries go: `bot.reply_to`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReplyTo {
+    /// Into the group (`group`, the default).
+    #[default]
+    Group,
+    /// To the asker as a direct message; the group sees one short line (`dm`).
+    Dm,
+}
+
+impl ReplyTo {
+    /// Parses the config spelling.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim() {
+            "group" => Some(Self::Group),
+            "dm" => Some(Self::Dm),
+            _ => None,
+        }
+    }
 }
 
 /// Who may remind (and recall) a notice: `bot.remind_policy`.
@@ -267,6 +317,9 @@ impl Default for BotConfig {
             remind_cooldown: defaults::REMIND_COOLDOWN,
             remind_max_mentions: defaults::REMIND_MAX_MENTIONS,
             reconcile_interval: defaults::RECONCILE_INTERVAL,
+            ask_policy: AskPolicy::default(),
+            reply_to: ReplyTo::default(),
+            follow_up_max_lateness: defaults::FOLLOW_UP_MAX_LATENESS,
         }
     }
 }

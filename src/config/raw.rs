@@ -3,8 +3,9 @@
 
 use super::env::{parse_base, pick, pick_str, Env};
 use super::{
-    defaults, BotConfig, ClientSettings, Config, ConfigError, DingTalkConfig, EventsConfig, Mode,
-    RemindPolicy, ReplyTimeZone, RosterSource, Secret, ServerConfig, StreamConfig, WebConfig,
+    defaults, AskPolicy, BotConfig, ClientSettings, Config, ConfigError, DingTalkConfig,
+    EventsConfig, Mode, RemindPolicy, ReplyTimeZone, ReplyTo, RosterSource, Secret, ServerConfig,
+    StreamConfig, WebConfig,
 };
 use crate::domain::{RobotCode, UserId};
 use serde::Deserialize;
@@ -159,6 +160,9 @@ struct RawBot {
     remind_cooldown_secs: Option<u64>,
     remind_max_mentions: Option<usize>,
     reconcile_interval_secs: Option<u64>,
+    ask_policy: Option<String>,
+    reply_to: Option<String>,
+    follow_up_max_lateness_secs: Option<u64>,
 }
 
 impl RawFile {
@@ -380,7 +384,28 @@ impl RawFile {
             b.remind_cooldown_secs,
             b.remind_max_mentions,
         )?;
+        let ask_policy = match pick_str(env, "READBOT_ASK_POLICY", b.ask_policy) {
+            None => AskPolicy::default(),
+            Some(p) => AskPolicy::parse(&p).ok_or_else(|| ConfigError::Invalid {
+                key: "READBOT_ASK_POLICY",
+                message: format!("{p:?} is not one of anyone, author_and_admins"),
+            })?,
+        };
+        let reply_to = match pick_str(env, "READBOT_REPLY_TO", b.reply_to) {
+            None => ReplyTo::default(),
+            Some(p) => ReplyTo::parse(&p).ok_or_else(|| ConfigError::Invalid {
+                key: "READBOT_REPLY_TO",
+                message: format!("{p:?} is not one of group, dm"),
+            })?,
+        };
         let bot = BotConfig {
+            ask_policy,
+            reply_to,
+            follow_up_max_lateness: secs(
+                "READBOT_FOLLOW_UP_MAX_LATENESS_SECS",
+                b.follow_up_max_lateness_secs,
+                defaults::FOLLOW_UP_MAX_LATENESS,
+            )?,
             remind_policy: remind.0,
             admins: remind.1,
             remind_cooldown: remind.2,

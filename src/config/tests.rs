@@ -302,3 +302,41 @@ fn server_limits_have_bounded_defaults_and_refuse_unsafe_values() {
         assert!(err.to_string().contains(k), "{err} should name {k}");
     }
 }
+
+#[test]
+fn ask_policy_reply_to_and_follow_up_lateness_from_file_and_env() {
+    use super::{AskPolicy, ReplyTo};
+    let base = [("DINGTALK_APP_KEY", "k"), ("DINGTALK_APP_SECRET", "s")];
+    let c = Config::from_toml_str("", &env(&base)).unwrap();
+    assert_eq!(c.bot.ask_policy, AskPolicy::Anyone);
+    assert_eq!(c.bot.reply_to, ReplyTo::Group);
+    assert_eq!(c.bot.follow_up_max_lateness, Duration::from_secs(6 * 3600));
+    let toml = r#"
+        [bot]
+        ask_policy = "author_and_admins"
+        reply_to = "dm"
+        follow_up_max_lateness_secs = 60
+    "#;
+    let c = Config::from_toml_str(toml, &env(&base)).unwrap();
+    assert_eq!(c.bot.ask_policy, AskPolicy::AuthorAndAdmins);
+    assert_eq!(c.bot.reply_to, ReplyTo::Dm);
+    assert_eq!(c.bot.follow_up_max_lateness, Duration::from_secs(60));
+    let mut pairs = base.to_vec();
+    pairs.extend([
+        ("READBOT_ASK_POLICY", "anyone"),
+        ("READBOT_REPLY_TO", "group"),
+    ]);
+    let c = Config::from_toml_str(toml, &env(&pairs)).unwrap();
+    assert_eq!(c.bot.ask_policy, AskPolicy::Anyone);
+    assert_eq!(c.bot.reply_to, ReplyTo::Group);
+    for (k, v) in [
+        ("READBOT_ASK_POLICY", "author"),
+        ("READBOT_REPLY_TO", "email"),
+        ("READBOT_FOLLOW_UP_MAX_LATENESS_SECS", "0"),
+    ] {
+        let mut pairs = base.to_vec();
+        pairs.push((k, v));
+        let err = Config::from_toml_str("", &env(&pairs)).unwrap_err();
+        assert!(err.to_string().contains(k), "{err} should name {k}");
+    }
+}

@@ -66,6 +66,29 @@ impl ReplyTimeZone {
             })
             .unwrap_or_else(|_| String::from("?"))
     }
+
+    /// The instant (epoch ms) of `hour:minute` today in this zone, as seen at
+    /// `now` (or tomorrow); `None` for an hour or minute out of range. A
+    /// time a daylight-saving change skips or repeats takes the offset in
+    /// force before the change.
+    pub fn at_clock(&self, now: i64, tomorrow: bool, hour: u8, minute: u8) -> Option<i64> {
+        let today = jiff::Timestamp::from_millisecond(now)
+            .ok()?
+            .to_zoned_datetime(self.tz.clone())
+            .date();
+        let day = if tomorrow {
+            today.tomorrow().ok()?
+        } else {
+            today
+        };
+        let time =
+            jiff::civil::Time::new(i8::try_from(hour).ok()?, i8::try_from(minute).ok()?, 0, 0)
+                .ok()?;
+        let at = jiff::civil::DateTime::from_parts(day, time)
+            .to_zoned_datetime(self.tz.clone())
+            .ok()?;
+        Some(at.timestamp().as_millisecond())
+    }
 }
 
 impl ReplyTimeZone {
@@ -149,6 +172,23 @@ mod tests {
         assert_eq!(berlin.format_minutes(1_721_044_800_000), "2024-07-15 14:00");
         let utc = ReplyTimeZone::parse(" UTC ").unwrap();
         assert_eq!(utc.format_minutes(0), "1970-01-01 00:00");
+    }
+
+    #[test]
+    fn clock_times_today_and_tomorrow_in_the_zone() {
+        let z = ReplyTimeZone::default();
+        // 2024-02-19 15:20 in Shanghai.
+        let now = 1_708_327_204_136;
+        let at = z.at_clock(now, false, 17, 0).unwrap();
+        assert_eq!(z.format_minutes(at), "2024-02-19 17:00");
+        let at = z.at_clock(now, true, 9, 5).unwrap();
+        assert_eq!(z.format_minutes(at), "2024-02-20 09:05");
+        // 23:30 UTC is already "tomorrow" in Shanghai.
+        let late = 1_708_385_400_000; // 2024-02-19 23:30 UTC
+        let at = z.at_clock(late, false, 9, 0).unwrap();
+        assert_eq!(z.format_minutes(at), "2024-02-20 09:00");
+        assert_eq!(z.at_clock(now, false, 24, 0), None);
+        assert_eq!(z.at_clock(now, false, 7, 60), None);
     }
 
     #[test]

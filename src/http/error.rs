@@ -138,6 +138,20 @@ impl From<BotError> for AppError {
                     ),
                 )
             }
+            BotError::InvalidFollowUp { field, refusal } => Self::bad_field(&field, refusal),
+            BotError::FollowUpNotFound => Self::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "the notice has no follow-up with that id",
+            ),
+            BotError::FollowUpNotPending(state) => Self::new(
+                StatusCode::CONFLICT,
+                "not_pending",
+                format!(
+                    "the follow-up is {}; only a pending one can be cancelled",
+                    state.as_str()
+                ),
+            ),
             BotError::Store(e) => {
                 tracing::error!(error = %e.with_causes(), "store failed; request refused");
                 Self::store_unavailable()

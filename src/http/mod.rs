@@ -101,7 +101,14 @@ fn api_router(state: AppState) -> Router<AppState> {
         .route("/notices/{key}/receipts", get(notices::receipts))
         .route("/usage", get(usage::usage))
         .method_not_allowed_fallback(method_not_allowed)
-        .route("/notices/{key}", delete(notices::remind::recall))
+        .route(
+            "/notices/{key}",
+            delete(notices::remind::recall).get(notices::follow_ups::show),
+        )
+        .route(
+            "/notices/{key}/follow-ups/{id}",
+            delete(notices::follow_ups::cancel),
+        )
         .route("/notices/{key}/reminders", post(notices::remind::create))
         .route_layer(middleware::from_fn_with_state(
             state,

@@ -3,10 +3,11 @@
 //! Each case is an `async fn` taking the store under test; the
 //! `conformance!` macro instantiates all cases for one backend.
 
-use super::{Claim, Cutoffs, EntryCounts, Pruned, SignatureUse, Store};
+use super::{Claim, Cutoffs, EntryCounts, Pruned, SignatureUse, StateChange, Store};
 use crate::domain::{
-    EpochMillis, EventTrust, IdempotencyKey, MsgId, Notice, OpenConversationId, ProcessQueryKey,
-    ReadRecord, ReadSource, Reminder, ReminderVia, RobotCode, UserId,
+    EpochMillis, EventTrust, FollowUp, FollowUpAction, FollowUpId, FollowUpState, IdempotencyKey,
+    Lang, MsgId, Notice, OpenConversationId, ProcessQueryKey, ReadRecord, ReadSource, Reminder,
+    ReminderVia, RobotCode, UserId,
 };
 use std::sync::Arc;
 
@@ -902,6 +903,159 @@ pub(crate) async fn recall_mark_keeps_the_first_time<S: Store>(s: &S) {
     assert_eq!(s.recalled_at(&k("k10")).await.unwrap(), None);
 }
 
+pub(crate) fn follow_up(key: &str, id: &str, at: EpochMillis) -> FollowUp {
+    FollowUp {
+        id: FollowUpId::parse(id).unwrap(),
+        key: ProcessQueryKey::parse(key).unwrap(),
+        at,
+        action: FollowUpAction::Summary,
+        state: FollowUpState::Pending,
+        by: Some(uid("alice")),
+        lang: Lang::Zh,
+        created_at: 1,
+        changed_at: 1,
+        note: None,
+    }
+}
+
+fn change(from: FollowUpState, to: FollowUpState, now: EpochMillis) -> StateChange<'static> {
+    StateChange {
+        from,
+        to,
+        now,
+        note: None,
+    }
+}
+
+pub(crate) async fn follow_ups_are_stored_listed_and_claimed_once<S: Store>(s: &S) {
+    use FollowUpState::*;
+    let a = follow_up("k1", "fu-a", 2_000);
+    let b = follow_up("k1", "fu-b", 1_000);
+    let c = follow_up("k10", "fu-c", 1_500);
+    s.add_follow_ups(&[a.clone(), b.clone(), c.clone()])
+        .await
+        .unwrap();
+    // Adding again changes nothing (a retried add).
+    let mut again = a.clone();
+    again.at = 9;
+    s.add_follow_ups(&[again]).await.unwrap();
+    let k1 = ProcessQueryKey::parse("k1").unwrap();
+    assert_eq!(s.follow_ups(&k1).await.unwrap(), [b.clone(), a.clone()]);
+    // Work list: due ones, earliest first, bounded.
+    let due = s.due_follow_ups(Pending, 1_999, 10).await.unwrap();
+    assert_eq!(due, [b.clone(), c.clone()]);
+    assert_eq!(
+        s.due_follow_ups(Pending, 5_000, 1).await.unwrap(),
+        std::slice::from_ref(&b)
+    );
+    assert!(s
+        .due_follow_ups(Firing, 5_000, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    // The claim: exactly one pending → firing.
+    let claimed = s
+        .set_follow_up_state(&k1, &b.id, change(Pending, Firing, 3_000))
+        .await
+        .unwrap()
+        .expect("claimed");
+    assert_eq!((claimed.state, claimed.changed_at), (Firing, 3_000));
+    assert_eq!(
+        s.set_follow_up_state(&k1, &b.id, change(Pending, Firing, 3_001))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        s.due_follow_ups(Firing, 5_000, 10).await.unwrap(),
+        [claimed]
+    );
+    assert_eq!(
+        s.due_follow_ups(Pending, 5_000, 10).await.unwrap(),
+        [c.clone(), a.clone()]
+    );
+    let fired = s
+        .set_follow_up_state(
+            &k1,
+            &b.id,
+            StateChange {
+                from: Firing,
+                to: Fired,
+                now: 3_002,
+                note: Some("late"),
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(fired.note.as_deref(), Some("late"));
+    assert!(s
+        .due_follow_ups(Firing, 5_000, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    // Cancel; an unknown id is None.
+    assert!(s
+        .set_follow_up_state(&k1, &a.id, change(Pending, Cancelled, 3_003))
+        .await
+        .unwrap()
+        .is_some());
+    let unknown = FollowUpId::parse("fu-x").unwrap();
+    assert_eq!(
+        s.set_follow_up_state(&k1, &unknown, change(Pending, Cancelled, 1))
+            .await
+            .unwrap(),
+        None
+    );
+    let states: Vec<_> = s
+        .follow_ups(&k1)
+        .await
+        .unwrap()
+        .iter()
+        .map(|f| f.state)
+        .collect();
+    assert_eq!(states, [Fired, Cancelled]);
+    assert_eq!(s.due_follow_ups(Pending, 5_000, 10).await.unwrap(), [c]);
+    // Retention takes follow-ups due before the notices' cut-off.
+    s.prune_old(Cutoffs {
+        notices_before: 1_600,
+        names_before: 0,
+        roster_before: 0,
+    })
+    .await
+    .unwrap();
+    assert_eq!(s.follow_ups(&k1).await.unwrap().len(), 1);
+    assert!(s
+        .due_follow_ups(Pending, 5_000, 10)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+pub(crate) async fn concurrent_follow_up_claims_have_one_winner<S: Store>(s: Arc<S>) {
+    let f = follow_up("k1", "fu-a", 1_000);
+    s.add_follow_ups(std::slice::from_ref(&f)).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let (s, f) = (s.clone(), f.clone());
+        tasks.push(tokio::spawn(async move {
+            s.set_follow_up_state(
+                &f.key,
+                &f.id,
+                change(FollowUpState::Pending, FollowUpState::Firing, i),
+            )
+            .await
+            .unwrap()
+            .is_some()
+        }));
+    }
+    let mut winners = 0;
+    for t in tasks {
+        winners += usize::from(t.await.unwrap());
+    }
+    assert_eq!(winners, 1);
+}
+
 macro_rules! conformance {
     ($backend:ident, $make:expr) => {
         mod $backend {
@@ -912,6 +1066,16 @@ macro_rules! conformance {
             async fn link_key_is_set_once() {
                 let (_guard, s) = $make;
                 super::link_key_is_set_once(&s).await;
+            }
+            #[tokio::test]
+            async fn follow_ups_are_stored_listed_and_claimed_once() {
+                let (_guard, s) = $make;
+                super::follow_ups_are_stored_listed_and_claimed_once(&s).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn concurrent_follow_up_claims_have_one_winner() {
+                let (_guard, s) = $make;
+                super::concurrent_follow_up_claims_have_one_winner(std::sync::Arc::new(s)).await;
             }
             #[tokio::test]
             async fn record_and_get() {

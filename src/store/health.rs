@@ -16,10 +16,13 @@
 //! resolves, and the app stops and exits non-zero so that its supervisor
 //! restarts it.
 
-use super::{Claim, Cutoffs, EntryCounts, Pruned, SendRecord, SignatureUse, Store, StoreError};
+use super::{
+    Claim, Cutoffs, EntryCounts, Pruned, SendRecord, SignatureUse, StateChange, Store, StoreError,
+};
 use crate::domain::{
-    now_millis, BillingMonth, EpochMillis, EventTrust, IdempotencyKey, MsgId, Notice,
-    OpenConversationId, ProcessQueryKey, ReadRecord, Reminder, UserId,
+    now_millis, BillingMonth, EpochMillis, EventTrust, FollowUp, FollowUpId, FollowUpState,
+    IdempotencyKey, MsgId, Notice, OpenConversationId, ProcessQueryKey, ReadRecord, Reminder,
+    UserId,
 };
 use async_trait::async_trait;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -379,6 +382,33 @@ impl Store for MonitoredStore {
         self.inner.recalled_at(key).await
     }
 
+    async fn add_follow_ups(&self, list: &[FollowUp]) -> Result<(), StoreError> {
+        self.write(self.inner.add_follow_ups(list)).await
+    }
+
+    async fn follow_ups(&self, key: &ProcessQueryKey) -> Result<Vec<FollowUp>, StoreError> {
+        self.inner.follow_ups(key).await
+    }
+
+    async fn due_follow_ups(
+        &self,
+        state: FollowUpState,
+        due_by: EpochMillis,
+        limit: usize,
+    ) -> Result<Vec<FollowUp>, StoreError> {
+        self.inner.due_follow_ups(state, due_by, limit).await
+    }
+
+    async fn set_follow_up_state(
+        &self,
+        key: &ProcessQueryKey,
+        id: &FollowUpId,
+        change: StateChange<'_>,
+    ) -> Result<Option<FollowUp>, StoreError> {
+        self.write(self.inner.set_follow_up_state(key, id, change))
+            .await
+    }
+
     async fn record_reads(
         &self,
         key: &ProcessQueryKey,
@@ -539,6 +569,34 @@ mod tests {
             key: &ProcessQueryKey,
         ) -> Result<Option<EpochMillis>, StoreError> {
             self.inner.recalled_at(key).await
+        }
+
+        async fn add_follow_ups(&self, list: &[FollowUp]) -> Result<(), StoreError> {
+            self.check()?;
+            self.inner.add_follow_ups(list).await
+        }
+
+        async fn follow_ups(&self, key: &ProcessQueryKey) -> Result<Vec<FollowUp>, StoreError> {
+            self.inner.follow_ups(key).await
+        }
+
+        async fn due_follow_ups(
+            &self,
+            state: FollowUpState,
+            due_by: EpochMillis,
+            limit: usize,
+        ) -> Result<Vec<FollowUp>, StoreError> {
+            self.inner.due_follow_ups(state, due_by, limit).await
+        }
+
+        async fn set_follow_up_state(
+            &self,
+            key: &ProcessQueryKey,
+            id: &FollowUpId,
+            change: StateChange<'_>,
+        ) -> Result<Option<FollowUp>, StoreError> {
+            self.check()?;
+            self.inner.set_follow_up_state(key, id, change).await
         }
 
         async fn record_reads(

@@ -4,10 +4,12 @@
 //! Orderings match the sled backend exactly: notices are listed by
 //! `sent_at` descending, ties broken by key ascending (byte order).
 
-use super::{Claim, Cutoffs, EntryCounts, Pruned, SendRecord, SignatureUse, Store, StoreError};
+use super::{
+    Claim, Cutoffs, EntryCounts, Pruned, SendRecord, SignatureUse, StateChange, Store, StoreError,
+};
 use crate::domain::{
-    BillingMonth, EpochMillis, EventTrust, IdempotencyKey, MsgId, Notice, OpenConversationId,
-    ProcessQueryKey, ReadRecord, Reminder, UserId,
+    BillingMonth, EpochMillis, EventTrust, FollowUp, FollowUpId, FollowUpState, IdempotencyKey,
+    MsgId, Notice, OpenConversationId, ProcessQueryKey, ReadRecord, Reminder, UserId,
 };
 use async_trait::async_trait;
 use std::cmp::Reverse;
@@ -40,6 +42,8 @@ struct Inner {
     /// The quota ledger: (month, API) → calls.
     calls: BTreeMap<(BillingMonth, String), u64>,
     link_key: Option<Vec<u8>>,
+    /// Per notice, by id.
+    follow_ups: HashMap<ProcessQueryKey, BTreeMap<FollowUpId, FollowUp>>,
 }
 
 impl Inner {
@@ -349,6 +353,63 @@ impl Store for MemoryStore {
         Ok(self.lock()?.reminders.get(key).cloned().unwrap_or_default())
     }
 
+    async fn add_follow_ups(&self, list: &[FollowUp]) -> Result<(), StoreError> {
+        let mut inner = self.lock()?;
+        for f in list {
+            inner
+                .follow_ups
+                .entry(f.key.clone())
+                .or_default()
+                .entry(f.id.clone())
+                .or_insert_with(|| f.clone());
+        }
+        Ok(())
+    }
+
+    async fn follow_ups(&self, key: &ProcessQueryKey) -> Result<Vec<FollowUp>, StoreError> {
+        let inner = self.lock()?;
+        let mut out: Vec<FollowUp> = inner
+            .follow_ups
+            .get(key)
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default();
+        out.sort_by(|a, b| (a.at, &a.id).cmp(&(b.at, &b.id)));
+        Ok(out)
+    }
+
+    async fn due_follow_ups(
+        &self,
+        state: FollowUpState,
+        due_by: EpochMillis,
+        limit: usize,
+    ) -> Result<Vec<FollowUp>, StoreError> {
+        let inner = self.lock()?;
+        let mut out: Vec<FollowUp> = inner
+            .follow_ups
+            .values()
+            .flat_map(|m| m.values())
+            .filter(|f| f.state == state && f.at <= due_by)
+            .cloned()
+            .collect();
+        // The sled index order: time, then notice key, then id.
+        out.sort_by(|a, b| (a.at, &a.key, &a.id).cmp(&(b.at, &b.key, &b.id)));
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    async fn set_follow_up_state(
+        &self,
+        key: &ProcessQueryKey,
+        id: &FollowUpId,
+        change: StateChange<'_>,
+    ) -> Result<Option<FollowUp>, StoreError> {
+        let mut inner = self.lock()?;
+        let Some(f) = inner.follow_ups.get_mut(key).and_then(|m| m.get_mut(id)) else {
+            return Ok(None);
+        };
+        Ok(change.apply(f).then(|| f.clone()))
+    }
+
     async fn flush(&self) -> Result<(), StoreError> {
         Ok(())
     }
@@ -541,6 +602,10 @@ impl Store for MemoryStore {
             pruned.roster += before - users.len();
         }
         inner.roster.retain(|_, users| !users.is_empty());
+        for list in inner.follow_ups.values_mut() {
+            list.retain(|_, f| f.at >= cutoffs.notices_before);
+        }
+        inner.follow_ups.retain(|_, list| !list.is_empty());
         Ok(pruned)
     }
 

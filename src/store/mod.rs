@@ -18,8 +18,8 @@ pub mod sled_store;
 
 pub use crate::config::{SledConfig, StoreConfig};
 use crate::domain::{
-    BillingMonth, EpochMillis, EventTrust, IdempotencyKey, MsgId, Notice, OpenConversationId,
-    ProcessQueryKey, ReadRecord, Reminder, UserId,
+    BillingMonth, EpochMillis, EventTrust, FollowUp, FollowUpId, FollowUpState, IdempotencyKey,
+    MsgId, Notice, OpenConversationId, ProcessQueryKey, ReadRecord, Reminder, UserId,
 };
 use async_trait::async_trait;
 use std::borrow::Cow;
@@ -189,6 +189,35 @@ pub struct SendRecord {
     /// The notice DingTalk accepted, once recorded; `None` while the send is
     /// pending (in progress, or its outcome was lost in a crash).
     pub notice: Option<ProcessQueryKey>,
+}
+
+/// A change of a follow-up's state ([`Store::set_follow_up_state`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StateChange<'a> {
+    /// The state it must be in.
+    pub from: FollowUpState,
+    /// The state it moves to.
+    pub to: FollowUpState,
+    /// When.
+    pub now: EpochMillis,
+    /// Why (skipped, cancelled) or how (late, unconfirmed); `None` keeps
+    /// the note it has.
+    pub note: Option<&'a str>,
+}
+
+impl StateChange<'_> {
+    /// Applies the change to `f` when it is in `from`; false otherwise.
+    pub fn apply(&self, f: &mut FollowUp) -> bool {
+        if f.state != self.from {
+            return false;
+        }
+        f.state = self.to;
+        f.changed_at = self.now;
+        if let Some(n) = self.note {
+            f.note = Some(n.to_owned());
+        }
+        true
+    }
 }
 
 /// Cut-off times of [`Store::prune_old`]: what was last written before its
@@ -372,6 +401,37 @@ pub trait Store: Send + Sync + 'static {
 
     /// When the notice `key` was recalled, if it was.
     async fn recalled_at(&self, key: &ProcessQueryKey) -> Result<Option<EpochMillis>, StoreError>;
+
+    // Scheduled follow-ups (issue 12).
+
+    /// Stores new follow-ups durably (flushed before returning), all or
+    /// none. One whose notice already has a follow-up with its id is left
+    /// alone (a retried add changes nothing).
+    async fn add_follow_ups(&self, list: &[FollowUp]) -> Result<(), StoreError>;
+
+    /// The follow-ups of the notice `key`, by due time then id.
+    async fn follow_ups(&self, key: &ProcessQueryKey) -> Result<Vec<FollowUp>, StoreError>;
+
+    /// Follow-ups in `state` due at or before `due_by`, earliest first, at
+    /// most `limit` (the scheduler's work list: `pending` ones that are due,
+    /// and at start-up the `firing` ones a crash left behind).
+    async fn due_follow_ups(
+        &self,
+        state: FollowUpState,
+        due_by: EpochMillis,
+        limit: usize,
+    ) -> Result<Vec<FollowUp>, StoreError>;
+
+    /// Moves the follow-up `id` of `key` from `from` to `to` (noting `note`,
+    /// at `now`), atomically and durably (flushed before returning): the
+    /// claim that lets exactly one caller fire it. Returns the updated
+    /// follow-up, or `None` when it does not exist or is not in `from`.
+    async fn set_follow_up_state(
+        &self,
+        key: &ProcessQueryKey,
+        id: &FollowUpId,
+        change: StateChange<'_>,
+    ) -> Result<Option<FollowUp>, StoreError>;
 
     /// Flushes everything written so far to disk (claims included).
     async fn flush(&self) -> Result<(), StoreError>;

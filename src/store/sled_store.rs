@@ -25,6 +25,8 @@
 //! | `sends`     | idempotency key                                   | JSON [`SendRecord`]            |
 //! | `calls`     | month (`YYYY-MM`) ‖ 0x00 ‖ API name               | u64 BE billable calls (quota ledger) |
 //! | `keys`      | `link`                                            | the page-link signing key (raw bytes) |
+//! | `follow_ups`| processQueryKey ‖ 0x00 ‖ follow-up id             | JSON [`FollowUp`]              |
+//! | `follow_ups_due` | state byte (`p` pending, `f` firing) ‖ ord(at) ‖ processQueryKey ‖ 0x00 ‖ id | empty (the scheduler's work list; the rest of the key names the `follow_ups` entry) |
 //!
 //! A `names` entry carries `verified` (`true`: from DingTalk's member or
 //! user APIs; `false` or absent: learned from a callback, or written before
@@ -32,7 +34,8 @@
 //!
 //! # Durability
 //!
-//! `record_notice`, `record_reminder` and `mark_recalled` flush before returning. A claim (`claim_message`) is
+//! `record_notice`, `record_reminder`, `mark_recalled`, `add_follow_ups` and `set_follow_up_state` flush before returning
+//! (a follow-up and its work-list entry change in one transaction). A claim (`claim_message`) is
 //! taken in memory (`PendingClaims`), visible at once to every later claim in
 //! this process; [`Store::make_claim_durable`] (or [`Store::flush`]) writes
 //! it to `dedup` and flushes, and the caller awaits that before it acts on
@@ -52,11 +55,12 @@
 //! and skip entries that do not (defence in depth).
 
 use super::{
-    Claim, Cutoffs, EntryCounts, Pruned, SendRecord, SignatureUse, SledConfig, Store, StoreError,
+    Claim, Cutoffs, EntryCounts, Pruned, SendRecord, SignatureUse, SledConfig, StateChange, Store,
+    StoreError,
 };
 use crate::domain::{
-    BillingMonth, EpochMillis, EventTrust, IdempotencyKey, MsgId, Notice, OpenConversationId,
-    ProcessQueryKey, ReadRecord, ReadSource, Reminder, UserId,
+    BillingMonth, EpochMillis, EventTrust, FollowUp, FollowUpId, FollowUpState, IdempotencyKey,
+    MsgId, Notice, OpenConversationId, ProcessQueryKey, ReadRecord, ReadSource, Reminder, UserId,
 };
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -179,6 +183,8 @@ pub struct SledStore {
     sends: Tree,
     calls: Tree,
     keys: Tree,
+    follow_ups: Tree,
+    follow_ups_due: Tree,
 }
 
 impl std::fmt::Debug for SledStore {
@@ -300,6 +306,42 @@ fn notice_prefix(key: &ProcessQueryKey) -> Vec<u8> {
 /// Order-preserving map of `i64` to big-endian bytes (oldest first).
 fn ord_time(t: EpochMillis) -> [u8; 8] {
     ((t as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+/// `key ‖ 0x00 ‖ id`: a follow-up's key in `follow_ups`.
+fn follow_up_key(key: &ProcessQueryKey, id: &FollowUpId) -> Vec<u8> {
+    let mut k = notice_prefix(key);
+    k.extend_from_slice(id.as_str().as_bytes());
+    k
+}
+
+/// The state byte of the work list (`None`: final states are not listed).
+fn due_state_byte(state: FollowUpState) -> Option<u8> {
+    match state {
+        FollowUpState::Pending => Some(b'p'),
+        FollowUpState::Firing => Some(b'f'),
+        FollowUpState::Fired | FollowUpState::Skipped | FollowUpState::Cancelled => None,
+    }
+}
+
+/// A follow-up's entry in `follow_ups_due`, when its state is listed.
+fn due_key(f: &FollowUp) -> Option<Vec<u8>> {
+    let state = due_state_byte(f.state)?;
+    let mut k = vec![state];
+    k.extend_from_slice(&ord_time(f.at));
+    k.extend_from_slice(&follow_up_key(&f.key, &f.id));
+    Some(k)
+}
+
+fn decode_follow_up(key: &[u8], bytes: &[u8]) -> Result<FollowUp, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        record: format!("follow-up {:?}", String::from_utf8_lossy(key).as_ref()),
+        source: Some(e.into()),
+    })
+}
+
+fn encode_follow_up(f: &FollowUp) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(f).map_err(|e| StoreError::backend("cannot encode a follow-up", e))
 }
 
 fn decode_notice(key: &[u8], bytes: &[u8]) -> Result<Notice, StoreError> {
@@ -474,6 +516,8 @@ impl SledStore {
             sends: tree("sends")?,
             calls: tree("calls")?,
             keys: tree("keys")?,
+            follow_ups: tree("follow_ups")?,
+            follow_ups_due: tree("follow_ups_due")?,
             commit: Default::default(),
             pending: Default::default(),
             dir: dir.into(),
@@ -1121,6 +1165,119 @@ impl Store for SledStore {
         Ok(Some(i64::from_be_bytes(bytes)))
     }
 
+    async fn add_follow_ups(&self, list: &[FollowUp]) -> Result<(), StoreError> {
+        let mut encoded = Vec::with_capacity(list.len());
+        for f in list {
+            encoded.push((
+                follow_up_key(&f.key, &f.id),
+                due_key(f),
+                encode_follow_up(f)?,
+            ));
+        }
+        (&self.follow_ups, &self.follow_ups_due)
+            .transaction(|(t, due)| {
+                for (k, d, v) in &encoded {
+                    if t.get(k.as_slice())?.is_some() {
+                        continue;
+                    }
+                    t.insert(k.as_slice(), v.as_slice())?;
+                    if let Some(d) = d {
+                        due.insert(d.as_slice(), &[][..])?;
+                    }
+                }
+                Ok::<(), ConflictableTransactionError<StoreError>>(())
+            })
+            .map_err(transaction_failed("cannot store the follow-ups"))?;
+        self.durable().await
+    }
+
+    async fn follow_ups(&self, key: &ProcessQueryKey) -> Result<Vec<FollowUp>, StoreError> {
+        let mut out = Vec::new();
+        for entry in self.follow_ups.scan_prefix(notice_prefix(key)) {
+            let (k, v) = entry.map_err(sled_failed("cannot read the follow-ups"))?;
+            out.push(decode_follow_up(&k, &v)?);
+        }
+        out.sort_by(|a, b| (a.at, &a.id).cmp(&(b.at, &b.id)));
+        Ok(out)
+    }
+
+    async fn due_follow_ups(
+        &self,
+        state: FollowUpState,
+        due_by: EpochMillis,
+        limit: usize,
+    ) -> Result<Vec<FollowUp>, StoreError> {
+        let mut out = Vec::new();
+        let Some(byte) = due_state_byte(state) else {
+            return Ok(out);
+        };
+        for entry in self.follow_ups_due.scan_prefix([byte]) {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, _) = entry.map_err(sled_failed("cannot read the follow-up work list"))?;
+            let at = k
+                .get(1..9)
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                .map(|b| (u64::from_be_bytes(b) ^ (1 << 63)) as i64);
+            let (Some(at), Some(primary)) = (at, k.get(9..)) else {
+                continue;
+            };
+            if at > due_by {
+                break;
+            }
+            let Some(v) = self
+                .follow_ups
+                .get(primary)
+                .map_err(sled_failed("cannot read a follow-up"))?
+            else {
+                // Pruned with its notice: the work-list entry is stale.
+                let _ = self.follow_ups_due.remove(&k);
+                continue;
+            };
+            let f = decode_follow_up(primary, &v)?;
+            if f.state == state {
+                out.push(f);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn set_follow_up_state(
+        &self,
+        key: &ProcessQueryKey,
+        id: &FollowUpId,
+        change: StateChange<'_>,
+    ) -> Result<Option<FollowUp>, StoreError> {
+        let k = follow_up_key(key, id);
+        let changed = (&self.follow_ups, &self.follow_ups_due)
+            .transaction(|(t, due)| {
+                let Some(v) = t.get(k.as_slice())? else {
+                    return Ok(None);
+                };
+                let mut f =
+                    decode_follow_up(&k, &v).map_err(ConflictableTransactionError::Abort)?;
+                let old_due = due_key(&f);
+                if !change.apply(&mut f) {
+                    return Ok(None);
+                }
+                let value = encode_follow_up(&f).map_err(ConflictableTransactionError::Abort)?;
+                t.insert(k.as_slice(), value)?;
+                if let Some(d) = old_due {
+                    due.remove(d)?;
+                }
+                if let Some(d) = due_key(&f) {
+                    due.insert(d, &[][..])?;
+                }
+                Ok(Some(f))
+            })
+            .map_err(transaction_failed("cannot change a follow-up"))?;
+        if changed.is_some() {
+            self.durable().await?;
+        }
+        Ok(changed)
+    }
+
     async fn flush(&self) -> Result<(), StoreError> {
         // Pending claims first (on the blocking pool: there may be many).
         let (dedup, pending) = (self.dedup.clone(), self.pending.clone());
@@ -1206,6 +1363,14 @@ impl Store for SledStore {
     async fn prune_old(&self, cutoffs: Cutoffs) -> Result<Pruned, StoreError> {
         let this = self.clone();
         let pruned = tokio::task::spawn_blocking(move || -> Result<Pruned, StoreError> {
+            // Follow-ups due before the cut-off go with their notices (not
+            // counted; a stale work-list entry is dropped when met).
+            Self::prune_tree(
+                &this.follow_ups,
+                cutoffs.notices_before,
+                "cannot remove an old follow-up",
+                |v| serde_json::from_slice::<FollowUp>(v).ok().map(|f| f.at),
+            )?;
             Ok(Pruned {
                 notices: this.prune_notices(cutoffs.notices_before)?,
                 sends: Self::prune_tree(

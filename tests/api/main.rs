@@ -11,6 +11,7 @@ mod exactly_once;
 mod fail_closed;
 mod faults;
 mod first_hour;
+mod follow_ups;
 mod health;
 mod helpers;
 mod notices;

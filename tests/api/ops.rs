@@ -433,6 +433,35 @@ impl Store for FlakyStore {
         self.check()?;
         self.inner.recalled_at(key).await
     }
+    async fn add_follow_ups(&self, list: &[readbot::domain::FollowUp]) -> Result<(), StoreError> {
+        self.check_durable()?;
+        self.inner.add_follow_ups(list).await
+    }
+    async fn follow_ups(
+        &self,
+        key: &ProcessQueryKey,
+    ) -> Result<Vec<readbot::domain::FollowUp>, StoreError> {
+        self.check()?;
+        self.inner.follow_ups(key).await
+    }
+    async fn due_follow_ups(
+        &self,
+        state: readbot::domain::FollowUpState,
+        due_by: EpochMillis,
+        limit: usize,
+    ) -> Result<Vec<readbot::domain::FollowUp>, StoreError> {
+        self.check()?;
+        self.inner.due_follow_ups(state, due_by, limit).await
+    }
+    async fn set_follow_up_state(
+        &self,
+        key: &ProcessQueryKey,
+        id: &readbot::domain::FollowUpId,
+        change: readbot::store::StateChange<'_>,
+    ) -> Result<Option<readbot::domain::FollowUp>, StoreError> {
+        self.check_durable()?;
+        self.inner.set_follow_up_state(key, id, change).await
+    }
     async fn reconciled_at(
         &self,
         key: &ProcessQueryKey,

@@ -123,6 +123,11 @@ async fn openapi_document_matches_the_routes() {
         ("/api/v1/notices", "get"),
         ("/api/v1/notices/{processQueryKey}/receipts", "get"),
         ("/api/v1/notices/{processQueryKey}", "delete"),
+        ("/api/v1/notices/{processQueryKey}", "get"),
+        (
+            "/api/v1/notices/{processQueryKey}/follow-ups/{id}",
+            "delete",
+        ),
         ("/api/v1/notices/{processQueryKey}/reminders", "post"),
         ("/api/v1/usage", "get"),
         ("/api/v1/notices/{processQueryKey}/links", "post"),
@@ -140,7 +145,7 @@ async fn openapi_document_matches_the_routes() {
             "{method} {path} is not documented"
         );
     }
-    assert_eq!(doc["paths"].as_object().map(|p| p.len()), Some(14));
+    assert_eq!(doc["paths"].as_object().map(|p| p.len()), Some(15));
     let app = spawn_app().await;
     let example = &doc["paths"]["/api/v1/notices"]["post"]["requestBody"]["content"]
         ["application/json"]["examples"]["markdown"]["value"];

@@ -2,6 +2,7 @@
 //! Mounted under `/api/v1` behind the bearer-token layer ([`super::auth`]);
 //! handlers take checked inputs from [`request`] and call the [`Bot`](crate::bot::Bot).
 
+pub(super) mod follow_ups;
 pub(super) mod remind;
 mod request;
 
@@ -52,11 +53,34 @@ const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
 pub(super) async fn create(
     State(state): State<AppState>,
     headers: HeaderMap,
-    JsonObject(req): JsonObject<SendNoticeRequest>,
+    JsonObject(mut req): JsonObject<SendNoticeRequest>,
 ) -> Result<(StatusCode, [(&'static str, &'static str); 1], Json<Value>), AppError> {
     let key = idempotency_key(&headers)?;
+    let planned = req.take_follow_ups()?;
     let new = NewNotice::try_from(req)?;
+    state.bot.check_follow_ups(&planned)?;
     let sent = state.bot.send_notice_once(new, key.clone()).await?;
+    // Stored after the send (they need DingTalk's key); ids come from the
+    // idempotency key, so a retry stores the same ones, never more.
+    let follow_ups = match state
+        .bot
+        .add_planned_follow_ups(sent.notice(), &planned, key.as_str())
+        .await
+    {
+        Ok(list) => list,
+        Err(e) => {
+            tracing::error!(error = %e, "notice sent but its follow-ups not stored");
+            return Err(AppError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "follow_ups_not_stored",
+                format!(
+                    "DingTalk accepted the notice (processQueryKey {}) but readbot could not store its follow-ups; \
+                     retry with Idempotency-Key {key} to store them (the notice is not sent again)",
+                    sent.notice().key
+                ),
+            ));
+        }
+    };
     let replayed = matches!(sent, SentNotice::Replayed(_));
     let notice = sent.notice();
     if replayed {
@@ -75,6 +99,7 @@ pub(super) async fn create(
             "openConversationId": notice.group,
             "sentAt": rfc3339(notice.sent_at),
             "idempotencyKey": key,
+            "followUps": follow_ups.iter().map(follow_ups::follow_up_json).collect::<Vec<_>>(),
         })),
     ))
 }

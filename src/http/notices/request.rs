@@ -2,10 +2,11 @@
 //! validate): a [`NewNotice`] or a [`NoticeListing`] exists only once every
 //! check has passed, each refusal naming its field ([`InvalidField`]).
 
+use crate::bot::follow_up::{PlannedFollowUp, MAX_PER_NOTICE};
 use crate::bot::NewNotice;
 use crate::dingtalk::OutgoingMessage;
-use crate::domain::{OpenConversationId, UserId};
-use crate::http::error::InvalidField;
+use crate::domain::{FollowUpAction, OpenConversationId, UserId};
+use crate::http::error::{AppError, InvalidField};
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
@@ -85,6 +86,83 @@ pub struct SendNoticeRequest {
     msgtype: StringField,
     #[serde(default)]
     text: StringField,
+    /// `[{"at": RFC 3339 or epoch ms, "action": "summary" | "remind"}]`.
+    #[serde(default)]
+    follow_ups: Option<Value>,
+}
+
+impl SendNoticeRequest {
+    /// Takes `followUps` out of the request, checked for shape (an array of
+    /// at most [`MAX_PER_NOTICE`] objects, each with a time and an action);
+    /// the bot checks the times against the clock and the window. A refusal
+    /// names the field (`followUps[1].action`).
+    pub fn take_follow_ups(&mut self) -> Result<Vec<PlannedFollowUp>, AppError> {
+        let list = match self.follow_ups.take() {
+            None | Some(Value::Null) => return Ok(Vec::new()),
+            Some(Value::Array(list)) => list,
+            Some(_) => return Err(AppError::bad_field("followUps", "must be an array")),
+        };
+        if list.len() > MAX_PER_NOTICE {
+            return Err(AppError::bad_field(
+                "followUps",
+                format!("at most {MAX_PER_NOTICE} follow-ups per notice"),
+            ));
+        }
+        let mut out = Vec::with_capacity(list.len());
+        for (i, item) in list.iter().enumerate() {
+            let field = |name: &str| format!("followUps[{i}]{name}");
+            let Value::Object(obj) = item else {
+                return Err(AppError::bad_field(&field(""), "must be an object"));
+            };
+            if let Some(other) = obj.keys().find(|k| !matches!(k.as_str(), "at" | "action")) {
+                return Err(AppError::bad_field(
+                    &field(&format!(".{other}")),
+                    "unknown field",
+                ));
+            }
+            let at = match obj.get("at") {
+                Some(Value::String(t)) => {
+                    time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+                        .ok()
+                        .and_then(|t| i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok())
+                        .ok_or_else(|| {
+                            AppError::bad_field(
+                                &field(".at"),
+                                "must be an RFC 3339 time (2025-03-01T17:00:00+08:00) or epoch milliseconds",
+                            )
+                        })?
+                }
+                Some(Value::Number(n)) => n.as_i64().filter(|ms| *ms > 0).ok_or_else(|| {
+                    AppError::bad_field(&field(".at"), "epoch milliseconds must be a positive integer")
+                })?,
+                None | Some(Value::Null) => {
+                    return Err(AppError::bad_field(&field(".at"), "is required"))
+                }
+                Some(_) => {
+                    return Err(AppError::bad_field(
+                        &field(".at"),
+                        "must be an RFC 3339 time string or epoch milliseconds",
+                    ))
+                }
+            };
+            let action = match obj.get("action") {
+                Some(Value::String(a)) => FollowUpAction::parse(a).ok_or_else(|| {
+                    AppError::bad_field(&field(".action"), "must be \"summary\" or \"remind\"")
+                })?,
+                None | Some(Value::Null) => {
+                    return Err(AppError::bad_field(&field(".action"), "is required"))
+                }
+                Some(_) => {
+                    return Err(AppError::bad_field(
+                        &field(".action"),
+                        "must be \"summary\" or \"remind\"",
+                    ))
+                }
+            };
+            out.push(PlannedFollowUp { at, action });
+        }
+        Ok(out)
+    }
 }
 
 impl TryFrom<SendNoticeRequest> for NewNotice {
