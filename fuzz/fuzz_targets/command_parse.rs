@@ -16,6 +16,7 @@ fuzz_target!(|data: &[u8]| {
         Command::Status(n)
         | Command::Remind { n: Some(n), .. }
         | Command::Recall(Some(n)) => assert!((1..=1000).contains(&n)),
+        Command::Schedule { when, .. } => assert!(when.hour <= 23 && when.minute <= 59),
         Command::WhoRead
         | Command::List
         | Command::Id
