@@ -593,6 +593,7 @@ mod tests {
         "content",
         "conversationType",
         "conversationId",
+        "conversationTitle",
         "senderStaffId",
         "senderNick",
         "robotCode",
@@ -627,6 +628,10 @@ mod tests {
                 prop_assert!(m.session_webhook.as_ref().is_none_or(|u| u.len() <= 2048));
                 prop_assert!(m.sender_nick.len() <= 256);
                 prop_assert!(!m.sender_nick.chars().any(char::is_control));
+                if let Some(t) = &m.group_title {
+                    prop_assert!(m.group.is_some() && !t.is_empty() && t.len() <= MAX_GROUP_TITLE);
+                    prop_assert!(!t.chars().any(char::is_control));
+                }
                 prop_assert!(m.group.is_some() == (v["conversationType"].as_str().map(str::trim) == Some("2")));
             }
         }
