@@ -335,6 +335,9 @@ pub struct Incoming {
     pub mentioned: Vec<UserId>,
     /// When DingTalk created the message.
     pub created_at: Option<EpochMillis>,
+    /// The group's title (`conversationTitle`): untrusted text, at most
+    /// 256 bytes, no control characters; `None` when absent or empty.
+    pub group_title: Option<String>,
 }
 
 /// Where readbot learned that someone read a notice.

@@ -12,5 +12,8 @@ fuzz_target!(|data: &[u8]| {
         assert!(m.session_webhook.as_ref().is_none_or(|u| u.len() <= 2048));
         assert!(m.sender_nick.len() <= 256);
         assert!(!m.sender_nick.chars().any(char::is_control));
+        assert!(m.group_title.as_ref().is_none_or(|t| {
+            m.group.is_some() && !t.is_empty() && t.len() <= 256 && !t.chars().any(char::is_control)
+        }));
     }
 });

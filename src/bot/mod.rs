@@ -424,6 +424,7 @@ impl Bot {
             }
         }
         self.remember_asker_name(msg).await;
+        self.remember_group_title(msg).await;
         let result = match (&parsed.command, &msg.group) {
             (Command::Help(unknown), _) => self.render_reply(
                 "help",

@@ -11,6 +11,7 @@
 //!   (DingTalk's are about 100 bytes); the reply then goes through the
 //!   robot's group send;
 //! - mentioned users: as many as fit in [`MENTIONED_BYTES`] bytes of ids;
+//! - the group title: its first [`TITLE_BYTES`] bytes;
 //! - the robot code and creation time: not kept (the answer does not use them).
 
 use crate::domain::{EpochMillis, Incoming, MsgId, OpenConversationId, UserId};
@@ -23,6 +24,10 @@ pub const NICK_BYTES: usize = 128;
 pub const WEBHOOK_BYTES: usize = 512;
 /// Bytes of mentioned user ids kept (one byte more per id, a separator).
 pub const MENTIONED_BYTES: usize = 768;
+
+/// Group title bytes kept (32 CJK characters; the parser keeps at most 256,
+/// DingTalk's group names are shorter).
+pub const TITLE_BYTES: usize = 96;
 
 /// Longest `msgId`, group id and user id ([`crate::domain`]'s limits).
 const MSG_ID_BYTES: usize = 256;
@@ -40,6 +45,8 @@ pub(super) struct Queued {
     session_webhook_expires_at: Option<EpochMillis>,
     /// Mentioned user ids, `\n`-separated (ids hold no control characters).
     mentioned: Box<str>,
+    /// The group's title (`conversationTitle`), untrusted.
+    group_title: Option<Box<str>>,
 }
 
 /// The longest prefix of `s` of at most `max` bytes ending on a character
@@ -91,6 +98,10 @@ impl Queued {
                 .map(Box::from),
             session_webhook_expires_at: msg.session_webhook_expires_at,
             mentioned: mentioned.into_boxed_str(),
+            group_title: msg
+                .group_title
+                .as_deref()
+                .map(|t| boxed_prefix(t, TITLE_BYTES)),
         }
     }
 
@@ -116,6 +127,7 @@ impl Queued {
                 .filter_map(|s| UserId::parse(s).ok())
                 .collect(),
             created_at: None,
+            group_title: self.group_title.map(Into::into),
         }
     }
 }
@@ -125,7 +137,7 @@ impl Queued {
 const ALLOC_OVERHEAD: usize = 24;
 
 /// The most memory one waiting message can hold: its queue slot plus every
-/// field at its cap, each with allocator overhead (2,880 bytes on 64-bit).
+/// field at its cap, each with allocator overhead (3,056 bytes on 64-bit).
 pub fn waiting_message_worst_case_bytes() -> usize {
     worst_case_bytes(std::mem::size_of::<super::Job>())
 }
@@ -140,6 +152,7 @@ fn worst_case_bytes(slot_bytes: usize) -> usize {
         TEXT_BYTES,
         WEBHOOK_BYTES,
         MENTIONED_BYTES,
+        TITLE_BYTES,
     ];
     slot_bytes + heap.iter().map(|b| b + ALLOC_OVERHEAD).sum::<usize>()
 }
@@ -160,6 +173,7 @@ pub fn incoming_worst_case_bytes() -> usize {
         TEXT,
         WEBHOOK,
         ROBOT,
+        crate::dingtalk::callback::MAX_GROUP_TITLE,
     ];
     let ids = AT_USERS * (std::mem::size_of::<UserId>() + USER_BYTES + ALLOC_OVERHEAD);
     std::mem::size_of::<Incoming>()
@@ -186,6 +200,7 @@ mod tests {
                 .map(|i| UserId::parse(format!("{i:0>128}")).unwrap())
                 .collect(),
             created_at: Some(1),
+            group_title: Some("群".repeat(85)),
         }
     }
 
@@ -210,6 +225,9 @@ mod tests {
             "an over-long webhook is dropped"
         );
         assert!(q.mentioned.len() <= MENTIONED_BYTES);
+        let title = q.group_title.as_deref().unwrap_or_default();
+        assert!(title.len() <= TITLE_BYTES && title.chars().all(|c| c == '群'));
+        assert!(!title.is_empty());
         let back = q.into_incoming();
         assert_eq!(back.mentioned.len(), 5, "768 bytes of 128-byte ids");
         assert!(back.text.starts_with("who read"));
@@ -224,6 +242,7 @@ mod tests {
         let mut m = worst_incoming();
         m.text = "status 2".into();
         m.sender_nick = "Alice".into();
+        m.group_title = Some("Ops «team»".into());
         m.session_webhook =
             Some("https://oapi.dingtalk.com/robot/sendBySession?session=abc".into());
         m.mentioned = vec![UserId::parse("u1").unwrap(), UserId::parse("u2").unwrap()];
@@ -239,6 +258,7 @@ mod tests {
             m.session_webhook_expires_at
         );
         assert_eq!(back.mentioned, m.mentioned);
+        assert_eq!(back.group_title, m.group_title);
     }
 
     /// The figure README.md and RELIABILITY.md state: at most 3 KiB per

@@ -163,6 +163,33 @@ fn author_of(n: &Notice) -> String {
 }
 
 impl Bot {
+    /// Remembers the title of the group a mention came from (untrusted
+    /// `conversationTitle`; the store writes only a change). A failure is
+    /// logged, never fatal.
+    pub(super) async fn remember_group_title(&self, msg: &Incoming) {
+        let (Some(group), Some(title)) = (&msg.group, msg.group_title.as_deref()) else {
+            return;
+        };
+        if let Err(e) = self
+            .store()
+            .remember_group_title(group, title, now_millis())
+            .await
+        {
+            tracing::warn!(error = %e.with_causes(), "could not remember the group title");
+        }
+    }
+
+    /// The group's remembered title, if any (a store failure reads as none).
+    async fn known_group_title(&self, group: &OpenConversationId) -> Option<String> {
+        match self.store().group_title(group).await {
+            Ok(title) => title,
+            Err(e) => {
+                tracing::warn!(error = %e.with_causes(), "could not read the group title");
+                None
+            }
+        }
+    }
+
     pub(super) fn may_manage(
         &self,
         notice: &Notice,
@@ -445,10 +472,12 @@ impl Bot {
         lang: Lang,
         extra: Option<&str>,
     ) -> Result<DmOutcome, BotError> {
+        let group_title = self.known_group_title(&notice.group).await;
         let (title, mut text) = sentences::remind_dm(
             &notice.title,
             &author_of(notice),
             &self.deps().cfg.timezone.format_minutes(notice.sent_at),
+            group_title.as_deref(),
             lang,
         );
         if let Some(extra) = extra {

@@ -265,24 +265,47 @@ pub fn remind_stopped(reached: usize, total: usize, cause: &str, lang: Lang) -> 
     }
 }
 
-/// The direct message an unread member gets: (title, markdown).
-pub fn remind_dm(title: &str, author: &str, sent_at: &str, lang: Lang) -> (String, String) {
+/// The direct message an unread member gets: (title, markdown). `group`
+/// is the group's title when readbot knows it (from a callback: untrusted,
+/// neutralised here for markdown).
+pub fn remind_dm(
+    title: &str,
+    author: &str,
+    sent_at: &str,
+    group: Option<&str>,
+    lang: Lang,
+) -> (String, String) {
     let author = if author.is_empty() {
         say(lang, "someone", "有人")
     } else {
         author.to_owned()
     };
+    let group = group
+        .map(|g| crate::render::neutralise(g.trim()))
+        .filter(|g| !g.trim().is_empty());
     match lang {
-        Lang::En => (
-            format!("Reminder: {title}"),
-            format!(
-                "{author} sent the notice **{title}** to your group on {sent_at}, and you have not read it yet. Please open the group and read it."
-            ),
-        ),
-        Lang::Zh => (
-            format!("提醒：{title}"),
-            format!("{author} 于 {sent_at} 在群里发送了通知 **{title}**，你还没有阅读，请打开群聊查看。"),
-        ),
+        Lang::En => {
+            let place = match group {
+                Some(g) => format!("in the group «{g}»"),
+                None => "to your group".to_owned(),
+            };
+            (
+                format!("Reminder: {title}"),
+                format!(
+                    "{author} sent the notice **{title}** {place} on {sent_at}, and you have not read it yet. Please open the group and read it."
+                ),
+            )
+        }
+        Lang::Zh => {
+            let place = match group {
+                Some(g) => format!("在群「{g}」里"),
+                None => "在群里".to_owned(),
+            };
+            (
+                format!("提醒：{title}"),
+                format!("{author} 于 {sent_at} {place}发送了通知 **{title}**，你还没有阅读，请打开群聊查看。"),
+            )
+        }
     }
 }
 
@@ -772,6 +795,26 @@ pub fn summary_dm_failed(lang: Lang) -> String {
 mod tests {
     use super::*;
     use crate::dingtalk::error::SEED_ERROR_CODES;
+
+    #[test]
+    fn the_dm_reminder_names_the_group_when_known_and_neutralised() {
+        let (_, en) = remind_dm("Drill", "Ann", "Mon 14:05", Some("Ops «team»"), Lang::En);
+        assert!(en.contains("in the group «Ops «team»»"), "{en}");
+        let (_, zh) = remind_dm("Drill", "Ann", "Mon 14:05", Some("运维群"), Lang::Zh);
+        assert!(zh.contains("在群「运维群」里"), "{zh}");
+        let hostile = "[win](https://x.example) @all\n# big";
+        for lang in [Lang::En, Lang::Zh] {
+            let (_, text) = remind_dm("Drill", "Ann", "Mon", Some(hostile), lang);
+            for bad in ["[win]", "](", "https://", "@all", "\n#", "\n"] {
+                assert!(!text.contains(bad), "{bad:?} in {text}");
+            }
+            assert!(text.contains("win"), "{text}");
+            for none in [None, Some("  ")] {
+                let (_, text) = remind_dm("Drill", "Ann", "Mon", none, lang);
+                assert!(!text.contains('«') && !text.contains('「'), "{text}");
+            }
+        }
+    }
 
     #[test]
     fn ids_reply_names_all_three_ids_or_why_one_is_missing() {

@@ -70,6 +70,7 @@ fn mention(id: &str, text: &str, sender: Option<&str>) -> Incoming {
         robot_code: Some(RobotCode::parse(ROBOT).unwrap()),
         mentioned: Vec::new(),
         created_at: Some(now_millis()),
+        group_title: None,
     }
 }
 

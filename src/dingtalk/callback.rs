@@ -25,6 +25,8 @@ pub enum CallbackError {
 
 /// Longest message text we look at; commands are short.
 const MAX_TEXT: usize = 4096;
+/// Longest group title kept (`conversationTitle`), in bytes.
+pub const MAX_GROUP_TITLE: usize = 256;
 /// At most this many @-mentioned users are kept.
 const MAX_AT_USERS: usize = 100;
 /// Deepest nesting of arrays and objects accepted anywhere in a body (the
@@ -242,6 +244,10 @@ struct Wire<'a> {
     conversation_type: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     conversation_id: Option<Cow<'a, str>>,
+    /// Untrusted and optional: a string is kept, any other type is skipped
+    /// (a title never refuses a message).
+    #[serde(default, borrow)]
+    conversation_title: Option<TopContent<'a>>,
     #[serde(default, borrow)]
     sender_staff_id: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
@@ -341,6 +347,11 @@ pub fn parse(body: &[u8]) -> Result<Incoming, CallbackError> {
         .chars()
         .filter(|c| !c.is_control())
         .collect();
+    let group_title = group
+        .as_ref()
+        .and_then(|_| wire.conversation_title.and_then(|t| t.0))
+        .map(|t| group_title(&t))
+        .filter(|t| !t.is_empty());
     let robot_code = non_empty(wire.robot_code).and_then(|s| RobotCode::parse(s).ok());
     let mentioned = wire
         .at_users
@@ -362,7 +373,19 @@ pub fn parse(body: &[u8]) -> Result<Incoming, CallbackError> {
         robot_code,
         mentioned,
         created_at: wire.create_at.and_then(|v| v.0),
+        group_title,
     })
+}
+
+/// A `conversationTitle` made safe to keep: trimmed, at most
+/// [`MAX_GROUP_TITLE`] bytes, control characters dropped.
+fn group_title(raw: &str) -> String {
+    truncate_chars(raw.trim(), MAX_GROUP_TITLE)
+        .chars()
+        .filter(|c| !c.is_control())
+        .collect::<String>()
+        .trim()
+        .to_owned()
 }
 
 #[cfg(test)]
@@ -401,6 +424,27 @@ mod tests {
         assert_eq!(m.created_at, Some(1708327204136));
         assert_eq!(m.session_webhook_expires_at, Some(1708332604316));
         assert_eq!(m.mentioned, vec![UserId::parse("u2").unwrap()]);
+        assert_eq!(m.group_title.as_deref(), Some("测试群"));
+    }
+
+    #[test]
+    fn group_title_is_optional_bounded_and_free_of_control_characters() {
+        let with = |title: &str, kind: &str| {
+            let body = serde_json::json!({"msgId": "m1", "conversationType": kind,
+                "conversationId": "cid1", "conversationTitle": title, "text": {"content": "hi"}});
+            parse(body.to_string().as_bytes()).unwrap().group_title
+        };
+        assert_eq!(with("  Ops\n\u{7}team ", "2").as_deref(), Some("Opsteam"));
+        assert_eq!(with("   ", "2"), None);
+        // A 1:1 chat has no group, so no group title.
+        assert_eq!(with("Ops", "1"), None);
+        let long = with(&"群".repeat(200), "2").unwrap();
+        assert!(long.len() <= MAX_GROUP_TITLE && long.chars().all(|c| c == '群'));
+        let absent = br#"{"msgId":"m1","conversationType":"2","conversationId":"cid1"}"#;
+        assert_eq!(parse(absent).unwrap().group_title, None);
+        // Another type than a string is skipped: a title never refuses a message.
+        let number = br#"{"msgId":"m1","conversationType":"2","conversationId":"cid1","conversationTitle":{"a":7}}"#;
+        assert_eq!(parse(number).unwrap().group_title, None);
     }
 
     #[test]
@@ -549,6 +593,7 @@ mod tests {
         "content",
         "conversationType",
         "conversationId",
+        "conversationTitle",
         "senderStaffId",
         "senderNick",
         "robotCode",
@@ -583,6 +628,10 @@ mod tests {
                 prop_assert!(m.session_webhook.as_ref().is_none_or(|u| u.len() <= 2048));
                 prop_assert!(m.sender_nick.len() <= 256);
                 prop_assert!(!m.sender_nick.chars().any(char::is_control));
+                if let Some(t) = &m.group_title {
+                    prop_assert!(m.group.is_some() && !t.is_empty() && t.len() <= MAX_GROUP_TITLE);
+                    prop_assert!(!t.chars().any(char::is_control));
+                }
                 prop_assert!(m.group.is_some() == (v["conversationType"].as_str().map(str::trim) == Some("2")));
             }
         }

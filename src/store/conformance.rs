@@ -302,6 +302,72 @@ pub(crate) async fn learned_roster<S: Store>(s: &S) {
     s.flush().await.unwrap();
 }
 
+/// Group titles: last one wins, unchanged ones are not rewritten within the
+/// refresh period, long ones are cut, and they expire with the roster.
+pub(crate) async fn group_titles<S: Store>(s: &S) {
+    assert_eq!(s.group_title(&gid("cid1")).await.unwrap(), None);
+    s.remember_group_title(&gid("cid1"), "Ops «team»", 1_000)
+        .await
+        .unwrap();
+    s.remember_group_title(&gid("cid10"), "Other", 1_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.group_title(&gid("cid1")).await.unwrap().as_deref(),
+        Some("Ops «team»")
+    );
+    assert_eq!(s.group_title(&gid("cid")).await.unwrap(), None);
+    // Unchanged and recent: not rewritten, so its time stays 1,000 and a
+    // roster cut-off of 2,000 removes it below.
+    s.remember_group_title(&gid("cid1"), "Ops «team»", 1_500)
+        .await
+        .unwrap();
+    // A change is written at once.
+    s.remember_group_title(&gid("cid10"), "Renamed", 3_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.group_title(&gid("cid10")).await.unwrap().as_deref(),
+        Some("Renamed")
+    );
+    let long = "群".repeat(200);
+    s.remember_group_title(&gid("cid2"), &long, 3_000)
+        .await
+        .unwrap();
+    let kept = s.group_title(&gid("cid2")).await.unwrap().unwrap();
+    assert!(kept.len() <= super::GROUP_TITLE_BYTES && !kept.is_empty());
+    assert!(long.starts_with(&kept));
+    let cutoffs = Cutoffs {
+        notices_before: 0,
+        names_before: 0,
+        roster_before: 2_000,
+    };
+    s.prune_old(cutoffs).await.unwrap();
+    assert_eq!(s.group_title(&gid("cid1")).await.unwrap(), None);
+    assert_eq!(
+        s.group_title(&gid("cid10")).await.unwrap().as_deref(),
+        Some("Renamed")
+    );
+    // An unchanged title older than the refresh period is written again,
+    // which restarts its retention clock.
+    let later = 3_000 + super::GROUP_TITLE_REFRESH_MS + 1;
+    s.remember_group_title(&gid("cid10"), "Renamed", later)
+        .await
+        .unwrap();
+    let cutoffs = Cutoffs {
+        notices_before: 0,
+        names_before: 0,
+        roster_before: later,
+    };
+    s.prune_old(cutoffs).await.unwrap();
+    assert_eq!(
+        s.group_title(&gid("cid10")).await.unwrap().as_deref(),
+        Some("Renamed")
+    );
+    assert_eq!(s.group_title(&gid("cid2")).await.unwrap(), None);
+    s.flush().await.unwrap();
+}
+
 /// `size_bytes` answers for an empty store and does not shrink while
 /// notices, marks, names and roster entries are added and flushed (what a
 /// backend's size can be checked for generically; sled's is also checked to
@@ -1076,6 +1142,11 @@ macro_rules! conformance {
             async fn concurrent_follow_up_claims_have_one_winner() {
                 let (_guard, s) = $make;
                 super::concurrent_follow_up_claims_have_one_winner(std::sync::Arc::new(s)).await;
+            }
+            #[tokio::test]
+            async fn group_titles() {
+                let (_guard, s) = $make;
+                super::group_titles(&s).await;
             }
             #[tokio::test]
             async fn record_and_get() {

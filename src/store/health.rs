@@ -292,6 +292,20 @@ impl Store for MonitoredStore {
         self.inner.learned_members(group).await
     }
 
+    async fn remember_group_title(
+        &self,
+        group: &OpenConversationId,
+        title: &str,
+        now: EpochMillis,
+    ) -> Result<(), StoreError> {
+        self.write(self.inner.remember_group_title(group, title, now))
+            .await
+    }
+
+    async fn group_title(&self, group: &OpenConversationId) -> Result<Option<String>, StoreError> {
+        self.inner.group_title(group).await
+    }
+
     async fn flush(&self) -> Result<(), StoreError> {
         self.write(self.inner.flush()).await
     }
@@ -723,6 +737,18 @@ mod tests {
         }
         async fn learned_members(&self, g: &OpenConversationId) -> Result<Vec<UserId>, StoreError> {
             self.inner.learned_members(g).await
+        }
+        async fn remember_group_title(
+            &self,
+            g: &OpenConversationId,
+            t: &str,
+            now: EpochMillis,
+        ) -> Result<(), StoreError> {
+            self.check()?;
+            self.inner.remember_group_title(g, t, now).await
+        }
+        async fn group_title(&self, g: &OpenConversationId) -> Result<Option<String>, StoreError> {
+            self.inner.group_title(g).await
         }
         async fn flush(&self) -> Result<(), StoreError> {
             self.check()

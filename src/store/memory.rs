@@ -33,6 +33,8 @@ struct Inner {
     /// Signed timestamp → (last write, message ids it came with).
     signatures: HashMap<EpochMillis, (EpochMillis, Vec<MsgId>)>,
     roster: HashMap<OpenConversationId, BTreeMap<UserId, EpochMillis>>,
+    /// Group → (title, last written).
+    group_titles: HashMap<OpenConversationId, (String, EpochMillis)>,
     reminders: HashMap<ProcessQueryKey, Vec<Reminder>>,
     recalled: HashMap<ProcessQueryKey, EpochMillis>,
     reads: HashMap<ProcessQueryKey, BTreeMap<UserId, ReadRecord>>,
@@ -336,6 +338,29 @@ impl Store for MemoryStore {
             .unwrap_or_default())
     }
 
+    async fn remember_group_title(
+        &self,
+        group: &OpenConversationId,
+        title: &str,
+        now: EpochMillis,
+    ) -> Result<(), StoreError> {
+        let title = super::bounded_group_title(title);
+        let mut inner = self.lock()?;
+        let fresh = inner.group_titles.get(group).is_some_and(|(t, at)| {
+            t == title && *at > now.saturating_sub(super::GROUP_TITLE_REFRESH_MS)
+        });
+        if !fresh {
+            inner
+                .group_titles
+                .insert(group.clone(), (title.to_owned(), now));
+        }
+        Ok(())
+    }
+
+    async fn group_title(&self, group: &OpenConversationId) -> Result<Option<String>, StoreError> {
+        Ok(self.lock()?.group_titles.get(group).map(|(t, _)| t.clone()))
+    }
+
     async fn record_reminder(
         &self,
         key: &ProcessQueryKey,
@@ -602,6 +627,10 @@ impl Store for MemoryStore {
             pruned.roster += before - users.len();
         }
         inner.roster.retain(|_, users| !users.is_empty());
+        // Group titles expire with the learned roster (not counted).
+        inner
+            .group_titles
+            .retain(|_, (_, at)| *at >= cutoffs.roster_before);
         for list in inner.follow_ups.values_mut() {
             list.retain(|_, f| f.at >= cutoffs.notices_before);
         }

@@ -261,6 +261,23 @@ pub struct EntryCounts {
     pub sends: u64,
 }
 
+/// Longest group title a store keeps, in bytes.
+pub const GROUP_TITLE_BYTES: usize = 256;
+
+/// How often an unchanged group title is written again (its retention
+/// clock restarts): hourly,
+/// like the learned roster.
+pub const GROUP_TITLE_REFRESH_MS: EpochMillis = 60 * 60 * 1000;
+
+/// `title` cut to [`GROUP_TITLE_BYTES`] on a character boundary.
+pub fn bounded_group_title(title: &str) -> &str {
+    let mut end = title.len().min(GROUP_TITLE_BYTES);
+    while !title.is_char_boundary(end) {
+        end -= 1;
+    }
+    &title[..end]
+}
+
 /// Durable state used by readbot.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -377,6 +394,20 @@ pub trait Store: Send + Sync + 'static {
 
     /// Everyone ever seen in `group`, sorted by user id.
     async fn learned_members(&self, group: &OpenConversationId) -> Result<Vec<UserId>, StoreError>;
+
+    /// Remembers `group`'s title (untrusted text from a callback, cut to
+    /// [`GROUP_TITLE_BYTES`]). Writes only when the title changed or the
+    /// entry is older than the roster's refresh period (it expires with the
+    /// learned roster, `Cutoffs::roster_before`).
+    async fn remember_group_title(
+        &self,
+        group: &OpenConversationId,
+        title: &str,
+        now: EpochMillis,
+    ) -> Result<(), StoreError>;
+
+    /// The last title remembered for `group`, if any.
+    async fn group_title(&self, group: &OpenConversationId) -> Result<Option<String>, StoreError>;
 
     /// Records a reminder sent about the notice `key` durably (flushed
     /// before returning). Reminders of one notice are kept in time order.

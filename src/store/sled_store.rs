@@ -174,6 +174,8 @@ pub struct SledStore {
     dedup: Tree,
     names: Tree,
     roster: Tree,
+    /// Group id → last write (8 bytes, big-endian ms) + title (UTF-8).
+    group_titles: Tree,
     signatures: Tree,
     reminders: Tree,
     recalled: Tree,
@@ -200,6 +202,12 @@ struct CachedName {
     /// From DingTalk's APIs (`true`) or learned from a callback.
     #[serde(default)]
     verified: bool,
+}
+
+/// A `group_titles` value: (last write, title).
+fn decode_group_title(bytes: &[u8]) -> Option<(EpochMillis, &str)> {
+    let (at, title) = bytes.split_first_chunk::<8>()?;
+    Some((i64::from_be_bytes(*at), std::str::from_utf8(title).ok()?))
 }
 
 /// The messages one signed timestamp came with (`signatures` tree).
@@ -507,6 +515,7 @@ impl SledStore {
             dedup: tree("dedup")?,
             names: tree("names")?,
             roster: tree("roster")?,
+            group_titles: tree("group_titles")?,
             signatures: tree("signatures")?,
             reminders: tree("reminders")?,
             recalled: tree("recalled")?,
@@ -1096,6 +1105,52 @@ impl Store for SledStore {
         Ok(out)
     }
 
+    async fn remember_group_title(
+        &self,
+        group: &OpenConversationId,
+        title: &str,
+        now: EpochMillis,
+    ) -> Result<(), StoreError> {
+        // A read is far cheaper than a write: write only a changed title or
+        // one not written within the refresh period (see `remember_members`).
+        let title = super::bounded_group_title(title);
+        let key = group.as_str().as_bytes();
+        let old = self
+            .group_titles
+            .get(key)
+            .map_err(sled_failed("cannot read a group title"))?;
+        let fresh = old
+            .as_deref()
+            .and_then(decode_group_title)
+            .is_some_and(|(at, t)| {
+                t == title && at > now.saturating_sub(super::GROUP_TITLE_REFRESH_MS)
+            });
+        if !fresh {
+            let mut value = Vec::with_capacity(8 + title.len());
+            value.extend_from_slice(&now.to_be_bytes());
+            value.extend_from_slice(title.as_bytes());
+            self.group_titles
+                .insert(key, value)
+                .map_err(sled_write_failed("cannot write a group title"))?;
+        }
+        Ok(())
+    }
+
+    async fn group_title(&self, group: &OpenConversationId) -> Result<Option<String>, StoreError> {
+        let Some(bytes) = self
+            .group_titles
+            .get(group.as_str().as_bytes())
+            .map_err(sled_failed("cannot read a group title"))?
+        else {
+            return Ok(None);
+        };
+        let (_, title) = decode_group_title(&bytes).ok_or_else(|| StoreError::Corrupt {
+            record: format!("group title of {}", group.as_str()),
+            source: None,
+        })?;
+        Ok(Some(title.to_owned()))
+    }
+
     async fn record_reminder(
         &self,
         key: &ProcessQueryKey,
@@ -1370,6 +1425,13 @@ impl Store for SledStore {
                 cutoffs.notices_before,
                 "cannot remove an old follow-up",
                 |v| serde_json::from_slice::<FollowUp>(v).ok().map(|f| f.at),
+            )?;
+            // Group titles expire with the learned roster (not counted).
+            Self::prune_tree(
+                &this.group_titles,
+                cutoffs.roster_before,
+                "cannot remove an old group title",
+                |v| decode_group_title(v).map(|(at, _)| at),
             )?;
             Ok(Pruned {
                 notices: this.prune_notices(cutoffs.notices_before)?,

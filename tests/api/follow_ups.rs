@@ -411,3 +411,29 @@ async fn reply_to_dm_sends_the_summary_privately_and_tells_the_group_one_line() 
         batches[0].text
     );
 }
+
+#[tokio::test]
+async fn a_scheduled_remind_names_the_group_by_its_title() {
+    let app = spawn_app().await;
+    group(&app);
+    let at = now_ms() + 2_500;
+    let (key, _) = sent_key(
+        &app,
+        send_with(&app, json!([{"at": at, "action": "remind"}])).await,
+    )
+    .await;
+    // A mention from the group tells readbot its title before the follow-up fires.
+    let mut body = app.mention("m-sched-title", GROUP, "user0002", "help");
+    body["conversationTitle"] = json!("Sales «North»");
+    assert_eq!(app.post_callback_signed(&body).await.status(), 200);
+    app.one_reply(GROUP).await;
+    let v = wait_settled(&app, &key).await;
+    assert_eq!(states(&v), ["fired"], "{v:#}");
+    let batches = app.fake.direct_batches();
+    assert_eq!(batches.len(), 1, "{batches:#?}");
+    assert!(
+        batches[0].text.contains("in the group «Sales «North»»"),
+        "{}",
+        batches[0].text
+    );
+}

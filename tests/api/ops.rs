@@ -383,6 +383,19 @@ impl Store for FlakyStore {
         self.check()?;
         self.inner.learned_members(group).await
     }
+    async fn remember_group_title(
+        &self,
+        group: &OpenConversationId,
+        title: &str,
+        now: EpochMillis,
+    ) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.remember_group_title(group, title, now).await
+    }
+    async fn group_title(&self, group: &OpenConversationId) -> Result<Option<String>, StoreError> {
+        self.check()?;
+        self.inner.group_title(group).await
+    }
     async fn record_reminder(
         &self,
         key: &ProcessQueryKey,

@@ -262,3 +262,77 @@ async fn api_reminders_and_recall() {
     let msg = v["error"]["message"].as_str().unwrap();
     assert!(msg.contains("消息已超过可撤回时间"), "{msg}");
 }
+
+/// An @mention from the group whose `conversationTitle` is `title`.
+async fn say_titled(app: &TestApp, id: &str, sender: &str, text: &str, title: &str) {
+    let mut body = app.mention(id, GROUP, sender, text);
+    body["conversationTitle"] = json!(title);
+    assert_eq!(app.post_callback_signed(&body).await.status(), 200);
+}
+
+#[tokio::test]
+async fn remind_dm_names_the_group_by_the_title_of_its_last_mention() {
+    let app = spawn_app().await;
+    notice_with_unread(&app, 3).await;
+    say_titled(
+        &app,
+        "m-dm-title",
+        "user0001",
+        "remind dm",
+        "Ops «team» 运维",
+    )
+    .await;
+    let text = app.one_reply(GROUP).await;
+    assert!(text.contains("Sent a direct message to 2 of 2"), "{text}");
+    let batches = app.fake.direct_batches();
+    assert_eq!(batches.len(), 1);
+    assert!(
+        batches[0]
+            .text
+            .contains("**Fire drill** in the group «Ops «team» 运维» on "),
+        "which notice, in which group: {}",
+        batches[0].text
+    );
+}
+
+#[tokio::test]
+async fn the_api_reminder_uses_the_latest_group_title() {
+    let app = spawn_app().await;
+    let (key, _) = notice_with_unread(&app, 3).await;
+    say_titled(&app, "m-title-old", "user0002", "help", "Old name").await;
+    app.wait_replies(GROUP, 1).await;
+    say_titled(&app, "m-title-new", "user0002", "help", "New name").await;
+    app.wait_replies(GROUP, 2).await;
+    let resp = post_reminder(&app, &key, json!({"via": "dm"})).await;
+    assert_eq!(resp.status(), 202);
+    let batches = app.fake.direct_batches();
+    assert_eq!(batches.len(), 1);
+    assert!(
+        batches[0].text.contains("in the group «New name»"),
+        "{}",
+        batches[0].text
+    );
+    assert!(!batches[0].text.contains("Old name"), "{}", batches[0].text);
+}
+
+#[tokio::test]
+async fn a_hostile_group_title_is_neutralised_in_the_direct_message() {
+    let app = spawn_app().await;
+    notice_with_unread(&app, 3).await;
+    let hostile = "[Win a prize](https://phish.example/x) @all\n# URGENT <b>";
+    say_titled(&app, "m-dm-hostile", "user0001", "remind dm", hostile).await;
+    app.one_reply(GROUP).await;
+    let batches = app.fake.direct_batches();
+    assert_eq!(batches.len(), 1);
+    let text = &batches[0].text;
+    assert!(
+        text.contains("Win a prize"),
+        "the title is still named: {text}"
+    );
+    for bad in ["[Win", "](", "https://", "@all", "\n#", "<b>"] {
+        assert!(
+            !text.contains(bad),
+            "{bad:?} reached the direct message: {text}"
+        );
+    }
+}
