@@ -19,6 +19,7 @@
 use super::{
     Claim, Cutoffs, EntryCounts, Pruned, SendRecord, SignatureUse, StateChange, Store, StoreError,
 };
+use crate::domain::CachedRoster;
 use crate::domain::{
     now_millis, BillingMonth, EpochMillis, EventTrust, FollowUp, FollowUpId, FollowUpState,
     IdempotencyKey, MsgId, Notice, OpenConversationId, ProcessQueryKey, ReadRecord, Reminder,
@@ -290,6 +291,21 @@ impl Store for MonitoredStore {
 
     async fn learned_members(&self, group: &OpenConversationId) -> Result<Vec<UserId>, StoreError> {
         self.inner.learned_members(group).await
+    }
+
+    async fn cache_roster(
+        &self,
+        group: &OpenConversationId,
+        roster: &CachedRoster,
+    ) -> Result<(), StoreError> {
+        self.write(self.inner.cache_roster(group, roster)).await
+    }
+
+    async fn cached_roster(
+        &self,
+        group: &OpenConversationId,
+    ) -> Result<Option<CachedRoster>, StoreError> {
+        self.inner.cached_roster(group).await
     }
 
     async fn flush(&self) -> Result<(), StoreError> {
@@ -723,6 +739,20 @@ mod tests {
         }
         async fn learned_members(&self, g: &OpenConversationId) -> Result<Vec<UserId>, StoreError> {
             self.inner.learned_members(g).await
+        }
+        async fn cache_roster(
+            &self,
+            g: &OpenConversationId,
+            r: &CachedRoster,
+        ) -> Result<(), StoreError> {
+            self.check()?;
+            self.inner.cache_roster(g, r).await
+        }
+        async fn cached_roster(
+            &self,
+            g: &OpenConversationId,
+        ) -> Result<Option<CachedRoster>, StoreError> {
+            self.inner.cached_roster(g).await
         }
         async fn flush(&self) -> Result<(), StoreError> {
             self.check()

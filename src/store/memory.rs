@@ -7,6 +7,7 @@
 use super::{
     Claim, Cutoffs, EntryCounts, Pruned, SendRecord, SignatureUse, StateChange, Store, StoreError,
 };
+use crate::domain::CachedRoster;
 use crate::domain::{
     BillingMonth, EpochMillis, EventTrust, FollowUp, FollowUpId, FollowUpState, IdempotencyKey,
     MsgId, Notice, OpenConversationId, ProcessQueryKey, ReadRecord, Reminder, UserId,
@@ -33,6 +34,7 @@ struct Inner {
     /// Signed timestamp → (last write, message ids it came with).
     signatures: HashMap<EpochMillis, (EpochMillis, Vec<MsgId>)>,
     roster: HashMap<OpenConversationId, BTreeMap<UserId, EpochMillis>>,
+    roster_cache: HashMap<OpenConversationId, CachedRoster>,
     reminders: HashMap<ProcessQueryKey, Vec<Reminder>>,
     recalled: HashMap<ProcessQueryKey, EpochMillis>,
     reads: HashMap<ProcessQueryKey, BTreeMap<UserId, ReadRecord>>,
@@ -336,6 +338,24 @@ impl Store for MemoryStore {
             .unwrap_or_default())
     }
 
+    async fn cache_roster(
+        &self,
+        group: &OpenConversationId,
+        roster: &CachedRoster,
+    ) -> Result<(), StoreError> {
+        self.lock()?
+            .roster_cache
+            .insert(group.clone(), roster.clone());
+        Ok(())
+    }
+
+    async fn cached_roster(
+        &self,
+        group: &OpenConversationId,
+    ) -> Result<Option<CachedRoster>, StoreError> {
+        Ok(self.lock()?.roster_cache.get(group).cloned())
+    }
+
     async fn record_reminder(
         &self,
         key: &ProcessQueryKey,
@@ -602,6 +622,11 @@ impl Store for MemoryStore {
             pruned.roster += before - users.len();
         }
         inner.roster.retain(|_, users| !users.is_empty());
+        let before = inner.roster_cache.len();
+        inner
+            .roster_cache
+            .retain(|_, r| r.fetched_at >= cutoffs.roster_before);
+        pruned.roster += before - inner.roster_cache.len();
         for list in inner.follow_ups.values_mut() {
             list.retain(|_, f| f.at >= cutoffs.notices_before);
         }

@@ -17,6 +17,7 @@ pub mod memory;
 pub mod sled_store;
 
 pub use crate::config::{SledConfig, StoreConfig};
+use crate::domain::CachedRoster;
 use crate::domain::{
     BillingMonth, EpochMillis, EventTrust, FollowUp, FollowUpId, FollowUpState, IdempotencyKey,
     MsgId, Notice, OpenConversationId, ProcessQueryKey, ReadRecord, Reminder, UserId,
@@ -377,6 +378,20 @@ pub trait Store: Send + Sync + 'static {
 
     /// Everyone ever seen in `group`, sorted by user id.
     async fn learned_members(&self, group: &OpenConversationId) -> Result<Vec<UserId>, StoreError>;
+
+    /// Keeps `roster`, the complete member list of `group`, replacing the
+    /// one kept before (not flushed: a cache).
+    async fn cache_roster(
+        &self,
+        group: &OpenConversationId,
+        roster: &CachedRoster,
+    ) -> Result<(), StoreError>;
+
+    /// The member list last kept for `group` by [`Store::cache_roster`].
+    async fn cached_roster(
+        &self,
+        group: &OpenConversationId,
+    ) -> Result<Option<CachedRoster>, StoreError>;
 
     /// Records a reminder sent about the notice `key` durably (flushed
     /// before returning). Reminders of one notice are kept in time order.

@@ -15,6 +15,7 @@
 //! | `dedup`     | msgId                                             | state byte (1 in-flight, 2 done) ‖ i64 BE time |
 //! | `names`     | userId                                            | JSON `{name, fetched_at}`      |
 //! | `roster`    | group ‖ 0x00 ‖ userId                             | i64 BE last seen               |
+//! | `roster_cache` | group                                          | JSON [`CachedRoster`] (a member API's complete list) |
 //! | `signatures`| i64 BE signed timestamp                           | JSON `{at, ids}` (≤ limit msgIds) |
 //! | `reminders` | key ‖ 0x00 ‖ ord(at) ‖ u64 BE sled id             | JSON [`Reminder`]              |
 //! | `recalled`  | processQueryKey                                   | i64 BE recall time             |
@@ -58,6 +59,7 @@ use super::{
     Claim, Cutoffs, EntryCounts, Pruned, SendRecord, SignatureUse, SledConfig, StateChange, Store,
     StoreError,
 };
+use crate::domain::CachedRoster;
 use crate::domain::{
     BillingMonth, EpochMillis, EventTrust, FollowUp, FollowUpId, FollowUpState, IdempotencyKey,
     MsgId, Notice, OpenConversationId, ProcessQueryKey, ReadRecord, ReadSource, Reminder, UserId,
@@ -174,6 +176,7 @@ pub struct SledStore {
     dedup: Tree,
     names: Tree,
     roster: Tree,
+    roster_cache: Tree,
     signatures: Tree,
     reminders: Tree,
     recalled: Tree,
@@ -507,6 +510,7 @@ impl SledStore {
             dedup: tree("dedup")?,
             names: tree("names")?,
             roster: tree("roster")?,
+            roster_cache: tree("roster_cache")?,
             signatures: tree("signatures")?,
             reminders: tree("reminders")?,
             recalled: tree("recalled")?,
@@ -1096,6 +1100,49 @@ impl Store for SledStore {
         Ok(out)
     }
 
+    async fn cache_roster(
+        &self,
+        group: &OpenConversationId,
+        roster: &CachedRoster,
+    ) -> Result<(), StoreError> {
+        // A list of thousands of members: encoded and written off the runtime.
+        let (this, group, roster) = (self.clone(), group.clone(), roster.clone());
+        tokio::task::spawn_blocking(move || {
+            let value = serde_json::to_vec(&roster)
+                .map_err(|e| StoreError::backend("cannot encode a member list", e))?;
+            this.roster_cache
+                .insert(group.as_str().as_bytes(), value)
+                .map_err(sled_write_failed("cannot write a cached member list"))?;
+            Ok(())
+        })
+        .await
+        .map_err(task_failed("member list task failed"))?
+    }
+
+    async fn cached_roster(
+        &self,
+        group: &OpenConversationId,
+    ) -> Result<Option<CachedRoster>, StoreError> {
+        let (this, group) = (self.clone(), group.clone());
+        tokio::task::spawn_blocking(move || {
+            let Some(bytes) = this
+                .roster_cache
+                .get(group.as_str().as_bytes())
+                .map_err(sled_failed("cannot read a cached member list"))?
+            else {
+                return Ok(None);
+            };
+            serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| StoreError::Corrupt {
+                    record: format!("cached member list of {group}"),
+                    source: Some(e.into()),
+                })
+        })
+        .await
+        .map_err(task_failed("member list task failed"))?
+    }
+
     async fn record_reminder(
         &self,
         key: &ProcessQueryKey,
@@ -1394,7 +1441,17 @@ impl Store for SledStore {
                     cutoffs.roster_before,
                     "cannot remove an old roster entry",
                     |v| <[u8; 8]>::try_from(v).ok().map(i64::from_be_bytes),
-                )?,
+                )?
+                .saturating_add(Self::prune_tree(
+                    &this.roster_cache,
+                    cutoffs.roster_before,
+                    "cannot remove an old cached member list",
+                    |v| {
+                        serde_json::from_slice::<CachedRoster>(v)
+                            .ok()
+                            .map(|c| c.fetched_at)
+                    },
+                )?),
             })
         })
         .await
