@@ -1949,6 +1949,27 @@ mod tests {
         assert_eq!(learned, 64 * 40);
     }
 
+    #[tokio::test]
+    async fn a_cached_member_list_survives_a_reopen() {
+        use crate::domain::{Member, RosterSource};
+        let dir = tempfile::tempdir().unwrap();
+        let kept = CachedRoster {
+            source: RosterSource::SceneGroup,
+            members: vec![Member {
+                user_id: uid("bob"),
+                name: Some("Bob".into()),
+            }],
+            fetched_at: 42,
+        };
+        {
+            let s = SledStore::open(dir.path()).unwrap();
+            s.cache_roster(&gid("cid1"), &kept).await.unwrap();
+            s.flush().await.unwrap();
+        }
+        let s = SledStore::open(dir.path()).unwrap();
+        assert_eq!(s.cached_roster(&gid("cid1")).await.unwrap(), Some(kept));
+    }
+
     #[test]
     fn folder_size_sums_nested_files() {
         let tmp = tempfile::tempdir().unwrap();
