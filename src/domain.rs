@@ -222,6 +222,18 @@ pub struct Member {
     pub name: Option<String>,
 }
 
+/// A group's member list as a member API answered it completely, kept to
+/// answer summaries from trusted read events without a member-list call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CachedRoster {
+    /// The member API that answered.
+    pub source: RosterSource,
+    /// Every member, with names where the API carried them.
+    pub members: Vec<Member>,
+    /// When it was fetched.
+    pub fetched_at: EpochMillis,
+}
+
 /// The computed read state of one notice.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Receipts {
@@ -251,6 +263,10 @@ pub struct Receipts {
     /// The stored reads (time and source per reader), by time.
     #[serde(default)]
     pub read_times: Vec<ReadRecord>,
+    /// When the roster came from the cached member list: when that list was
+    /// fetched (`None`: fetched for this summary, or no member API).
+    #[serde(default)]
+    pub roster_cached_at: Option<EpochMillis>,
 }
 
 /// Where the reads of a set of [`Receipts`] came from.

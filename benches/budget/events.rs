@@ -77,31 +77,39 @@ async fn run_rows(o: &Opts, members: usize) -> (Duration, Vec<Row>) {
     stack.stop().await;
     rows.push(row);
 
-    // Reads by push: one verifying pass, then summaries from stored events.
-    let mut extra = base.clone();
-    extra.extend(EVENT_KEYS.iter().map(|(k, v)| (*k, (*v).to_owned())));
-    let stack = Stack::start(fake, &extra).await;
-    let warm_up = stack.seed_notice(group, asker, &readers).await;
-    push_reads(&stack, &warm_up.key, &readers).await;
-    let verify = ask_summary(&stack, group, asker, &expect, Duration::ZERO).await;
-    let mut row = Row {
-        label: "read events (verified)",
-        runs: Vec::new(),
-        calls: Calls::new(),
-        correct: verify.correct,
-    };
-    for _ in 0..o.warm_runs {
-        tokio::time::sleep(refill).await;
-        // A fresh notice each run; its reads arrived as events.
-        let notice = stack.seed_notice(group, asker, &readers).await;
-        push_reads(&stack, &notice.key, &readers).await;
-        let r = ask_summary(&stack, group, asker, &expect, o.rtt).await;
-        row.runs.push(r.latency);
-        row.correct &= r.correct && r.calls.get("query") == Some(&0);
-        row.calls = r.calls;
+    // Reads by push: one verifying pass, then summaries from stored events;
+    // with the member list the verifying pass kept (the default), then with
+    // the roster cache off (the list fetched on every summary).
+    for (label, roster_cache) in [
+        ("read events (verified), cached member list", None),
+        ("read events (verified), roster cache off", Some("0")),
+    ] {
+        let mut extra = base.clone();
+        extra.extend(EVENT_KEYS.iter().map(|(k, v)| (*k, (*v).to_owned())));
+        extra.extend(roster_cache.map(|v| ("READBOT_ROSTER_CACHE_SECS", v.to_owned())));
+        let stack = Stack::start(fake, &extra).await;
+        let warm_up = stack.seed_notice(group, asker, &readers).await;
+        push_reads(&stack, &warm_up.key, &readers).await;
+        let verify = ask_summary(&stack, group, asker, &expect, Duration::ZERO).await;
+        let mut row = Row {
+            label,
+            runs: Vec::new(),
+            calls: Calls::new(),
+            correct: verify.correct,
+        };
+        for _ in 0..o.warm_runs {
+            tokio::time::sleep(refill).await;
+            // A fresh notice each run; its reads arrived as events.
+            let notice = stack.seed_notice(group, asker, &readers).await;
+            push_reads(&stack, &notice.key, &readers).await;
+            let r = ask_summary(&stack, group, asker, &expect, o.rtt).await;
+            row.runs.push(r.latency);
+            row.correct &= r.correct && r.calls.get("query") == Some(&0);
+            row.calls = r.calls;
+        }
+        stack.stop().await;
+        rows.push(row);
     }
-    stack.stop().await;
-    rows.push(row);
     fake.shutdown();
     (o.rtt, rows)
 }
@@ -116,14 +124,14 @@ pub(crate) async fn section_events(o: &Opts) {
     );
     println!("x RTT = ratio of the median to one reply round trip (the floor of any summary)");
     println!(
-        "{:<24} {:>9} {:>9} {:>9} {:>7} | calls (token/query/inner/scene/user-get/reply/send)",
+        "{:<44} {:>9} {:>9} {:>9} {:>7} | calls (token/query/inner/scene/user-get/reply/send)",
         "reads from", "p50 ms", "min ms", "max ms", "x RTT"
     );
     let (rtt, rows) = run_rows(o, members).await;
     for r in &rows {
         let p50 = median(&r.runs);
         println!(
-            "{:<24} {:>9.1} {:>9.1} {:>9.1} {:>7.1} | {}{}",
+            "{:<44} {:>9.1} {:>9.1} {:>9.1} {:>7.1} | {}{}",
             r.label,
             ms(p50),
             ms(r.runs.iter().min().copied().unwrap_or_default()),

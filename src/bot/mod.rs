@@ -637,6 +637,7 @@ impl Bot {
             refused: &self.inner.refused,
             bookkept: &self.inner.bookkept,
             saving_calls,
+            cached_roster: None,
         };
         let push = push::PushDeps {
             api: d.api.as_ref(),
@@ -649,6 +650,8 @@ impl Bot {
         self.inner
             .receipts
             .get_or_collect(&notice.key, || async {
+                let mut deps = deps;
+                deps.cached_roster = cached_roster_use(&push, notice, d.cfg.roster_cache).await?;
                 let mut found = None;
                 let reads = async {
                     let (state, from, times) = push::reads(&push, notice).await?;
@@ -892,4 +895,23 @@ impl Bot {
     pub fn in_flight(&self) -> usize {
         self.inner.in_flight.load(Ordering::SeqCst)
     }
+}
+
+/// When the reads of `notice` come from trusted events and the roster cache
+/// is on (`max_age` non-zero): the rule under which the group's cached
+/// member list may answer instead of a member-list call.
+async fn cached_roster_use(
+    push: &push::PushDeps<'_>,
+    notice: &Notice,
+    max_age: std::time::Duration,
+) -> Result<Option<receipts::CachedRosterUse>, BotError> {
+    if max_age.is_zero() || push.saving_calls {
+        return Ok(None);
+    }
+    Ok(push::trusted_since(push, notice)
+        .await?
+        .map(|intake_up_since| receipts::CachedRosterUse {
+            max_age,
+            intake_up_since,
+        }))
 }

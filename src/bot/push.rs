@@ -180,12 +180,19 @@ pub struct PushDeps<'a> {
     pub saving_calls: bool,
 }
 
-/// The reads of one notice: the read state, where it came from, and the
-/// stored reads (time and source per reader) after any reconciliation.
-pub async fn reads(
+/// Whether stored events alone answer a summary of `notice` now (verified
+/// intake, no gap since its data was last complete, fresh): then since when
+/// intake has been continuously up.
+pub async fn trusted_since(
     deps: &PushDeps<'_>,
     notice: &Notice,
-) -> Result<(ReadState, ReadsFrom, Vec<ReadRecord>), BotError> {
+) -> Result<Option<EpochMillis>, BotError> {
+    let (trusted, _) = judge(deps, notice).await?;
+    Ok(deps.state.up_since().filter(|_| trusted))
+}
+
+/// (trusted, gap-free since the notice's data was last complete).
+async fn judge(deps: &PushDeps<'_>, notice: &Notice) -> Result<(bool, bool), BotError> {
     let store = deps.store;
     let trust = deps.state.trust(store).await?;
     let last = store
@@ -198,7 +205,18 @@ pub async fn reads(
     let gap_free = up_since.is_some_and(|s| s <= last);
     let interval = i64::try_from(deps.reconcile_interval.as_millis()).unwrap_or(i64::MAX);
     let fresh = now.saturating_sub(last) < interval;
-    let trusted = trust.verified && gap_free && fresh;
+    Ok((trust.verified && gap_free && fresh, gap_free))
+}
+
+/// The reads of one notice: the read state, where it came from, and the
+/// stored reads (time and source per reader) after any reconciliation.
+pub async fn reads(
+    deps: &PushDeps<'_>,
+    notice: &Notice,
+) -> Result<(ReadState, ReadsFrom, Vec<ReadRecord>), BotError> {
+    let store = deps.store;
+    let (trusted, gap_free) = judge(deps, notice).await?;
+    let now = now_millis();
     if trusted || deps.saving_calls {
         let stored = without_robot(store.reads(&notice.key).await?, deps.robot);
         let recalled = store.recalled_at(&notice.key).await?.is_some();

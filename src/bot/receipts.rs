@@ -261,6 +261,34 @@ pub struct ReceiptsDeps<'a> {
     /// The month's call budget is nearly spent ([`super::quota`]): no
     /// member-list call, the learned roster answers.
     pub saving_calls: bool,
+    /// The reads come from trusted events: the group's cached member list
+    /// may answer instead of a member-list call ([`CachedRosterUse`]).
+    pub cached_roster: Option<CachedRosterUse>,
+}
+
+/// When a cached member list may answer a summary: it is younger than
+/// `max_age` and was fetched while event intake was up (at or after
+/// `intake_up_since`), so no member event or read could have been missed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CachedRosterUse {
+    /// `bot.roster_cache_secs` (non-zero).
+    pub max_age: Duration,
+    /// Since when event intake has been continuously up.
+    pub intake_up_since: crate::domain::EpochMillis,
+}
+
+impl CachedRosterUse {
+    /// Whether a list fetched at `fetched_at` may answer at `now`.
+    pub fn allows(
+        &self,
+        fetched_at: crate::domain::EpochMillis,
+        now: crate::domain::EpochMillis,
+    ) -> bool {
+        let max = i64::try_from(self.max_age.as_millis()).unwrap_or(i64::MAX);
+        fetched_at >= self.intake_up_since
+            && fetched_at <= now
+            && now.saturating_sub(fetched_at) < max
+    }
 }
 
 /// How long a member-list source that refused a group is skipped for it.
@@ -332,6 +360,8 @@ pub struct RosterAnswer {
     pub source: RosterSource,
     /// Whether the source claims to have returned the whole group.
     pub complete: bool,
+    /// When the list was fetched, if it came from the cache.
+    pub cached_at: Option<crate::domain::EpochMillis>,
 }
 
 /// Who should have read a notice and who did, ready to be counted: the
@@ -345,6 +375,7 @@ pub struct Roll {
     members: Vec<Member>,
     source: RosterSource,
     complete: bool,
+    cached_at: Option<crate::domain::EpochMillis>,
     send_status: SendStatus,
     pages: usize,
     truncated: bool,
@@ -390,6 +421,7 @@ impl Roll {
             members,
             source: roster.source,
             complete: roster.complete,
+            cached_at: roster.cached_at,
             send_status: state.send_status,
             pages: state.pages,
             truncated: state.truncated,
@@ -495,6 +527,7 @@ pub fn tally(roll: Roll, notice: &Notice, names: &HashMap<UserId, String>) -> Re
         truncated: roll.truncated,
         reads_from: crate::domain::ReadsFrom::Query,
         read_times: Vec::new(),
+        roster_cached_at: roll.cached_at,
     }
 }
 
@@ -723,6 +756,11 @@ async fn roster(
     if deps.saving_calls {
         return learned(deps, notice).await;
     }
+    if let Some(rule) = deps.cached_roster {
+        if let Some(answer) = cached(deps, notice, rule).await {
+            return Ok(answer);
+        }
+    }
     for source in &deps.cfg.roster_sources {
         let query = match source {
             RosterSource::InnerGroup => {
@@ -749,13 +787,18 @@ async fn roster(
         if deps.refused.is_refused(&key) {
             continue;
         }
+        let asked_at = now_millis();
         match deps.api.roster(&query).await {
             Ok(r) if !r.members.is_empty() => {
+                if r.complete && !deps.cfg.roster_cache.is_zero() {
+                    keep(deps, notice, *source, &r.members, asked_at).await;
+                }
                 return Ok(RosterAnswer {
                     members: r.members,
                     source: *source,
                     complete: r.complete,
-                })
+                    cached_at: None,
+                });
             }
             Ok(_) => {
                 tracing::info!(
@@ -776,6 +819,51 @@ async fn roster(
     learned(deps, notice).await
 }
 
+/// The group's cached member list when `rule` allows it and its source is
+/// still configured. A store failure is logged and fetches as usual.
+async fn cached(
+    deps: &ReceiptsDeps<'_>,
+    notice: &Notice,
+    rule: CachedRosterUse,
+) -> Option<RosterAnswer> {
+    let kept = match deps.store.cached_roster(&notice.group).await {
+        Ok(kept) => kept?,
+        Err(e) => {
+            tracing::warn!(error = %e.with_causes(), "could not read the cached member list");
+            return None;
+        }
+    };
+    let usable = rule.allows(kept.fetched_at, now_millis())
+        && deps.cfg.roster_sources.contains(&kept.source)
+        && !kept.members.is_empty();
+    usable.then_some(RosterAnswer {
+        members: kept.members,
+        source: kept.source,
+        complete: true,
+        cached_at: Some(kept.fetched_at),
+    })
+}
+
+/// Keeps a member API's complete answer as the group's cached member list
+/// (a failure is logged: the cache is a nicety).
+/// Its time is when the call was made (`asked_at`), the conservative end.
+async fn keep(
+    deps: &ReceiptsDeps<'_>,
+    notice: &Notice,
+    source: RosterSource,
+    members: &[Member],
+    asked_at: crate::domain::EpochMillis,
+) {
+    let kept = crate::domain::CachedRoster {
+        source,
+        members: members.to_vec(),
+        fetched_at: asked_at,
+    };
+    if let Err(e) = deps.store.cache_roster(&notice.group, &kept).await {
+        tracing::warn!(error = %e.with_causes(), "could not cache the member list");
+    }
+}
+
 /// Everyone readbot has seen in the group; never complete.
 async fn learned(deps: &ReceiptsDeps<'_>, notice: &Notice) -> Result<RosterAnswer, BotError> {
     let users = deps.store.learned_members(&notice.group).await?;
@@ -789,6 +877,7 @@ async fn learned(deps: &ReceiptsDeps<'_>, notice: &Notice) -> Result<RosterAnswe
             .collect(),
         source: RosterSource::Learned,
         complete: false,
+        cached_at: None,
     })
 }
 
@@ -823,6 +912,7 @@ mod tests {
             roster_complete: true,
             pages: 1,
             truncated: false,
+            roster_cached_at: None,
             reads_from: crate::domain::ReadsFrom::Query,
             read_times: Vec::new(),
         }
@@ -843,6 +933,19 @@ mod tests {
                 Ok(receipts(k, n))
             })
         }
+    }
+
+    #[test]
+    fn a_cached_list_is_allowed_only_when_young_and_fetched_while_intake_was_up() {
+        let rule = CachedRosterUse {
+            max_age: Duration::from_secs(60),
+            intake_up_since: 1_000,
+        };
+        assert!(rule.allows(1_000, 1_000));
+        assert!(rule.allows(5_000, 60_999));
+        assert!(!rule.allows(5_000, 65_000), "a minute old");
+        assert!(!rule.allows(999, 2_000), "fetched before intake came up");
+        assert!(!rule.allows(3_000, 2_000), "fetched in the future");
     }
 
     #[tokio::test]
@@ -1041,6 +1144,7 @@ mod tests {
                 .collect(),
             source,
             complete: source != RosterSource::Learned,
+            cached_at: None,
         }
     }
 
@@ -1211,6 +1315,7 @@ mod tests {
                     .collect(),
                 source: c.source,
                 complete: c.complete,
+                cached_at: None,
             };
             let readers: Vec<&str> = c.readers.iter().map(String::as_str).collect();
             let known: HashMap<UserId, String> =
@@ -1298,6 +1403,7 @@ mod tests {
             members: Vec::new(),
             source: RosterSource::Learned,
             complete: false,
+            cached_at: None,
         };
         let author = UserId::parse("robot").unwrap();
         let roll = Roll::new(state, learned, &robot, Some(&author));
@@ -1354,6 +1460,7 @@ mod tests {
             refused: &refused,
             bookkept: &bookkept,
             saving_calls: false,
+            cached_roster: None,
         };
         let mut notice = receipts("k", 0).notice;
         notice.author = Some(UserId::parse("u0").unwrap());

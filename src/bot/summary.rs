@@ -102,6 +102,10 @@ pub fn summary_view(
         read_collapsed,
         roster_source: r.roster_source.as_str().to_owned(),
         roster_complete: r.roster_complete,
+        roster_age_minutes: r.roster_cached_at.map(|at| {
+            let age = crate::domain::now_millis().saturating_sub(at).max(0);
+            u64::try_from(age / 60_000).unwrap_or(0)
+        }),
         fallback,
         truncated: r.truncated,
         asker: neutralise(asker),
@@ -311,6 +315,7 @@ mod tests {
             truncated: false,
             reads_from: Default::default(),
             read_times: Vec::new(),
+            roster_cached_at: None,
         }
     }
 

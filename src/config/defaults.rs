@@ -87,6 +87,9 @@ pub const REMIND_MAX_MENTIONS: usize = 200;
 pub const FOLLOW_UP_MAX_LATENESS: Duration = Duration::from_secs(6 * 3600);
 /// `bot.reconcile_interval_secs` / `READBOT_RECONCILE_INTERVAL_SECS`.
 pub const RECONCILE_INTERVAL: Duration = Duration::from_secs(3600);
+/// `bot.roster_cache_secs` / `READBOT_ROSTER_CACHE_SECS`: a member list
+/// serves summaries from trusted read events for 30 minutes.
+pub const ROSTER_CACHE: Duration = Duration::from_secs(1800);
 /// `web.link_ttl_secs` / `READBOT_LINK_TTL_SECS`: a page link lasts 7 days.
 pub const LINK_TTL: Duration = Duration::from_secs(7 * 86_400);
 /// Longest `web.link_ttl_secs` accepted: 90 days.

@@ -331,4 +331,9 @@ pub const ENV_KEYS: &[(&str, &str, &str)] = &[
         "bot.reconcile_interval_secs",
         "re-check a notice's pushed reads with one query pass after this long",
     ),
+    (
+        "READBOT_ROSTER_CACHE_SECS",
+        "bot.roster_cache_secs",
+        "summaries from trusted read events reuse a member list this young (0: off)",
+    ),
 ];

@@ -219,6 +219,9 @@ pub struct BotConfig {
     /// A notice answered from read events gets a reconciling query pass
     /// once its data is older than this since its last pass.
     pub reconcile_interval: Duration,
+    /// A summary answered from trusted read events uses the group's cached
+    /// member list while it is younger than this (zero: never).
+    pub roster_cache: Duration,
     /// Who gets a notice's summary (`bot.ask_policy`).
     pub ask_policy: AskPolicy,
     /// Where a summary asked for in a group goes (`bot.reply_to`).
@@ -317,6 +320,7 @@ impl Default for BotConfig {
             remind_cooldown: defaults::REMIND_COOLDOWN,
             remind_max_mentions: defaults::REMIND_MAX_MENTIONS,
             reconcile_interval: defaults::RECONCILE_INTERVAL,
+            roster_cache: defaults::ROSTER_CACHE,
             ask_policy: AskPolicy::default(),
             reply_to: ReplyTo::default(),
             follow_up_max_lateness: defaults::FOLLOW_UP_MAX_LATENESS,

@@ -160,6 +160,7 @@ struct RawBot {
     remind_cooldown_secs: Option<u64>,
     remind_max_mentions: Option<usize>,
     reconcile_interval_secs: Option<u64>,
+    roster_cache_secs: Option<u64>,
     ask_policy: Option<String>,
     reply_to: Option<String>,
     follow_up_max_lateness_secs: Option<u64>,
@@ -484,6 +485,9 @@ impl RawFile {
                 b.reconcile_interval_secs,
                 defaults::RECONCILE_INTERVAL,
             )?,
+            // 0 turns the cache off.
+            roster_cache: pick::<u64>(env, "READBOT_ROSTER_CACHE_SECS", b.roster_cache_secs)?
+                .map_or(defaults::ROSTER_CACHE, Duration::from_secs),
         };
         // A signature record must outlive every moment its timestamp is
         // accepted (up to a window after it was first seen, which is up to a

@@ -340,3 +340,27 @@ fn ask_policy_reply_to_and_follow_up_lateness_from_file_and_env() {
         assert!(err.to_string().contains(k), "{err} should name {k}");
     }
 }
+
+#[test]
+fn roster_cache_defaults_to_half_an_hour_and_zero_turns_it_off() {
+    let base = [
+        ("DINGTALK_APP_KEY", "dingkey"),
+        ("DINGTALK_APP_SECRET", "s3cr3t"),
+    ];
+    let c = Config::from_toml_str("", &env(&base)).unwrap();
+    assert_eq!(c.bot.roster_cache, Duration::from_secs(1800));
+    let toml = "[bot]\nroster_cache_secs = 60\n";
+    let c = Config::from_toml_str(toml, &env(&base)).unwrap();
+    assert_eq!(c.bot.roster_cache, Duration::from_secs(60));
+    let mut pairs = base.to_vec();
+    pairs.push(("READBOT_ROSTER_CACHE_SECS", "0"));
+    let c = Config::from_toml_str(toml, &env(&pairs)).unwrap();
+    assert!(c.bot.roster_cache.is_zero());
+    let mut bad = base.to_vec();
+    bad.push(("READBOT_ROSTER_CACHE_SECS", "soon"));
+    let err = Config::from_toml_str("", &env(&bad)).unwrap_err();
+    assert!(
+        err.to_string().contains("READBOT_ROSTER_CACHE_SECS"),
+        "{err}"
+    );
+}

@@ -645,6 +645,33 @@ mod tests {
     }
 
     #[test]
+    fn summary_says_how_old_a_cached_member_list_is() {
+        let fresh = renderer().render("summary", Lang::En, &summary()).unwrap();
+        assert!(!fresh.contains(" ago)"), "{fresh}");
+        for (minutes, en_says, zh_says) in [
+            (
+                12,
+                "group member list (member list from 12 min ago)",
+                "（12 分钟前获取的成员列表）",
+            ),
+            (
+                0,
+                "(member list from under a minute ago)",
+                "（不到 1 分钟前获取的成员列表）",
+            ),
+        ] {
+            let ctx = SummaryView {
+                roster_age_minutes: Some(minutes),
+                ..summary()
+            };
+            let en = renderer().render("summary", Lang::En, &ctx).unwrap();
+            assert!(en.contains(en_says), "{en}");
+            let zh = renderer().render("summary", Lang::Zh, &ctx).unwrap();
+            assert!(zh.contains(zh_says), "{zh}");
+        }
+    }
+
+    #[test]
     fn summary_fallback_learned_incomplete_truncated() {
         let ctx = SummaryView {
             fallback: true,

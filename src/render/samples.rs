@@ -46,6 +46,7 @@ pub(super) fn sample_summary() -> SummaryView {
         read_collapsed: false,
         roster_source: "inner_group".into(),
         roster_complete: true,
+        roster_age_minutes: None,
         fallback: false,
         truncated: false,
         asker: "Li Lei".into(),

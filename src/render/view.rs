@@ -51,6 +51,9 @@ pub struct SummaryView {
     pub roster_source: String,
     /// Whether the roster is known to be the whole group.
     pub roster_complete: bool,
+    /// When the roster is the group's cached member list: its age in whole
+    /// minutes (`None`: fetched for this summary, or no member API).
+    pub roster_age_minutes: Option<u64>,
     /// True when the asker had no notice here and this is the group's last one.
     pub fallback: bool,
     /// True when the read query stopped at the page cap.

@@ -368,6 +368,54 @@ pub(crate) async fn group_titles<S: Store>(s: &S) {
     s.flush().await.unwrap();
 }
 
+pub(crate) async fn cached_roster_is_kept_per_group_and_replaced<S: Store>(s: &S) {
+    use crate::domain::{CachedRoster, Member, RosterSource};
+    assert_eq!(s.cached_roster(&gid("cid1")).await.unwrap(), None);
+    let list = |ids: &[&str], at| CachedRoster {
+        source: RosterSource::InnerGroup,
+        members: ids
+            .iter()
+            .map(|u| Member {
+                user_id: uid(u),
+                name: Some(format!("N {u}")),
+            })
+            .collect(),
+        fetched_at: at,
+    };
+    s.cache_roster(&gid("cid1"), &list(&["a", "b"], 10))
+        .await
+        .unwrap();
+    s.cache_roster(&gid("cid10"), &list(&["z"], 11))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.cached_roster(&gid("cid1")).await.unwrap(),
+        Some(list(&["a", "b"], 10))
+    );
+    // A newer fetch replaces the list, members who left included.
+    s.cache_roster(&gid("cid1"), &list(&["b", "c"], 20))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.cached_roster(&gid("cid1")).await.unwrap(),
+        Some(list(&["b", "c"], 20))
+    );
+    assert_eq!(
+        s.cached_roster(&gid("cid10")).await.unwrap(),
+        Some(list(&["z"], 11))
+    );
+    // Retention removes lists fetched before the roster cutoff.
+    s.prune_old(Cutoffs {
+        notices_before: 0,
+        names_before: 0,
+        roster_before: 15,
+    })
+    .await
+    .unwrap();
+    assert_eq!(s.cached_roster(&gid("cid10")).await.unwrap(), None);
+    assert!(s.cached_roster(&gid("cid1")).await.unwrap().is_some());
+}
+
 /// `size_bytes` answers for an empty store and does not shrink while
 /// notices, marks, names and roster entries are added and flushed (what a
 /// backend's size can be checked for generically; sled's is also checked to
@@ -1187,6 +1235,11 @@ macro_rules! conformance {
             async fn prune_removes_every_old_mark_and_keeps_recent() {
                 let (_guard, s) = $make;
                 super::prune_removes_every_old_mark_and_keeps_recent(&s).await;
+            }
+            #[tokio::test]
+            async fn cached_roster_is_kept_per_group_and_replaced() {
+                let (_guard, s) = $make;
+                super::cached_roster_is_kept_per_group_and_replaced(&s).await;
             }
             #[tokio::test]
             async fn names_freshness() {

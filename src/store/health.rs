@@ -19,6 +19,7 @@
 use super::{
     Claim, Cutoffs, EntryCounts, Pruned, SendRecord, SignatureUse, StateChange, Store, StoreError,
 };
+use crate::domain::CachedRoster;
 use crate::domain::{
     now_millis, BillingMonth, EpochMillis, EventTrust, FollowUp, FollowUpId, FollowUpState,
     IdempotencyKey, MsgId, Notice, OpenConversationId, ProcessQueryKey, ReadRecord, Reminder,
@@ -304,6 +305,21 @@ impl Store for MonitoredStore {
 
     async fn group_title(&self, group: &OpenConversationId) -> Result<Option<String>, StoreError> {
         self.inner.group_title(group).await
+    }
+
+    async fn cache_roster(
+        &self,
+        group: &OpenConversationId,
+        roster: &CachedRoster,
+    ) -> Result<(), StoreError> {
+        self.write(self.inner.cache_roster(group, roster)).await
+    }
+
+    async fn cached_roster(
+        &self,
+        group: &OpenConversationId,
+    ) -> Result<Option<CachedRoster>, StoreError> {
+        self.inner.cached_roster(group).await
     }
 
     async fn flush(&self) -> Result<(), StoreError> {
@@ -749,6 +765,20 @@ mod tests {
         }
         async fn group_title(&self, g: &OpenConversationId) -> Result<Option<String>, StoreError> {
             self.inner.group_title(g).await
+        }
+        async fn cache_roster(
+            &self,
+            g: &OpenConversationId,
+            r: &CachedRoster,
+        ) -> Result<(), StoreError> {
+            self.check()?;
+            self.inner.cache_roster(g, r).await
+        }
+        async fn cached_roster(
+            &self,
+            g: &OpenConversationId,
+        ) -> Result<Option<CachedRoster>, StoreError> {
+            self.inner.cached_roster(g).await
         }
         async fn flush(&self) -> Result<(), StoreError> {
             self.check()

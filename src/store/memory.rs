@@ -7,6 +7,7 @@
 use super::{
     Claim, Cutoffs, EntryCounts, Pruned, SendRecord, SignatureUse, StateChange, Store, StoreError,
 };
+use crate::domain::CachedRoster;
 use crate::domain::{
     BillingMonth, EpochMillis, EventTrust, FollowUp, FollowUpId, FollowUpState, IdempotencyKey,
     MsgId, Notice, OpenConversationId, ProcessQueryKey, ReadRecord, Reminder, UserId,
@@ -35,6 +36,7 @@ struct Inner {
     roster: HashMap<OpenConversationId, BTreeMap<UserId, EpochMillis>>,
     /// Group → (title, last written).
     group_titles: HashMap<OpenConversationId, (String, EpochMillis)>,
+    roster_cache: HashMap<OpenConversationId, CachedRoster>,
     reminders: HashMap<ProcessQueryKey, Vec<Reminder>>,
     recalled: HashMap<ProcessQueryKey, EpochMillis>,
     reads: HashMap<ProcessQueryKey, BTreeMap<UserId, ReadRecord>>,
@@ -361,6 +363,24 @@ impl Store for MemoryStore {
         Ok(self.lock()?.group_titles.get(group).map(|(t, _)| t.clone()))
     }
 
+    async fn cache_roster(
+        &self,
+        group: &OpenConversationId,
+        roster: &CachedRoster,
+    ) -> Result<(), StoreError> {
+        self.lock()?
+            .roster_cache
+            .insert(group.clone(), roster.clone());
+        Ok(())
+    }
+
+    async fn cached_roster(
+        &self,
+        group: &OpenConversationId,
+    ) -> Result<Option<CachedRoster>, StoreError> {
+        Ok(self.lock()?.roster_cache.get(group).cloned())
+    }
+
     async fn record_reminder(
         &self,
         key: &ProcessQueryKey,
@@ -631,6 +651,11 @@ impl Store for MemoryStore {
         inner
             .group_titles
             .retain(|_, (_, at)| *at >= cutoffs.roster_before);
+        let before = inner.roster_cache.len();
+        inner
+            .roster_cache
+            .retain(|_, r| r.fetched_at >= cutoffs.roster_before);
+        pruned.roster += before - inner.roster_cache.len();
         for list in inner.follow_ups.values_mut() {
             list.retain(|_, f| f.at >= cutoffs.notices_before);
         }

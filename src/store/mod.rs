@@ -17,6 +17,7 @@ pub mod memory;
 pub mod sled_store;
 
 pub use crate::config::{SledConfig, StoreConfig};
+use crate::domain::CachedRoster;
 use crate::domain::{
     BillingMonth, EpochMillis, EventTrust, FollowUp, FollowUpId, FollowUpState, IdempotencyKey,
     MsgId, Notice, OpenConversationId, ProcessQueryKey, ReadRecord, Reminder, UserId,
@@ -408,6 +409,20 @@ pub trait Store: Send + Sync + 'static {
 
     /// The last title remembered for `group`, if any.
     async fn group_title(&self, group: &OpenConversationId) -> Result<Option<String>, StoreError>;
+
+    /// Keeps `roster`, the complete member list of `group`, replacing the
+    /// one kept before (not flushed: a cache).
+    async fn cache_roster(
+        &self,
+        group: &OpenConversationId,
+        roster: &CachedRoster,
+    ) -> Result<(), StoreError>;
+
+    /// The member list last kept for `group` by [`Store::cache_roster`].
+    async fn cached_roster(
+        &self,
+        group: &OpenConversationId,
+    ) -> Result<Option<CachedRoster>, StoreError>;
 
     /// Records a reminder sent about the notice `key` durably (flushed
     /// before returning). Reminders of one notice are kept in time order.

@@ -15,6 +15,7 @@
 //! | `dedup`     | msgId                                             | state byte (1 in-flight, 2 done) ‖ i64 BE time |
 //! | `names`     | userId                                            | JSON `{name, fetched_at}`      |
 //! | `roster`    | group ‖ 0x00 ‖ userId                             | i64 BE last seen               |
+//! | `roster_cache` | group                                          | JSON [`CachedRoster`] (a member API's complete list) |
 //! | `signatures`| i64 BE signed timestamp                           | JSON `{at, ids}` (≤ limit msgIds) |
 //! | `reminders` | key ‖ 0x00 ‖ ord(at) ‖ u64 BE sled id             | JSON [`Reminder`]              |
 //! | `recalled`  | processQueryKey                                   | i64 BE recall time             |
@@ -58,6 +59,7 @@ use super::{
     Claim, Cutoffs, EntryCounts, Pruned, SendRecord, SignatureUse, SledConfig, StateChange, Store,
     StoreError,
 };
+use crate::domain::CachedRoster;
 use crate::domain::{
     BillingMonth, EpochMillis, EventTrust, FollowUp, FollowUpId, FollowUpState, IdempotencyKey,
     MsgId, Notice, OpenConversationId, ProcessQueryKey, ReadRecord, ReadSource, Reminder, UserId,
@@ -176,6 +178,7 @@ pub struct SledStore {
     roster: Tree,
     /// Group id → last write (8 bytes, big-endian ms) + title (UTF-8).
     group_titles: Tree,
+    roster_cache: Tree,
     signatures: Tree,
     reminders: Tree,
     recalled: Tree,
@@ -516,6 +519,7 @@ impl SledStore {
             names: tree("names")?,
             roster: tree("roster")?,
             group_titles: tree("group_titles")?,
+            roster_cache: tree("roster_cache")?,
             signatures: tree("signatures")?,
             reminders: tree("reminders")?,
             recalled: tree("recalled")?,
@@ -1151,6 +1155,49 @@ impl Store for SledStore {
         Ok(Some(title.to_owned()))
     }
 
+    async fn cache_roster(
+        &self,
+        group: &OpenConversationId,
+        roster: &CachedRoster,
+    ) -> Result<(), StoreError> {
+        // A list of thousands of members: encoded and written off the runtime.
+        let (this, group, roster) = (self.clone(), group.clone(), roster.clone());
+        tokio::task::spawn_blocking(move || {
+            let value = serde_json::to_vec(&roster)
+                .map_err(|e| StoreError::backend("cannot encode a member list", e))?;
+            this.roster_cache
+                .insert(group.as_str().as_bytes(), value)
+                .map_err(sled_write_failed("cannot write a cached member list"))?;
+            Ok(())
+        })
+        .await
+        .map_err(task_failed("member list task failed"))?
+    }
+
+    async fn cached_roster(
+        &self,
+        group: &OpenConversationId,
+    ) -> Result<Option<CachedRoster>, StoreError> {
+        let (this, group) = (self.clone(), group.clone());
+        tokio::task::spawn_blocking(move || {
+            let Some(bytes) = this
+                .roster_cache
+                .get(group.as_str().as_bytes())
+                .map_err(sled_failed("cannot read a cached member list"))?
+            else {
+                return Ok(None);
+            };
+            serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| StoreError::Corrupt {
+                    record: format!("cached member list of {group}"),
+                    source: Some(e.into()),
+                })
+        })
+        .await
+        .map_err(task_failed("member list task failed"))?
+    }
+
     async fn record_reminder(
         &self,
         key: &ProcessQueryKey,
@@ -1456,7 +1503,17 @@ impl Store for SledStore {
                     cutoffs.roster_before,
                     "cannot remove an old roster entry",
                     |v| <[u8; 8]>::try_from(v).ok().map(i64::from_be_bytes),
-                )?,
+                )?
+                .saturating_add(Self::prune_tree(
+                    &this.roster_cache,
+                    cutoffs.roster_before,
+                    "cannot remove an old cached member list",
+                    |v| {
+                        serde_json::from_slice::<CachedRoster>(v)
+                            .ok()
+                            .map(|c| c.fetched_at)
+                    },
+                )?),
             })
         })
         .await
@@ -1952,6 +2009,27 @@ mod tests {
             .recv_timeout(std::time::Duration::from_secs(120))
             .expect("64 concurrent durable writers finished (no flush deadlock)");
         assert_eq!(learned, 64 * 40);
+    }
+
+    #[tokio::test]
+    async fn a_cached_member_list_survives_a_reopen() {
+        use crate::domain::{Member, RosterSource};
+        let dir = tempfile::tempdir().unwrap();
+        let kept = CachedRoster {
+            source: RosterSource::SceneGroup,
+            members: vec![Member {
+                user_id: uid("bob"),
+                name: Some("Bob".into()),
+            }],
+            fetched_at: 42,
+        };
+        {
+            let s = SledStore::open(dir.path()).unwrap();
+            s.cache_roster(&gid("cid1"), &kept).await.unwrap();
+            s.flush().await.unwrap();
+        }
+        let s = SledStore::open(dir.path()).unwrap();
+        assert_eq!(s.cached_roster(&gid("cid1")).await.unwrap(), Some(kept));
     }
 
     #[test]

@@ -331,3 +331,92 @@ async fn http_push_is_off_without_its_keys() {
     assert_eq!(h["events"]["intake"], false);
     app.stop().await;
 }
+
+/// Member-list calls so far.
+fn member_calls(app: &TestApp) -> usize {
+    app.fake.calls(Api::InnerMembers) + app.fake.calls(Api::SceneMembers)
+}
+
+/// Asks and returns the reply with the query and member-list calls it cost.
+async fn ask_counting(app: &TestApp, msg_id: &str) -> (String, usize, usize) {
+    let (q, m) = (app.fake.calls(Api::Query), member_calls(app));
+    let reply = ask(app, msg_id, "user0001").await;
+    (reply, app.fake.calls(Api::Query) - q, member_calls(app) - m)
+}
+
+#[tokio::test]
+async fn a_fresh_cached_member_list_spares_the_member_call_until_intake_has_a_gap() {
+    let app = stream_app(300, &[]).await;
+    let key = app.notice(GROUP, "Drill", "user0001").await;
+    read_by(&app, &key, (2..=11).map(|i| format!("user{i:04}"))).await;
+
+    // Trust is off: a query pass and the member list (which is kept).
+    let (first, queries, members) = ask_counting(&app, "c1").await;
+    assert!(queries > 0 && members > 0, "{queries} {members}");
+    assert!(first.contains("Read: 10/300"), "{first}");
+    assert!(!first.contains(" ago)"), "fetched just now: {first}");
+    assert_eq!(events_health(&app).await["verified"], true);
+
+    // Trusted events and a fresh cached list: no query, no member-list call.
+    let users = app.fake.calls(Api::UserGet);
+    let (second, queries, members) = ask_counting(&app, "c2").await;
+    assert_eq!((queries, members), (0, 0), "{second}");
+    assert_eq!(
+        app.fake.calls(Api::UserGet),
+        users,
+        "names came with the list"
+    );
+    assert!(second.contains("Read: 10/300"), "{second}");
+    assert!(second.contains("live, from read events"), "{second}");
+    assert!(
+        second.contains("group member list (member list from under a minute ago)"),
+        "{second}"
+    );
+    assert!(!second.contains("may be incomplete"), "{second}");
+    let r = receipts(&app, &key).await;
+    assert_eq!(r["memberCount"], 300, "{r}");
+
+    // A gap in event intake: the next summary queries and fetches again.
+    let opens = app.fake.stream_opens().len();
+    assert!(app.fake.drop_streams() >= 1);
+    let back = app
+        .fake
+        .wait_until(LIMIT, |f| {
+            f.stream_opens().len() > opens && f.live_streams() >= 1
+        })
+        .await;
+    assert!(back, "no reconnection");
+    let (third, queries, members) = ask_counting(&app, "c3").await;
+    assert!(queries > 0 && members > 0, "{queries} {members}: {third}");
+    assert!(!third.contains(" ago)"), "{third}");
+
+    // The list fetched after the gap serves the next one.
+    let (fourth, queries, members) = ask_counting(&app, "c4").await;
+    assert_eq!((queries, members), (0, 0), "{fourth}");
+    assert!(fourth.contains("(member list from "), "{fourth}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_old_cached_member_list_is_fetched_again_and_zero_turns_the_cache_off() {
+    for (setting, wait) in [("1", Duration::from_millis(1_200)), ("0", Duration::ZERO)] {
+        let extra: &[(&'static str, &'static str)] = &[("READBOT_ROSTER_CACHE_SECS", setting)];
+        let app = stream_app(30, extra).await;
+        let key = app.notice(GROUP, "Drill", "user0001").await;
+        read_by(&app, &key, (2..=8).map(|i| format!("user{i:04}"))).await;
+        let (_, _, members) = ask_counting(&app, "o1").await;
+        assert!(members > 0);
+        assert_eq!(events_health(&app).await["verified"], true);
+        // Let the one-second list grow old.
+        tokio::time::sleep(wait).await;
+        let (reply, queries, members) = ask_counting(&app, "o2").await;
+        assert_eq!(queries, 0, "reads from trusted events: {reply}");
+        assert!(
+            members > 0,
+            "setting {setting}: the list is fetched again: {reply}"
+        );
+        assert!(!reply.contains(" ago)"), "{reply}");
+        assert!(reply.contains("Read: 7/30"), "{reply}");
+        app.stop().await;
+    }
+}

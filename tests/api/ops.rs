@@ -396,6 +396,21 @@ impl Store for FlakyStore {
         self.check()?;
         self.inner.group_title(group).await
     }
+    async fn cache_roster(
+        &self,
+        group: &OpenConversationId,
+        roster: &readbot::domain::CachedRoster,
+    ) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.cache_roster(group, roster).await
+    }
+    async fn cached_roster(
+        &self,
+        group: &OpenConversationId,
+    ) -> Result<Option<readbot::domain::CachedRoster>, StoreError> {
+        self.check()?;
+        self.inner.cached_roster(group).await
+    }
     async fn record_reminder(
         &self,
         key: &ProcessQueryKey,
