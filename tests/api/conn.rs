@@ -4,9 +4,7 @@
 use crate::helpers::*;
 use crate::reliability::report;
 use readbot::fake::{FakeDingTalk, GroupKind};
-use serde_json::Value;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -169,55 +167,16 @@ async fn a_body_sent_a_byte_at_a_time_is_cut_at_the_idle_timeout() {
     assert!(ended >= Duration::from_secs(1), "cut too early: {ended:?}");
 }
 
-/// Starts the real binary against `fake` with `extra` settings; returns it
-/// and its address once it logs it.
-fn start_binary(
-    fake: &FakeDingTalk,
-    dir: &std::path::Path,
-    extra: &[(&str, &str)],
-) -> (std::process::Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_readbot"))
-        .arg("serve")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("READBOT_LISTEN", "127.0.0.1:0")
-        .env("READBOT_DATA_DIR", dir)
-        .env("READBOT_API_TOKEN", API_TOKEN)
-        .env("READBOT_LOG_FORMAT", "json")
-        .env("RUST_LOG", "info")
-        .envs(fake.readbot_env())
-        .envs(extra.iter().copied())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("readbot binary starts");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut sent = false;
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if !sent {
-                if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                    if v["fields"]["message"] == "readbot listening" {
-                        let _ = tx.send(v["fields"]["addr"].as_str().unwrap_or("").to_string());
-                        sent = true;
-                    }
-                }
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("readbot logs its address");
-    (child, addr)
-}
-
 #[tokio::test]
 async fn sigterm_with_slow_connections_open_exits_within_the_shutdown_grace() {
     let fake = start_fake().await;
     let tmp = tempfile::tempdir().expect("tempdir");
     // Header timeout 30 s: only the shutdown grace (2 s) can end these.
-    let (mut child, addr) = start_binary(
+    let crate::shutdown::Binary {
+        mut child,
+        socket: addr,
+        ..
+    } = crate::shutdown::start_binary(
         &fake,
         &tmp.path().join("data"),
         &[

@@ -93,14 +93,22 @@ async fn shutdown_refuses_new_callbacks_and_finishes_summaries_in_flight() {
     drop(tmp);
 }
 
-struct Binary {
-    child: Child,
-    addr: String,
+/// The real `readbot serve` as a child process.
+pub(crate) struct Binary {
+    pub(crate) child: Child,
+    /// `http://host:port`.
+    pub(crate) addr: String,
+    /// `host:port`, for raw sockets.
+    pub(crate) socket: String,
 }
 
-/// Starts the real `readbot serve` against `fake`, with JSON logs on stderr;
-/// returns once it logs its listening address.
-fn start_binary(fake: &FakeDingTalk, dir: &std::path::Path) -> Binary {
+/// Starts the real `readbot serve` against `fake` with `extra` settings, with
+/// JSON logs on stderr; returns once it logs its listening address.
+pub(crate) fn start_binary(
+    fake: &FakeDingTalk,
+    dir: &std::path::Path,
+    extra: &[(&str, &str)],
+) -> Binary {
     let mut child = Command::new(env!("CARGO_BIN_EXE_readbot"))
         .arg("serve")
         .env_clear()
@@ -111,7 +119,7 @@ fn start_binary(fake: &FakeDingTalk, dir: &std::path::Path) -> Binary {
         .env("READBOT_LOG_FORMAT", "json")
         .env("RUST_LOG", "info")
         .envs(fake.readbot_env())
-        .env("DINGTALK_TIMEOUT_SECS", "5")
+        .envs(extra.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -137,6 +145,7 @@ fn start_binary(fake: &FakeDingTalk, dir: &std::path::Path) -> Binary {
     Binary {
         child,
         addr: format!("http://{addr}"),
+        socket: addr,
     }
 }
 
@@ -146,7 +155,7 @@ async fn the_binary_exits_0_on_sigterm_after_finishing_summaries_in_flight() {
     add_group(&fake, GROUP, GroupKind::Inner, &members(3));
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("data");
-    let mut bin = start_binary(&fake, &dir);
+    let mut bin = start_binary(&fake, &dir, &[("DINGTALK_TIMEOUT_SECS", "5")]);
     let http = http_client();
     let r = http
         .post(format!("{}/api/v1/notices", bin.addr))
