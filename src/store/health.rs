@@ -510,313 +510,12 @@ impl Store for MonitoredStore {
 mod tests {
     use super::*;
     use crate::store::conformance::{mid, notice};
-    use crate::store::memory::MemoryStore;
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-
-    /// A memory store whose writes fail while `broken` (for good when
-    /// `permanent`), counting probes.
-    #[derive(Default)]
-    struct Disk {
-        inner: MemoryStore,
-        broken: AtomicBool,
-        permanent: AtomicBool,
-        probes: AtomicUsize,
-    }
-
-    impl Disk {
-        fn check(&self) -> Result<(), StoreError> {
-            if !self.broken.load(Ordering::SeqCst) {
-                Ok(())
-            } else if self.permanent.load(Ordering::SeqCst) {
-                Err(StoreError::FailedForGood {
-                    context: "cannot flush to disk".into(),
-                    source: Some("No space left on device (os error 28)".into()),
-                })
-            } else {
-                Err(StoreError::backend(
-                    "cannot flush to disk",
-                    std::io::Error::from_raw_os_error(28),
-                ))
-            }
-        }
-    }
-
-    #[async_trait]
-    impl Store for Disk {
-        async fn use_signature(
-            &self,
-            timestamp: EpochMillis,
-            id: &MsgId,
-            now: EpochMillis,
-            limit: usize,
-        ) -> Result<SignatureUse, StoreError> {
-            self.check()?;
-            self.inner.use_signature(timestamp, id, now, limit).await
-        }
-
-        async fn cache_callback_name(
-            &self,
-            user: &UserId,
-            name: &str,
-            now: EpochMillis,
-        ) -> Result<(), StoreError> {
-            self.check()?;
-            self.inner.cache_callback_name(user, name, now).await
-        }
-
-        async fn callback_names(
-            &self,
-            users: &[UserId],
-            fresh_since: EpochMillis,
-        ) -> Result<Vec<(UserId, String)>, StoreError> {
-            self.inner.callback_names(users, fresh_since).await
-        }
-
-        async fn record_reminder(
-            &self,
-            key: &ProcessQueryKey,
-            reminder: &Reminder,
-        ) -> Result<(), StoreError> {
-            self.check()?;
-            self.inner.record_reminder(key, reminder).await
-        }
-
-        async fn reminders(&self, key: &ProcessQueryKey) -> Result<Vec<Reminder>, StoreError> {
-            self.inner.reminders(key).await
-        }
-
-        async fn mark_recalled(
-            &self,
-            key: &ProcessQueryKey,
-            at: EpochMillis,
-        ) -> Result<bool, StoreError> {
-            self.check()?;
-            self.inner.mark_recalled(key, at).await
-        }
-
-        async fn recalled_at(
-            &self,
-            key: &ProcessQueryKey,
-        ) -> Result<Option<EpochMillis>, StoreError> {
-            self.inner.recalled_at(key).await
-        }
-
-        async fn add_follow_ups(&self, list: &[FollowUp]) -> Result<(), StoreError> {
-            self.check()?;
-            self.inner.add_follow_ups(list).await
-        }
-
-        async fn follow_ups(&self, key: &ProcessQueryKey) -> Result<Vec<FollowUp>, StoreError> {
-            self.inner.follow_ups(key).await
-        }
-
-        async fn due_follow_ups(
-            &self,
-            state: FollowUpState,
-            due_by: EpochMillis,
-            limit: usize,
-        ) -> Result<Vec<FollowUp>, StoreError> {
-            self.inner.due_follow_ups(state, due_by, limit).await
-        }
-
-        async fn set_follow_up_state(
-            &self,
-            key: &ProcessQueryKey,
-            id: &FollowUpId,
-            change: StateChange<'_>,
-        ) -> Result<Option<FollowUp>, StoreError> {
-            self.check()?;
-            self.inner.set_follow_up_state(key, id, change).await
-        }
-
-        async fn record_reads(
-            &self,
-            key: &ProcessQueryKey,
-            reads: &[ReadRecord],
-        ) -> Result<usize, StoreError> {
-            self.check()?;
-            self.inner.record_reads(key, reads).await
-        }
-
-        async fn reads(&self, key: &ProcessQueryKey) -> Result<Vec<ReadRecord>, StoreError> {
-            self.inner.reads(key).await
-        }
-
-        async fn reconciled_at(
-            &self,
-            key: &ProcessQueryKey,
-        ) -> Result<Option<EpochMillis>, StoreError> {
-            self.inner.reconciled_at(key).await
-        }
-
-        async fn set_reconciled_at(
-            &self,
-            key: &ProcessQueryKey,
-            at: EpochMillis,
-        ) -> Result<(), StoreError> {
-            self.check()?;
-            self.inner.set_reconciled_at(key, at).await
-        }
-
-        async fn event_trust(&self) -> Result<EventTrust, StoreError> {
-            self.inner.event_trust().await
-        }
-
-        async fn set_event_trust(&self, trust: &EventTrust) -> Result<(), StoreError> {
-            self.check()?;
-            self.inner.set_event_trust(trust).await
-        }
-
-        async fn add_calls(
-            &self,
-            month: &BillingMonth,
-            calls: &[(&str, u64)],
-        ) -> Result<(), StoreError> {
-            self.check()?;
-            self.inner.add_calls(month, calls).await
-        }
-
-        async fn calls_in_month(
-            &self,
-            month: &BillingMonth,
-        ) -> Result<Vec<(String, u64)>, StoreError> {
-            self.inner.calls_in_month(month).await
-        }
-
-        async fn link_key(&self) -> Result<Option<Vec<u8>>, StoreError> {
-            self.inner.link_key().await
-        }
-
-        async fn init_link_key(&self, candidate: &[u8]) -> Result<Vec<u8>, StoreError> {
-            self.check()?;
-            self.inner.init_link_key(candidate).await
-        }
-
-        async fn record_notice(&self, n: &Notice) -> Result<(), StoreError> {
-            self.check()?;
-            self.inner.record_notice(n).await
-        }
-        async fn notice(&self, k: &ProcessQueryKey) -> Result<Option<Notice>, StoreError> {
-            self.inner.notice(k).await
-        }
-        async fn notices_in_group(
-            &self,
-            g: &OpenConversationId,
-            l: usize,
-        ) -> Result<Vec<Notice>, StoreError> {
-            self.inner.notices_in_group(g, l).await
-        }
-        async fn last_notice_by(
-            &self,
-            g: &OpenConversationId,
-            a: &UserId,
-        ) -> Result<Option<Notice>, StoreError> {
-            self.inner.last_notice_by(g, a).await
-        }
-        async fn notice_count(&self) -> Result<u64, StoreError> {
-            self.inner.notice_count().await
-        }
-        async fn claim_message(&self, id: &MsgId, now: EpochMillis) -> Result<Claim, StoreError> {
-            self.inner.claim_message(id, now).await
-        }
-        async fn make_claim_durable(&self, id: &MsgId) -> Result<(), StoreError> {
-            self.check()?;
-            self.inner.make_claim_durable(id).await
-        }
-        async fn finish_message(&self, id: &MsgId, now: EpochMillis) -> Result<(), StoreError> {
-            self.inner.finish_message(id, now).await
-        }
-        async fn prune_marks(&self, before: EpochMillis) -> Result<usize, StoreError> {
-            self.inner.prune_marks(before).await
-        }
-        async fn cached_names(
-            &self,
-            u: &[UserId],
-            f: EpochMillis,
-        ) -> Result<Vec<(UserId, String)>, StoreError> {
-            self.inner.cached_names(u, f).await
-        }
-        async fn cache_names(
-            &self,
-            n: &[(UserId, String)],
-            now: EpochMillis,
-        ) -> Result<(), StoreError> {
-            self.inner.cache_names(n, now).await
-        }
-        async fn remember_members(
-            &self,
-            g: &OpenConversationId,
-            u: &[UserId],
-            now: EpochMillis,
-        ) -> Result<(), StoreError> {
-            self.inner.remember_members(g, u, now).await
-        }
-        async fn learned_members(&self, g: &OpenConversationId) -> Result<Vec<UserId>, StoreError> {
-            self.inner.learned_members(g).await
-        }
-        async fn remember_group_title(
-            &self,
-            g: &OpenConversationId,
-            t: &str,
-            now: EpochMillis,
-        ) -> Result<(), StoreError> {
-            self.check()?;
-            self.inner.remember_group_title(g, t, now).await
-        }
-        async fn group_title(&self, g: &OpenConversationId) -> Result<Option<String>, StoreError> {
-            self.inner.group_title(g).await
-        }
-        async fn cache_roster(
-            &self,
-            g: &OpenConversationId,
-            r: &CachedRoster,
-        ) -> Result<(), StoreError> {
-            self.check()?;
-            self.inner.cache_roster(g, r).await
-        }
-        async fn cached_roster(
-            &self,
-            g: &OpenConversationId,
-        ) -> Result<Option<CachedRoster>, StoreError> {
-            self.inner.cached_roster(g).await
-        }
-        async fn flush(&self) -> Result<(), StoreError> {
-            self.check()
-        }
-        async fn size_bytes(&self) -> Result<u64, StoreError> {
-            self.inner.size_bytes().await
-        }
-        async fn begin_send(
-            &self,
-            k: &IdempotencyKey,
-            f: &str,
-            now: EpochMillis,
-        ) -> Result<Option<SendRecord>, StoreError> {
-            self.check()?;
-            self.inner.begin_send(k, f, now).await
-        }
-        async fn complete_send(&self, k: &IdempotencyKey, n: &Notice) -> Result<(), StoreError> {
-            self.check()?;
-            self.inner.complete_send(k, n).await
-        }
-        async fn abandon_send(&self, k: &IdempotencyKey) -> Result<(), StoreError> {
-            self.inner.abandon_send(k).await
-        }
-        async fn prune_old(&self, c: Cutoffs) -> Result<Pruned, StoreError> {
-            self.inner.prune_old(c).await
-        }
-        async fn entry_counts(&self) -> Result<EntryCounts, StoreError> {
-            self.inner.entry_counts().await
-        }
-        async fn probe_write(&self, _now: EpochMillis) -> Result<(), StoreError> {
-            self.probes.fetch_add(1, Ordering::SeqCst);
-            self.check()
-        }
-    }
+    use crate::store::flaky::FlakyStore;
+    use std::sync::atomic::Ordering;
 
     #[tokio::test]
     async fn a_failed_write_refuses_writes_until_a_probe_succeeds() {
-        let disk = Arc::new(Disk::default());
+        let disk = Arc::new(FlakyStore::default());
         let s = MonitoredStore::new(disk.clone());
         let health = s.health();
         s.record_notice(&notice("k1", "cid1", None, 1))
@@ -824,7 +523,7 @@ mod tests {
             .unwrap();
         assert_eq!(health.failing(), None);
 
-        disk.broken.store(true, Ordering::SeqCst);
+        disk.full.store(true, Ordering::SeqCst);
         let err = s
             .record_notice(&notice("k2", "cid1", None, 2))
             .await
@@ -848,7 +547,7 @@ mod tests {
             .is_some());
 
         // Room again: the next probe (once due) clears the failure.
-        disk.broken.store(false, Ordering::SeqCst);
+        disk.full.store(false, Ordering::SeqCst);
         health.lock().last_probe = None;
         assert_eq!(s.claim_message(&mid("m1"), 4).await.unwrap(), Claim::New);
         assert_eq!(health.failing(), None);
@@ -863,15 +562,15 @@ mod tests {
 
     #[tokio::test]
     async fn a_permanent_failure_is_fatal_and_never_clears() {
-        let disk = Arc::new(Disk::default());
+        let disk = Arc::new(FlakyStore::default());
         let s = MonitoredStore::new(disk.clone());
         let health = s.health();
         let waiter = tokio::spawn({
             let health = health.clone();
             async move { health.failed_for_good().await }
         });
-        disk.broken.store(true, Ordering::SeqCst);
-        disk.permanent.store(true, Ordering::SeqCst);
+        disk.full.store(true, Ordering::SeqCst);
+        disk.for_good.store(true, Ordering::SeqCst);
         assert!(s.make_claim_durable(&mid("m1")).await.is_err());
         let why = tokio::time::timeout(Duration::from_secs(10), waiter)
             .await
@@ -879,7 +578,7 @@ mod tests {
             .unwrap();
         assert!(why.contains("only a restart"), "{why}");
         // Even a probe that succeeds does not clear it.
-        disk.broken.store(false, Ordering::SeqCst);
+        disk.full.store(false, Ordering::SeqCst);
         health.lock().last_probe = None;
         assert!(matches!(
             s.record_notice(&notice("k", "cid1", None, 1)).await,

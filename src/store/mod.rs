@@ -12,6 +12,8 @@
 pub mod compact;
 #[cfg(test)]
 mod conformance;
+#[doc(hidden)]
+pub mod flaky;
 pub mod health;
 pub mod memory;
 pub mod sled_store;
