@@ -53,7 +53,7 @@ enum Command {
     Remind(cli::outreach::RemindArgs),
     /// Recall a notice from its group; readbot sends no more reminders for it.
     Recall(cli::outreach::RecallArgs),
-    /// Print a signed, expiring link to a notice's page (needs READBOT_PUBLIC_URL on the server).
+    /// Print a signed, expiring link to a notice's page, or with --group to a group's page (needs READBOT_PUBLIC_URL on the server).
     Link(cli::outreach::LinkArgs),
     /// Preview a reply template against sample data before deploying it.
     Render(cli::render::RenderArgs),

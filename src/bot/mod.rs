@@ -8,6 +8,7 @@
 pub mod command;
 mod fairness;
 pub mod follow_up;
+pub mod group_page;
 pub mod link;
 pub mod page;
 pub mod push;
@@ -52,6 +53,9 @@ pub enum BotError {
     /// No such notice is recorded.
     #[error("no notice is recorded under that key")]
     NoticeNotFound,
+    /// readbot knows nothing of that group (no notice recorded, no title seen).
+    #[error("readbot knows no group with that openConversationId")]
+    GroupNotFound,
     /// A reminder or recall was not sent (policy, cooldown, recalled, ...).
     #[error(transparent)]
     Remind(#[from] remind::Stop),
@@ -463,7 +467,8 @@ impl Bot {
                     | BotError::SentNotRecorded { .. }
                     | BotError::InvalidFollowUp { .. }
                     | BotError::FollowUpNotFound
-                    | BotError::FollowUpNotPending(_) => sentences::internal_error(lang),
+                    | BotError::FollowUpNotPending(_)
+                    | BotError::GroupNotFound => sentences::internal_error(lang),
                 };
                 self.error_reply(lang, sentence)
             }
@@ -499,12 +504,9 @@ impl Bot {
         }
         let notices = self.with_author_names(notices).await?;
         let cfg = &self.deps().cfg;
-        self.render_reply(
-            "list",
-            lang,
-            &summary::list_view(&notices, &cfg.timezone),
-            sentences::list_title(lang),
-        )
+        let mut view = summary::list_view(&notices, &cfg.timezone);
+        view.group_url = self.group_url(group).unwrap_or_default();
+        self.render_reply("list", lang, &view, sentences::list_title(lang))
     }
 
     /// Fills in the names of authors recorded by id only, through the same

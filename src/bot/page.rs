@@ -8,12 +8,17 @@
 //! ([`crate::config::WebConfig::public_url`]) none are minted.
 
 use super::link::{LinkError, LinkSigner, LinkTarget, OpenedLink};
-use super::{sentences, summary, Bot, BotError};
+use super::{receipts, sentences, summary, Bot, BotError};
 use crate::config::ReplyTimeZone;
-use crate::domain::{now_millis, EpochMillis, Lang, Member, Notice, ProcessQueryKey, Receipts};
+use crate::domain::{
+    now_millis, EpochMillis, FollowUp, FollowUpState, Lang, Member, Notice, ProcessQueryKey,
+    Receipts, UserId,
+};
 use crate::render::chart::{progress_svg, ChartInput};
 use crate::render::export::ExportRow;
-use crate::render::view::{LinkErrorView, NoticePageView, PersonView, ReaderView, ReminderView};
+use crate::render::view::{
+    FollowUpView, LinkErrorView, NoticePageView, PersonView, ReaderView, ReminderView,
+};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -48,9 +53,14 @@ impl WebLinks {
         }
     }
 
-    fn mint(&self, target: &LinkTarget, now: EpochMillis) -> PageLink {
+    /// A link to `target` valid for the TTL from `now`.
+    pub(super) fn mint(&self, target: &LinkTarget, now: EpochMillis) -> PageLink {
         let ttl = i64::try_from(self.ttl.as_millis()).unwrap_or(i64::MAX);
-        let expires_at = now.saturating_add(ttl);
+        self.mint_until(target, now.saturating_add(ttl))
+    }
+
+    /// A link to `target` valid until `expires_at`.
+    pub(super) fn mint_until(&self, target: &LinkTarget, expires_at: EpochMillis) -> PageLink {
         let token = self.signer.sign(target, expires_at);
         let path = match target {
             LinkTarget::Notice(_) => "n",
@@ -175,10 +185,33 @@ impl Bot {
             .into_iter()
             .filter(|p| matches(&p.name, &p.user_id))
             .collect();
-        let percent = (r.read_count.min(r.member_count) * 100)
-            .checked_div(r.member_count)
-            .and_then(|p| u32::try_from(p).ok())
-            .unwrap_or(0);
+        let percent = percent(&r);
+        let follow_ups: Vec<FollowUp> = {
+            let mut f: Vec<FollowUp> = self
+                .store()
+                .follow_ups(key)
+                .await?
+                .into_iter()
+                .filter(|f| matches!(f.state, FollowUpState::Pending | FollowUpState::Firing))
+                .collect();
+            f.sort_by_key(|f| f.at);
+            f
+        };
+        let by_ids = reminders
+            .iter()
+            .filter_map(|m| m.by.as_ref())
+            .chain(follow_ups.iter().filter_map(|f| f.by.as_ref()));
+        let names = self.names_of(&r, by_ids).await?;
+        let name_of = |u: &Option<UserId>| {
+            u.as_ref()
+                .map(|u| {
+                    names
+                        .get(u)
+                        .cloned()
+                        .unwrap_or_else(|| u.as_str().to_owned())
+                })
+                .unwrap_or_default()
+        };
         let view = NoticePageView {
             title: notice.title.clone(),
             author: notice
@@ -208,11 +241,16 @@ impl Bot {
                     at: tz.format_minutes(m.at),
                     count: m.count,
                     via: m.via.as_str().to_owned(),
-                    by: m
-                        .by
-                        .as_ref()
-                        .map(|u| u.as_str().to_owned())
-                        .unwrap_or_default(),
+                    by: name_of(&m.by),
+                })
+                .collect(),
+            follow_ups: follow_ups
+                .iter()
+                .map(|f| FollowUpView {
+                    at: tz.format_minutes(f.at),
+                    action: f.action.as_str().to_owned(),
+                    state: f.state.as_str().to_owned(),
+                    by: name_of(&f.by),
                 })
                 .collect(),
             chart_svg: chart(&r, req.lang),
@@ -222,6 +260,33 @@ impl Bot {
             nonce: req.nonce.to_owned(),
         };
         Ok(self.deps().renderer.render("notice", req.lang, &view)?)
+    }
+
+    /// The names of `ids`: from the notice's own members first (no look-up),
+    /// then the name cache and DingTalk's user look-up, as a summary finds
+    /// names ([`receipts::resolve_names`]); ids nobody names are left out.
+    async fn names_of<'a>(
+        &self,
+        r: &Receipts,
+        ids: impl Iterator<Item = &'a UserId>,
+    ) -> Result<HashMap<UserId, String>, BotError> {
+        let mut known: HashMap<UserId, String> = HashMap::new();
+        let mut wanted: Vec<UserId> = Vec::new();
+        for id in ids {
+            if known.contains_key(id) || wanted.contains(id) {
+                continue;
+            }
+            let member = r.read.iter().chain(&r.unread).find(|m| &m.user_id == id);
+            match member.and_then(|m| m.name.as_deref()) {
+                Some(n) if !n.trim().is_empty() => {
+                    known.insert(id.clone(), n.to_owned());
+                }
+                _ => wanted.push(id.clone()),
+            }
+        }
+        let d = self.deps();
+        receipts::resolve_names(&d.api, &d.store, d.cfg.name_ttl, wanted, &mut known).await?;
+        Ok(known)
     }
 
     /// One row per member of the notice `key` (unread first, then readers
@@ -270,7 +335,19 @@ impl Bot {
     }
 }
 
-fn shown_name(m: &Member) -> &str {
+/// `read_count / member_count` in percent, rounded down; 0 when the member
+/// count is unknown.
+pub(super) fn percent(r: &Receipts) -> u32 {
+    r.read_count
+        .min(r.member_count)
+        .saturating_mul(100)
+        .checked_div(r.member_count)
+        .and_then(|p| u32::try_from(p).ok())
+        .unwrap_or(0)
+}
+
+/// A member's name, or their id when no name is known.
+pub(super) fn shown_name(m: &Member) -> &str {
     match m.name.as_deref() {
         Some(n) if !n.trim().is_empty() => n,
         _ => m.user_id.as_str(),
@@ -316,9 +393,10 @@ fn readers(r: &Receipts, tz: &ReplyTimeZone) -> Vec<ReaderView> {
         .collect()
 }
 
-/// The read-progress chart of `r`: the stored read times of its readers, in
-/// the intervals of [`summary::timeline`].
-fn chart(r: &Receipts, lang: Lang) -> String {
+/// The reads of `r` per interval since sending (the intervals of
+/// [`summary::timeline`], from the stored read times of its readers): the
+/// interval in seconds, the reads in each, and how many reads have a time.
+pub(super) fn read_intervals(r: &Receipts) -> (u64, Vec<usize>, usize) {
     let readers: std::collections::HashSet<&str> =
         r.read.iter().map(|m| m.user_id.as_str()).collect();
     let reads: Vec<crate::domain::ReadRecord> = r
@@ -329,16 +407,25 @@ fn chart(r: &Receipts, lang: Lang) -> String {
         .collect();
     let t = summary::timeline(&reads, r.notice.sent_at);
     let counts: Vec<usize> = t.buckets.iter().map(|b| b.reads).collect();
-    let span_secs = t
-        .interval_secs
-        .saturating_mul(u64::try_from(counts.len()).unwrap_or(u64::MAX));
-    let span = sentences::span(span_secs.max(t.interval_secs), lang);
+    (t.interval_secs, counts, reads.len())
+}
+
+/// The time the chart of `counts` intervals of `interval_secs` spans, in words.
+pub(super) fn chart_span(interval_secs: u64, counts: usize, lang: Lang) -> String {
+    let span_secs = interval_secs.saturating_mul(u64::try_from(counts).unwrap_or(u64::MAX));
+    sentences::span(span_secs.max(interval_secs), lang)
+}
+
+/// The read-progress chart of `r`.
+fn chart(r: &Receipts, lang: Lang) -> String {
+    let (interval_secs, counts, reads) = read_intervals(r);
+    let span = chart_span(interval_secs, counts.len(), lang);
     let title = sentences::chart_title(lang);
-    let desc = sentences::chart_desc(reads.len(), r.member_count, &span, lang);
+    let desc = sentences::chart_desc(reads, r.member_count, &span, lang);
     let ceiling = sentences::chart_members(r.member_count, lang);
     progress_svg(&ChartInput {
         member_count: r.member_count,
-        interval_secs: t.interval_secs,
+        interval_secs,
         reads: &counts,
         title: &title,
         desc: &desc,

@@ -268,6 +268,7 @@ pub fn list_view(notices: &[Notice], timezone: &ReplyTimeZone) -> ListView {
             })
             .collect(),
         timezone: timezone.name().to_owned(),
+        group_url: String::new(),
     }
 }
 

@@ -38,8 +38,16 @@ pub struct RecallArgs {
 #[derive(Debug, Clone, clap::Args)]
 pub struct LinkArgs {
     /// processQueryKey of the notice (as printed by `send` or `notices`).
-    #[arg(value_name = "KEY")]
-    pub key: String,
+    #[arg(
+        value_name = "KEY",
+        required_unless_present = "group",
+        conflicts_with = "group"
+    )]
+    pub key: Option<String>,
+    /// A link to this group's page instead (its openConversationId, as the
+    /// `id` command prints it).
+    #[arg(long, value_name = "OPEN_CONVERSATION_ID")]
+    pub group: Option<String>,
     /// Print readbot's JSON instead of the link.
     #[arg(long)]
     pub json: bool,
@@ -122,24 +130,32 @@ pub async fn recall(
     Ok(())
 }
 
-/// `readbot link KEY`: `POST /api/v1/notices/{key}/links`; prints the
-/// notice page's signed link and when it expires.
+/// `readbot link KEY`: `POST /api/v1/notices/{key}/links`; `readbot link
+/// --group ID`: `POST /api/v1/groups/{id}/links`. Prints the page's signed
+/// link and when it expires.
 pub async fn link(
     config: Option<&Path>,
     args: &LinkArgs,
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
-    let key = key_of(&args.key)?;
+    let path: [&str; 5] = match (&args.group, &args.key) {
+        (Some(group), _) => {
+            let group = group.trim();
+            if group.is_empty() {
+                return Err(CliError::Usage("--group must not be empty".into()));
+            }
+            ["api", "v1", "groups", group, "links"]
+        }
+        (None, Some(key)) => ["api", "v1", "notices", key_of(key)?, "links"],
+        (None, None) => return Err(CliError::Usage("give a KEY or --group".into())),
+    };
     let remote = Remote::new(config, &args.conn, Duration::from_secs(60), true)?;
-    let answer = remote
-        .post(&["api", "v1", "notices", key, "links"], &json!({}))
-        .await
-        .map_err(|e| match e {
-            CliError::Failed(m) if m.contains("no such route") => CliError::Failed(format!(
-                "{m} (readbot serves notice pages only when READBOT_PUBLIC_URL is set)"
-            )),
-            other => other,
-        })?;
+    let answer = remote.post(&path, &json!({})).await.map_err(|e| match e {
+        CliError::Failed(m) if m.contains("no such route") => CliError::Failed(format!(
+            "{m} (readbot serves pages only when READBOT_PUBLIC_URL is set)"
+        )),
+        other => other,
+    })?;
     if args.json {
         writeln!(out, "{}", super::remote::pretty(&answer))?;
     } else {

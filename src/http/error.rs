@@ -104,6 +104,11 @@ impl From<BotError> for AppError {
                 "not_found",
                 "no notice is recorded under that processQueryKey",
             ),
+            BotError::GroupNotFound => Self::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "readbot knows no group with that openConversationId (no notice sent there, no @mention seen)",
+            ),
             BotError::Remind(stop) => {
                 use crate::bot::remind::Stop;
                 let (status, code) = match &stop {

@@ -8,7 +8,8 @@
 //! - `/api/v1` (nested): the notices API and `GET /api/v1/usage` (the
 //!   DingTalk call ledger), every route behind the bearer-token layer (`auth`);
 //! - `GET /n/{token}` (+ `/csv`, `/json`): the notice page behind a signed
-//!   link (`pages`), only when a public URL is set;
+//!   link (`pages`), and `GET /g/{token}` the group page, only when a
+//!   public URL is set;
 //! - `GET /healthz`; `/metrics` and `/readyz` come from [`ops_router`];
 //! - anything else: 404, and a known path with a wrong method 405 (with its
 //!   `Allow` header), both in readbot's JSON error shape; a body over
@@ -68,7 +69,8 @@ pub fn router(state: AppState, max_body: usize) -> Router {
         routes = routes
             .route("/n/{token}", get(pages::notice))
             .route("/n/{token}/csv", get(pages::csv))
-            .route("/n/{token}/json", get(pages::json));
+            .route("/n/{token}/json", get(pages::json))
+            .route("/g/{token}", get(pages::group));
     }
     routes
         .nest("/api/v1", api_router(state.clone()))
@@ -95,7 +97,9 @@ pub fn router(state: AppState, max_body: usize) -> Router {
 fn api_router(state: AppState) -> Router<AppState> {
     let mut api = Router::new();
     if state.bot.pages_enabled() {
-        api = api.route("/notices/{key}/links", post(notices::links));
+        api = api
+            .route("/notices/{key}/links", post(notices::links))
+            .route("/groups/{group}/links", post(notices::group_links));
     }
     api.route("/notices", post(notices::create).get(notices::list))
         .route("/notices/{key}/receipts", get(notices::receipts))

@@ -1,5 +1,6 @@
 //! The notice page and its exports, behind signed links (`bot::link`):
-//! `GET /n/{token}` (HTML), `GET /n/{token}/csv`, `GET /n/{token}/json`.
+//! `GET /n/{token}` (HTML), `GET /n/{token}/csv`, `GET /n/{token}/json`;
+//! and the group page `GET /g/{token}`.
 //! Served only when a public URL is set. No bearer token: the link is the
 //! capability; a tampered or expired one gets a plain 403 page saying which.
 //!
@@ -11,6 +12,7 @@
 
 use super::extract::Path;
 use super::AppState;
+use crate::bot::group_page::GroupPageRequest;
 use crate::bot::link::{LinkError, LinkTarget, OpenedLink};
 use crate::bot::page::PageRequest;
 use crate::bot::{sentences, BotError};
@@ -188,6 +190,35 @@ pub(super) async fn notice(
         expires_at: opened.expires_at,
     };
     match state.bot.notice_page(&key, req).await {
+        Ok(html) => with_headers(html.into_response(), HTML, Some(&nonce)),
+        Err(e) => bot_error_page(e, lang),
+    }
+}
+
+/// `GET /g/{token}`: the group page (a group token only: a notice's token
+/// is refused as invalid here, and a group's on `/n/`).
+pub(super) async fn group(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let query = parse_query(raw.as_deref());
+    let lang = language(&query, &headers);
+    let opened = match state.bot.open_link(&token) {
+        Ok(o) => o,
+        Err(e) => return Refusal::Link(e).respond(&state, lang),
+    };
+    let LinkTarget::Group(group) = &opened.target else {
+        return Refusal::Link(LinkError::Invalid).respond(&state, lang);
+    };
+    let nonce = nonce();
+    let req = GroupPageRequest {
+        lang,
+        nonce: &nonce,
+        expires_at: opened.expires_at,
+    };
+    match state.bot.group_page(group, req).await {
         Ok(html) => with_headers(html.into_response(), HTML, Some(&nonce)),
         Err(e) => bot_error_page(e, lang),
     }

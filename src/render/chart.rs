@@ -1,6 +1,7 @@
 //! The notice page's read-progress chart: cumulative readers over time since
 //! sending, as an inline SVG (no script, no external asset, no inline
-//! `style` attribute, so a strict Content-Security-Policy allows it).
+//! `style` attribute, so a strict Content-Security-Policy allows it), and
+//! the group page's small one per notice ([`sparkline_svg`]).
 //!
 //! Readable without colour: the readers line is solid with one dot per
 //! interval, the member-count ceiling is dashed and labelled, the 50% and
@@ -203,6 +204,68 @@ pub fn progress_svg(c: &ChartInput<'_>) -> String {
     s
 }
 
+/// What a small chart of one notice on the group page shows.
+#[derive(Debug, Clone, Copy)]
+pub struct SparkInput<'a> {
+    /// Unique on its page: the ids of its `<title>` and `<desc>` derive
+    /// from it (ASCII letters, digits and `-` only; others are dropped).
+    pub id: &'a str,
+    /// Roster size: the ceiling (0 when unknown: no ceiling line).
+    pub member_count: usize,
+    /// Reads in each consecutive interval from the send time.
+    pub reads: &'a [usize],
+    /// Short title (plain text; escaped here).
+    pub title: &'a str,
+    /// What it says, in words (plain text; escaped here).
+    pub desc: &'a str,
+}
+
+const SW: f64 = 120.0;
+const SH: f64 = 32.0;
+const SPAD: f64 = 3.0;
+
+/// A compact read-progress chart ("sparkline"): cumulative readers over
+/// time as one line, with the member count as a dashed ceiling. No axes
+/// or labels; the `<title>` and `<desc>` say what it shows.
+pub fn sparkline_svg(c: &SparkInput<'_>) -> String {
+    let id: String =
+        c.id.chars()
+            .filter(|ch| ch.is_ascii_alphanumeric() || *ch == '-')
+            .take(64)
+            .collect();
+    let pts = points(1, c.reads);
+    let total = pts.last().map_or(0, |p| p.readers);
+    let y_max = c.member_count.max(total).max(1) as f64;
+    let x_max = pts.len().max(1) as f64;
+    let x = |i: usize| SPAD + (i as f64 / x_max) * (SW - 2.0 * SPAD);
+    let y = |n: usize| SH - SPAD - (n as f64 / y_max) * (SH - 2.0 * SPAD);
+    let mut s = String::new();
+    // `write!` to a String cannot fail.
+    let _ = write!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" class="rb-spark" viewBox="0 0 {SW} {SH}" role="img" aria-labelledby="rb-spark-{id}-title rb-spark-{id}-desc" fill="none" stroke="currentColor"><title id="rb-spark-{id}-title">{}</title><desc id="rb-spark-{id}-desc">{}</desc>"#,
+        esc(c.title),
+        esc(c.desc)
+    );
+    if c.member_count > 0 {
+        let yc = y(c.member_count);
+        let _ = write!(
+            s,
+            r#"<line class="rb-ceiling" x1="{SPAD:.1}" y1="{yc:.1}" x2="{:.1}" y2="{yc:.1}" stroke-opacity="0.5" stroke-dasharray="3 2"/>"#,
+            SW - SPAD
+        );
+    }
+    let mut d = format!("M{:.1} {:.1}", x(0), y(0));
+    for (i, p) in pts.iter().enumerate() {
+        let _ = write!(d, "L{:.1} {:.1}", x(i.saturating_add(1)), y(p.readers));
+    }
+    let _ = write!(
+        s,
+        r#"<path class="rb-line" d="{d}" stroke-width="2" stroke-linejoin="round"/></svg>"#
+    );
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -298,5 +361,39 @@ mod tests {
         let svg = progress_svg(&evil);
         assert!(!svg.contains("<script>") && !svg.contains("<img>"), "{svg}");
         assert!(svg.contains("&lt;script&gt;"));
+    }
+
+    #[test]
+    fn a_sparkline_has_unique_ids_a_ceiling_and_escaped_text() {
+        let svg = sparkline_svg(&SparkInput {
+            id: "3\"><x",
+            member_count: 4,
+            reads: &[1, 0, 3],
+            title: "<b>t</b>",
+            desc: "4 of 4 read",
+        });
+        assert!(svg.starts_with("<svg ") && svg.ends_with("</svg>"), "{svg}");
+        assert!(
+            svg.contains(r#"<title id="rb-spark-3x-title">&lt;b&gt;t&lt;/b&gt;</title>"#),
+            "{svg}"
+        );
+        assert!(svg.contains(r#"aria-labelledby="rb-spark-3x-title rb-spark-3x-desc""#));
+        assert!(svg.contains("rb-ceiling") && !svg.contains("style="));
+        // From the send time through three intervals; the last at the ceiling.
+        assert!(
+            svg.contains(r#"d="M3.0 29.0L41.0 22.5L79.0 22.5L117.0 3.0""#),
+            "{svg}"
+        );
+        let empty = sparkline_svg(&SparkInput {
+            id: "e",
+            member_count: 0,
+            reads: &[],
+            title: "t",
+            desc: "d",
+        });
+        assert!(
+            !empty.contains("rb-ceiling") && empty.contains(r#"d="M3.0 29.0""#),
+            "{empty}"
+        );
     }
 }

@@ -106,6 +106,13 @@ const TEMPLATES: &[TemplateSpec] = &[
         samples: samples::notice_page,
     },
     TemplateSpec {
+        name: "group",
+        ext: "html",
+        en: include_str!("../../templates/group.en.html.j2"),
+        zh: include_str!("../../templates/group.zh.html.j2"),
+        samples: samples::group_page,
+    },
+    TemplateSpec {
         name: "link_error",
         ext: "html",
         en: include_str!("../../templates/link_error.en.html.j2"),
@@ -144,7 +151,7 @@ fn spec_of_file(file_name: &str) -> Option<(&'static TemplateSpec, Lang)> {
 }
 
 /// The template names (`summary`, `list`, `help`, `error`, and the pages
-/// `notice`, `link_error`).
+/// `notice`, `group`, `link_error`).
 pub fn template_names() -> &'static [&'static str] {
     &NAMES
 }
@@ -499,6 +506,85 @@ mod tests {
     }
 
     #[test]
+    fn the_group_page_escapes_titles_links_each_notice_and_names_failures() {
+        let r = renderer();
+        let mut page = samples::sample_group_page();
+        page.group_title = "<img src=x onerror=alert(1)>".into();
+        page.notices[0].title = "<script>alert(1)</script>".into();
+        for lang in LANGS {
+            let html = r.render("group", lang, &page).unwrap();
+            assert!(
+                !html.contains("<img src=x") && !html.contains("<script>alert"),
+                "{html}"
+            );
+            assert!(
+                html.contains("&lt;img src=x onerror=alert(1)&gt;"),
+                "{html}"
+            );
+            // (minijinja's HTML escape writes `/` as `&#x2f;`: still the same URL.)
+            let links = html.replace("&#x2f;", "/");
+            assert_eq!(
+                links
+                    .matches("<a href=\"https://readbot.example.com/n/")
+                    .count(),
+                3
+            );
+            assert!(
+                html.contains(&page.notices[0].chart_svg),
+                "readbot's own SVG"
+            );
+            assert!(html.contains(&page.notices[2].error), "{html}");
+            assert_eq!(
+                html.matches(&format!("nonce=\"{}\"", page.nonce)).count(),
+                1
+            );
+            assert!(
+                !html.contains("style=\""),
+                "no style attributes: the CSP refuses them"
+            );
+        }
+        let en = r.render("group", Lang::En, &page).unwrap();
+        assert!(en.contains("3 / 5 <span>(60%)</span>"), "{en}");
+        assert!(
+            en.contains("2 read <span>(member list unknown)</span>"),
+            "{en}"
+        );
+        assert!(en.contains("Read data unavailable:"), "{en}");
+        let zh = r.render("group", Lang::Zh, &page).unwrap();
+        assert!(zh.contains("无法获取已读数据"), "{zh}");
+    }
+
+    #[test]
+    fn the_notice_page_names_pending_follow_ups_and_who_reminded() {
+        let page = samples::sample_notice_page();
+        let en = renderer().render("notice", Lang::En, &page).unwrap();
+        assert!(en.contains("Scheduled follow-ups"), "{en}");
+        assert!(
+            en.contains("2024-05-18 09:00 · direct messages to those who have not read it · scheduled by Li Lei"),
+            "{en}"
+        );
+        assert!(
+            en.contains("2024-05-18 17:00 · posts who has read it · being sent now</li>"),
+            "{en}"
+        );
+        assert!(en.contains("asked by Li Lei"), "{en}");
+        let zh = renderer().render("notice", Lang::Zh, &page).unwrap();
+        assert!(
+            zh.contains("已安排的跟进") && zh.contains("安排人 Li Lei"),
+            "{zh}"
+        );
+        let none = view::NoticePageView {
+            follow_ups: vec![],
+            ..samples::sample_notice_page()
+        };
+        let en = renderer().render("notice", Lang::En, &none).unwrap();
+        assert!(
+            !en.contains("follow-ups"),
+            "no section without follow-ups: {en}"
+        );
+    }
+
+    #[test]
     fn templates_readme_documents_every_variable() {
         let readme = include_str!("../../templates/README.md");
         let item = ListItemView {
@@ -513,6 +599,7 @@ mod tests {
             serde_json::to_value(ListView {
                 notices: vec![],
                 timezone: String::new(),
+                group_url: String::new(),
             })
             .unwrap(),
             serde_json::to_value(item).unwrap(),
@@ -527,6 +614,9 @@ mod tests {
             serde_json::to_value(samples::sample_notice_page()).unwrap(),
             serde_json::to_value(&samples::sample_notice_page().read[0]).unwrap(),
             serde_json::to_value(&samples::sample_notice_page().reminders[0]).unwrap(),
+            serde_json::to_value(&samples::sample_notice_page().follow_ups[0]).unwrap(),
+            serde_json::to_value(samples::sample_group_page()).unwrap(),
+            serde_json::to_value(&samples::sample_group_page().notices[0]).unwrap(),
             serde_json::to_value(view::LinkErrorView { expired: true }).unwrap(),
         ];
         for view in views {
@@ -786,6 +876,7 @@ mod tests {
                 },
             ],
             timezone: "Asia/Shanghai".into(),
+            group_url: String::new(),
         };
         let en = renderer().render("list", Lang::En, &ctx).unwrap();
         println!("{en}");
@@ -800,9 +891,28 @@ mod tests {
         );
         assert!(zh.contains("发送 **状态 N** 查看"));
         assert!(zh.contains("时间为 Asia/Shanghai 时间。"), "{zh}");
+        assert!(
+            !en.contains("All notices") && !zh.contains("全部通知"),
+            "{en}"
+        );
+        let linked = ListView {
+            group_url: "https://readbot.example.com/g/tok".into(),
+            ..ctx.clone()
+        };
+        let en = renderer().render("list", Lang::En, &linked).unwrap();
+        assert!(
+            en.ends_with("[All notices](https://readbot.example.com/g/tok)"),
+            "{en}"
+        );
+        let zh = renderer().render("list", Lang::Zh, &linked).unwrap();
+        assert!(
+            zh.ends_with("[全部通知](https://readbot.example.com/g/tok)"),
+            "{zh}"
+        );
         let none = ListView {
             notices: vec![],
             timezone: "Asia/Shanghai".into(),
+            group_url: String::new(),
         };
         let empty = renderer().render("list", Lang::En, &none).unwrap();
         assert!(empty.contains("No notices"));
@@ -1046,6 +1156,7 @@ mod tests {
                 sent_at: "s".into(),
             }],
             timezone: String::new(),
+            group_url: String::new(),
         };
         let out = render_str(
             "a\n  {% for i in notices %}\n{{ i.n }}\n  {% endfor %}\nb",

@@ -3,8 +3,8 @@
 //! (overrides included) and `readbot render --sample`.
 
 use super::view::{
-    ErrorView, HelpView, LinkErrorView, ListItemView, ListView, NoticePageView, PersonView,
-    ProgressView, ReaderView, ReminderView, SummaryView,
+    ErrorView, FollowUpView, GroupNoticeView, GroupPageView, HelpView, LinkErrorView, ListItemView,
+    ListView, NoticePageView, PersonView, ProgressView, ReaderView, ReminderView, SummaryView,
 };
 use minijinja::value::{Serde, Value};
 use serde::Serialize;
@@ -131,7 +131,7 @@ pub(super) fn summary() -> Vec<Sample> {
 pub(super) fn list() -> Vec<Sample> {
     vec![
         (
-            "two notices, one without author",
+            "two notices, one without author; the group page link",
             v(&ListView {
                 notices: vec![
                     ListItemView {
@@ -148,6 +148,7 @@ pub(super) fn list() -> Vec<Sample> {
                     },
                 ],
                 timezone: "Asia/Shanghai".into(),
+                group_url: "https://readbot.example.com/g/djE6ZzpjaWQ.c2lnbmF0dXJl".into(),
             }),
         ),
         (
@@ -155,6 +156,7 @@ pub(super) fn list() -> Vec<Sample> {
             v(&ListView {
                 notices: vec![],
                 timezone: "Asia/Shanghai".into(),
+                group_url: String::new(),
             }),
         ),
     ]
@@ -231,6 +233,20 @@ pub(super) fn sample_notice_page() -> NoticePageView {
             via: "mention".into(),
             by: "Li Lei".into(),
         }],
+        follow_ups: vec![
+            FollowUpView {
+                at: "2024-05-18 09:00".into(),
+                action: "remind".into(),
+                state: "pending".into(),
+                by: "Li Lei".into(),
+            },
+            FollowUpView {
+                at: "2024-05-18 17:00".into(),
+                action: "summary".into(),
+                state: "firing".into(),
+                by: String::new(),
+            },
+        ],
         chart_svg: "<svg role=\"img\" viewBox=\"0 0 10 10\"><title>chart</title></svg>".into(),
         csv_url: "djE6bjo.c2ln/csv".into(),
         json_url: "djE6bjo.c2ln/json".into(),
@@ -247,6 +263,7 @@ pub(super) fn notice_page() -> Vec<Sample> {
         unread: vec![],
         read: vec![reader("Zhang Wei", "u2", "2024-05-17 09:40:00", "query")],
         reminders: vec![],
+        follow_ups: vec![],
         progress: vec![],
         ..sample_notice_page()
     };
@@ -265,7 +282,10 @@ pub(super) fn notice_page() -> Vec<Sample> {
         ..sample_notice_page()
     };
     vec![
-        ("some have read; one reminder; a chart", v(&full)),
+        (
+            "some have read; one reminder; two follow-ups; a chart",
+            v(&full),
+        ),
         ("a search that found one reader", v(&searched)),
         (
             "member list unknown; recalled; cut at the page limit; no author",
@@ -279,5 +299,68 @@ pub(super) fn link_error() -> Vec<Sample> {
     vec![
         ("an expired link", v(&LinkErrorView { expired: true })),
         ("an invalid link", v(&LinkErrorView { expired: false })),
+    ]
+}
+
+/// One notice of the group page.
+fn group_notice(
+    title: &str,
+    read_count: usize,
+    member_count: usize,
+    percent: u32,
+) -> GroupNoticeView {
+    GroupNoticeView {
+        title: title.into(),
+        author: "Li Lei".into(),
+        sent_at: "2024-05-17 09:30".into(),
+        send_status: "SUCCESS".into(),
+        read_count,
+        member_count,
+        percent,
+        chart_svg: "<svg role=\"img\" viewBox=\"0 0 10 10\"><title>chart</title></svg>".into(),
+        url: "https://readbot.example.com/n/djE6bjo.c2ln".into(),
+        error: String::new(),
+    }
+}
+
+/// A group page of three notices, one of whose read data failed.
+pub(super) fn sample_group_page() -> GroupPageView {
+    GroupPageView {
+        group_title: "Ops team".into(),
+        notices: vec![
+            group_notice("Fire drill on Friday", 3, 5, 60),
+            GroupNoticeView {
+                author: String::new(),
+                send_status: "RECALLED".into(),
+                member_count: 0,
+                ..group_notice("Lunch menu", 2, 0, 0)
+            },
+            GroupNoticeView {
+                send_status: String::new(),
+                chart_svg: String::new(),
+                error: "DingTalk no longer keeps the read data of this message.".into(),
+                ..group_notice("Old notice", 0, 0, 0)
+            },
+        ],
+        limit: 10,
+        timezone: "Asia/Shanghai".into(),
+        expires_at: "2024-05-24 09:30".into(),
+        nonce: "bm9uY2U".into(),
+    }
+}
+
+/// Samples of `group`.
+pub(super) fn group_page() -> Vec<Sample> {
+    let empty = GroupPageView {
+        group_title: String::new(),
+        notices: vec![],
+        ..sample_group_page()
+    };
+    vec![
+        (
+            "three notices: read progress, member list unknown and recalled, read data unavailable",
+            v(&sample_group_page()),
+        ),
+        ("no notices; group title unknown", v(&empty)),
     ]
 }

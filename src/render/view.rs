@@ -103,6 +103,9 @@ pub struct ListView {
     /// The IANA name of the zone the times are in, as in
     /// [`SummaryView::timezone`].
     pub timezone: String,
+    /// The group page's signed link (`{public_url}/g/{token}`); empty when
+    /// no public URL is set (then no link is offered).
+    pub group_url: String,
 }
 
 /// Context of `help.<lang>.md.j2`.
@@ -162,6 +165,9 @@ pub struct NoticePageView {
     pub progress: Vec<ProgressView>,
     /// Reminders sent about the notice, oldest first.
     pub reminders: Vec<ReminderView>,
+    /// Scheduled follow-ups not yet sent (`pending`, or `firing` while
+    /// being sent), soonest first.
+    pub follow_ups: Vec<FollowUpView>,
     /// The read-progress chart, an inline `<svg>` drawn by readbot (already
     /// escaped: output it with `|safe`).
     pub chart_svg: String,
@@ -200,8 +206,71 @@ pub struct ReminderView {
     pub count: usize,
     /// `mention` (in the group) or `dm` (direct messages).
     pub via: String,
-    /// Who asked for it (name or id); empty for readbot's API.
+    /// Who asked for it: their name (from the member list or the name
+    /// cache), else their user id; empty for readbot's API.
     pub by: String,
+}
+
+/// One scheduled follow-up on the notice page.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct FollowUpView {
+    /// When it is due (`YYYY-MM-DD HH:MM`).
+    pub at: String,
+    /// `summary` (posts the read summary) or `remind` (direct messages to
+    /// the unread members).
+    pub action: String,
+    /// `pending` (waiting for its time) or `firing` (being sent now).
+    pub state: String,
+    /// Who scheduled it (name, else user id); empty for readbot's API.
+    pub by: String,
+}
+
+/// Context of `group.<lang>.html.j2`: the group page behind the `list`
+/// reply's "All notices" link. Values are plain text (the template escapes
+/// them), except each notice's `chart_svg`, which readbot draws.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct GroupPageView {
+    /// The group's title as last seen in a callback; empty when unknown.
+    pub group_title: String,
+    /// The group's recent notices, newest first (at most `limit`).
+    pub notices: Vec<GroupNoticeView>,
+    /// The most notices the page shows (`bot.list_limit`, at most 50).
+    pub limit: usize,
+    /// The IANA name of the zone every time on the page is in.
+    pub timezone: String,
+    /// When the link stops working (`YYYY-MM-DD HH:MM` in `timezone`).
+    pub expires_at: String,
+    /// The Content-Security-Policy nonce, as on the notice page.
+    pub nonce: String,
+}
+
+/// One notice on the group page.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct GroupNoticeView {
+    /// Notice title.
+    pub title: String,
+    /// Author's name (or id); empty when unknown.
+    pub author: String,
+    /// Send time, `YYYY-MM-DD HH:MM`.
+    pub sent_at: String,
+    /// `SUCCESS`, `RECALLED`, `PROCESSING` or an unknown DingTalk value
+    /// (empty when the read data could not be fetched).
+    pub send_status: String,
+    /// Members who read.
+    pub read_count: usize,
+    /// Roster size (0 when unknown).
+    pub member_count: usize,
+    /// `read_count / member_count` in percent, rounded down.
+    pub percent: u32,
+    /// A small read-progress chart, an inline `<svg>` drawn by readbot
+    /// (output it with `|safe`); empty when `error` is set.
+    pub chart_svg: String,
+    /// The notice's own page (`{public_url}/n/{token}`, valid as long as
+    /// the group link).
+    pub url: String,
+    /// Why the read data could not be fetched (one sentence); empty when
+    /// it was: then the counts above are 0 and there is no chart.
+    pub error: String,
 }
 
 /// Context of `link_error.<lang>.html.j2`: the 403 page of a bad link.

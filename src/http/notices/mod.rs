@@ -190,3 +190,28 @@ pub(super) async fn links(
         })),
     ))
 }
+
+/// `POST /api/v1/groups/{openConversationId}/links`: a signed link to the
+/// group's page (`201`; the route exists only when a public URL is set).
+pub(super) async fn group_links(
+    State(state): State<AppState>,
+    Path(group): Path<String>,
+) -> Result<(StatusCode, Json<Value>), AppError> {
+    let group = crate::domain::OpenConversationId::parse(group)
+        .map_err(InvalidField::domain("openConversationId"))?;
+    let Some(link) = state.bot.mint_group_link(&group).await? else {
+        return Err(AppError::new(
+            StatusCode::NOT_FOUND,
+            "pages_off",
+            "no public URL is set (READBOT_PUBLIC_URL), so readbot serves no pages",
+        ));
+    };
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "openConversationId": group,
+            "url": link.url,
+            "expiresAt": rfc3339(link.expires_at),
+        })),
+    ))
+}
