@@ -230,7 +230,8 @@ pub struct FollowUpView {
 /// them), except each notice's `chart_svg`, which readbot draws.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct GroupPageView {
-    /// The group's title as last seen in a callback; empty when unknown.
+    /// The group's title as last seen in a callback (untrusted: neutralised
+    /// like a name in chat, then HTML-escaped); empty when unknown.
     pub group_title: String,
     /// The group's recent notices, newest first (at most `limit`).
     pub notices: Vec<GroupNoticeView>,

@@ -12,6 +12,7 @@ mod fail_closed;
 mod faults;
 mod first_hour;
 mod follow_ups;
+mod group_page;
 mod health;
 mod helpers;
 mod notices;
