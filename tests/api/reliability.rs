@@ -134,6 +134,8 @@ async fn openapi_document_matches_the_routes() {
         ("/n/{token}", "get"),
         ("/n/{token}/csv", "get"),
         ("/n/{token}/json", "get"),
+        ("/api/v1/groups/{openConversationId}/links", "post"),
+        ("/g/{token}", "get"),
         ("/healthz", "get"),
         ("/readyz", "get"),
         ("/metrics", "get"),
@@ -145,7 +147,7 @@ async fn openapi_document_matches_the_routes() {
             "{method} {path} is not documented"
         );
     }
-    assert_eq!(doc["paths"].as_object().map(|p| p.len()), Some(15));
+    assert_eq!(doc["paths"].as_object().map(|p| p.len()), Some(17));
     let app = spawn_app().await;
     let example = &doc["paths"]["/api/v1/notices"]["post"]["requestBody"]["content"]
         ["application/json"]["examples"]["markdown"]["value"];
