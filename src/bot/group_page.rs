@@ -72,14 +72,10 @@ impl Bot {
     ) -> Result<String, BotError> {
         let limit = self.deps().cfg.list_limit;
         let notices = self.store().notices_in_group(group, limit).await?;
-        // From an unsigned callback body: neutralised like every such text
-        // (ARCHITECTURE.md), then HTML-escaped by the template.
-        let group_title = self
-            .store()
-            .group_title(group)
-            .await?
-            .map(|t| crate::render::neutralise(&t))
-            .unwrap_or_default();
+        // From an unsigned callback body: plain text for the page, shown
+        // as the member typed it; the HTML template's auto-escape makes it
+        // inert (markdown neutralising is for chat, ARCHITECTURE.md).
+        let group_title = self.store().group_title(group).await?.unwrap_or_default();
         let gathered: Vec<(Notice, Result<Arc<Receipts>, BotError>)> =
             futures_util::stream::iter(notices)
                 .map(|n| async move {
