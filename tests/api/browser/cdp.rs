@@ -9,7 +9,7 @@
 //! tungstenite and a second reqwest, ~67 s more (both measured on this
 //! 2-core machine, each on top of the project's shared dependencies). The
 //! tests need a dozen CDP methods; over the WebSocket crate readbot already
-//! builds they cost no new dependency and about 250 lines.
+//! builds they cost no new dependency and one file.
 //!
 //! Every wait is bounded ([`LIMIT`]); the browser runs in a process group of
 //! its own that [`Browser`] kills on drop, after a polite `Browser.close`
