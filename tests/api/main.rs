@@ -1,6 +1,7 @@
 //! Integration tests: the real readbot on an ephemeral port against the fake
 //! DingTalk, asserting on what the group would see.
 
+mod browser;
 mod budget;
 mod callback;
 mod cli;
