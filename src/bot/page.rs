@@ -200,7 +200,8 @@ impl Bot {
         let by_ids = reminders
             .iter()
             .filter_map(|m| m.by.as_ref())
-            .chain(follow_ups.iter().filter_map(|f| f.by.as_ref()));
+            .chain(follow_ups.iter().filter_map(|f| f.by.as_ref()))
+            .chain(notice.author.as_ref());
         let names = self.names_of(&r, by_ids).await?;
         let name_of = |u: &Option<UserId>| {
             u.as_ref()
@@ -214,11 +215,12 @@ impl Bot {
         };
         let view = NoticePageView {
             title: notice.title.clone(),
+            // The name DingTalk gave with the notice, else the member
+            // list's or name cache's (as for reminders), else the id.
             author: notice
                 .author_name
                 .clone()
-                .or_else(|| notice.author.as_ref().map(|a| a.as_str().to_owned()))
-                .unwrap_or_default(),
+                .unwrap_or_else(|| name_of(&notice.author)),
             sent_at: tz.format_minutes(notice.sent_at),
             timezone: tz.name().to_owned(),
             send_status: r.send_status.as_str().to_owned(),
