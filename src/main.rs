@@ -59,7 +59,7 @@ enum Command {
     Render(cli::render::RenderArgs),
     /// Ask a running readbot whether it is alive (or ready, with --ready); for container health checks.
     Health(cli::remote::HealthArgs),
-    /// Maintain a stopped readbot's data folder.
+    /// Maintain a stopped readbot's data folder (compact it, or copy it into another store).
     #[command(subcommand)]
     Store(cli::store::StoreCommand),
 }

@@ -6,7 +6,8 @@
 //!   running readbot over its HTTP API;
 //! - [`outreach`]: `remind` and `recall`, also over readbot's HTTP API;
 //! - [`render`]: preview a template file against sample data;
-//! - [`store`]: offline maintenance of the data folder (`store compact`).
+//! - [`store`]: offline maintenance of the data folder (`store compact`,
+//!   `store copy`).
 //!
 //! Each command writes its results to the `out` writer it is given (stdout in
 //! the binary) and returns a [`CliError`] for the one line that goes to

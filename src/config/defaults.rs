@@ -29,6 +29,10 @@ pub const DINGTALK_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DINGTALK_DEADLINE: Duration = Duration::from_secs(30);
 /// `dingtalk.rate_limit_per_sec` / `DINGTALK_RATE_LIMIT_PER_SEC`.
 pub const DINGTALK_RATE_LIMIT_PER_SEC: u32 = 20;
+/// `dingtalk.replicas` / `READBOT_REPLICAS`: one readbot per app.
+pub const REPLICAS: u32 = 1;
+/// The largest `dingtalk.replicas` accepted.
+pub const REPLICAS_MAX: u32 = 64;
 /// `dingtalk.max_pages` / `DINGTALK_MAX_PAGES`.
 pub const DINGTALK_MAX_PAGES: usize = 100;
 /// `dingtalk.not_ready_window_secs` / `DINGTALK_NOT_READY_WINDOW_SECS`.

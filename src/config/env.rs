@@ -142,6 +142,11 @@ pub const ENV_KEYS: &[(&str, &str, &str)] = &[
         "calls per second per API",
     ),
     (
+        "READBOT_REPLICAS",
+        "dingtalk.replicas",
+        "replicas sharing the app's rate limits",
+    ),
+    (
         "DINGTALK_MAX_PAGES",
         "dingtalk.max_pages",
         "page cap of one read query",

@@ -159,8 +159,13 @@ pub struct DingTalkConfig {
     pub timeout: Duration,
     /// Deadline for one logical call including its retries.
     pub deadline: Duration,
-    /// Client-side limit of calls per second, per API.
+    /// Client-side limit of calls per second, per API, for the whole app
+    /// (all replicas together; see [`DingTalkConfig::rate_limit_per_replica`]).
     pub rate_limit_per_sec: u32,
+    /// How many readbot replicas share this app's DingTalk limits
+    /// (`dingtalk.replicas` / `READBOT_REPLICAS`, 1 to
+    /// [`defaults::REPLICAS_MAX`]).
+    pub replicas: u32,
     /// Hard cap of read-query pages for one notice.
     pub max_pages: usize,
     /// `processQueryKey.expireTime` within this time after sending means
@@ -172,6 +177,27 @@ pub struct DingTalkConfig {
     /// (`dingtalk.monthly_call_budget`; see [`crate::dingtalk::quota`]):
     /// a warning at 80 %, and past 95 % summaries stop querying.
     pub monthly_call_budget: u64,
+}
+
+impl DingTalkConfig {
+    /// The per-API limit this process enforces: `rate_limit_per_sec`
+    /// divided among `replicas`, rounded down, at least 1 per second. With
+    /// N replicas each uses `floor(limit / N)`, so together they never go
+    /// above DingTalk's per-app limit (unless the limit is below N, where
+    /// the floor of 1 wins: keep `rate_limit_per_sec ≥ replicas`). The
+    /// limiter's burst is the same number (at most that many calls in any
+    /// window), so it is divided too.
+    ///
+    /// A static division rather than a limiter coordinated through the
+    /// shared database: no extra round trip before every DingTalk call, it
+    /// works the same on every store backend, and when replicas are unevenly
+    /// loaded (one uses its share, another idles) DingTalk's throttling
+    /// answers are still handled by the client's backoff and retries. The
+    /// monthly call ledger needs no division: it is kept in the store
+    /// (`Store::add_calls`), which replicas share.
+    pub fn rate_limit_per_replica(&self) -> u32 {
+        (self.rate_limit_per_sec / self.replicas.max(1)).max(1)
+    }
 }
 
 /// Bot behaviour settings.

@@ -130,6 +130,7 @@ struct RawDingTalk {
     timeout_secs: Option<u64>,
     deadline_secs: Option<u64>,
     rate_limit_per_sec: Option<u32>,
+    replicas: Option<u32>,
     max_pages: Option<usize>,
     not_ready_window_secs: Option<u64>,
     name_concurrency: Option<usize>,
@@ -319,6 +320,7 @@ impl RawFile {
                 rate_limit_per_sec: pick(env, "DINGTALK_RATE_LIMIT_PER_SEC", d.rate_limit_per_sec)?
                     .unwrap_or(defaults::DINGTALK_RATE_LIMIT_PER_SEC)
                     .max(1),
+                replicas: replicas(pick(env, "READBOT_REPLICAS", d.replicas)?)?,
                 max_pages: positive(
                     "DINGTALK_MAX_PAGES",
                     pick(env, "DINGTALK_MAX_PAGES", d.max_pages)?
@@ -637,6 +639,22 @@ impl RawServer {
                 Some(defaults::SHUTDOWN_GRACE_MAX),
             )?,
         })
+    }
+}
+
+/// `dingtalk.replicas` / `READBOT_REPLICAS`: 1 when unset, else 1 to
+/// [`defaults::REPLICAS_MAX`].
+fn replicas(v: Option<u32>) -> Result<u32, ConfigError> {
+    match v {
+        None => Ok(defaults::REPLICAS),
+        Some(n @ 1..=defaults::REPLICAS_MAX) => Ok(n),
+        Some(_) => Err(ConfigError::Invalid {
+            key: "READBOT_REPLICAS",
+            message: format!(
+                "must be at least 1 and at most {} (the number of readbot processes sharing this DingTalk app)",
+                defaults::REPLICAS_MAX
+            ),
+        }),
     }
 }
 

@@ -364,3 +364,38 @@ fn roster_cache_defaults_to_half_an_hour_and_zero_turns_it_off() {
         "{err}"
     );
 }
+
+#[test]
+fn replicas_divide_the_rate_limit_and_zero_is_refused() {
+    let base = [("DINGTALK_APP_KEY", "k"), ("DINGTALK_APP_SECRET", "s")];
+    let c = Config::from_toml_str("", &env(&base)).unwrap();
+    assert_eq!(c.dingtalk.replicas, 1);
+    assert_eq!(c.dingtalk.rate_limit_per_replica(), 20);
+
+    let c = Config::from_toml_str("[dingtalk]\nreplicas = 3\n", &env(&base)).unwrap();
+    assert_eq!(c.dingtalk.replicas, 3);
+    // floor(20 / 3): together 18, never above the app's 20.
+    assert_eq!(c.dingtalk.rate_limit_per_replica(), 6);
+
+    let mut pairs = base.to_vec();
+    pairs.push(("READBOT_REPLICAS", "2"));
+    pairs.push(("DINGTALK_RATE_LIMIT_PER_SEC", "3"));
+    let c = Config::from_toml_str("[dingtalk]\nreplicas = 3\n", &env(&pairs)).unwrap();
+    assert_eq!(c.dingtalk.replicas, 2, "the environment wins");
+    assert_eq!(c.dingtalk.rate_limit_per_replica(), 1);
+
+    // More replicas than calls per second: each still gets 1.
+    let mut pairs = base.to_vec();
+    pairs.push(("READBOT_REPLICAS", "64"));
+    let c = Config::from_toml_str("", &env(&pairs)).unwrap();
+    assert_eq!(c.dingtalk.rate_limit_per_replica(), 1);
+
+    for bad in ["0", "65", "-1", "two"] {
+        let mut pairs = base.to_vec();
+        pairs.push(("READBOT_REPLICAS", bad));
+        let err = Config::from_toml_str("", &env(&pairs)).unwrap_err();
+        assert!(err.to_string().contains("READBOT_REPLICAS"), "{bad}: {err}");
+    }
+    let err = Config::from_toml_str("[dingtalk]\nreplicas = 0\n", &env(&base)).unwrap_err();
+    assert!(err.to_string().contains("must be at least 1"), "{err}");
+}

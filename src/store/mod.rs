@@ -12,10 +12,12 @@
 pub mod compact;
 #[cfg(test)]
 mod conformance;
+pub mod copy;
 #[doc(hidden)]
 pub mod flaky;
 pub mod health;
 pub mod memory;
+pub mod record;
 pub mod sled_store;
 
 pub use crate::config::{SledConfig, StoreConfig};

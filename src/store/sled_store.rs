@@ -55,6 +55,7 @@
 //! Readers still verify that an index entry matches the notice it points to
 //! and skip entries that do not (defence in depth).
 
+use super::record::{LinkKey, Record};
 use super::{
     Claim, Cutoffs, EntryCounts, Pruned, SendRecord, SignatureUse, SledConfig, StateChange, Store,
     StoreError,
@@ -1731,6 +1732,253 @@ fn calls_key(month: &BillingMonth, api: &str) -> Vec<u8> {
 
 /// The `keys` entry of the page-link signing key.
 const LINK_KEY: &[u8] = b"link";
+
+/// One exported entry's tree and key, for a corrupt record's message.
+fn corrupt(tree: &str, key: &[u8]) -> StoreError {
+    StoreError::Corrupt {
+        record: format!("{tree} entry {:?}", String::from_utf8_lossy(key).as_ref()),
+        source: None,
+    }
+}
+
+/// `bytes` (a key part) as a string id of type `T`.
+fn id_of<T, E>(
+    tree: &str,
+    key: &[u8],
+    bytes: &[u8],
+    parse: impl Fn(String) -> Result<T, E>,
+) -> Result<T, StoreError> {
+    std::str::from_utf8(bytes)
+        .ok()
+        .and_then(|s| parse(s.to_owned()).ok())
+        .ok_or_else(|| corrupt(tree, key))
+}
+
+/// A key split at its first `0x00` (ids never hold one): (id, rest).
+fn split_at_sep<'k>(tree: &str, key: &'k [u8]) -> Result<(&'k [u8], &'k [u8]), StoreError> {
+    let at = key
+        .iter()
+        .position(|&b| b == SEP)
+        .ok_or_else(|| corrupt(tree, key))?;
+    Ok((&key[..at], &key[at + 1..]))
+}
+
+/// Most entries of one notice in one exported record (reads, reminders).
+const EXPORT_GROUP: usize = 1000;
+
+/// An id and the entries under it.
+type EntryGroup = (Vec<u8>, Vec<(sled::IVec, sled::IVec)>);
+
+/// A tree's entries, consecutive ones with the same id before the first
+/// `0x00` together (at most [`EXPORT_GROUP`] a group).
+fn grouped(
+    tree: &Tree,
+    what: &'static str,
+) -> impl Iterator<Item = Result<EntryGroup, StoreError>> + Send {
+    let mut it = tree.iter().peekable();
+    std::iter::from_fn(move || {
+        let (k, v) = match it.next()? {
+            Ok(kv) => kv,
+            Err(e) => return Some(Err(StoreError::backend(what, e))),
+        };
+        let prefix = match split_at_sep(what, &k) {
+            Ok((p, _)) => p.to_vec(),
+            Err(e) => return Some(Err(e)),
+        };
+        let mut group = vec![(k, v)];
+        while group.len() < EXPORT_GROUP {
+            let same = matches!(it.peek(), Some(Ok((k, _))) if k.starts_with(&prefix) && k.get(prefix.len()) == Some(&SEP));
+            if !same {
+                break;
+            }
+            if let Some(Ok(kv)) = it.next() {
+                group.push(kv);
+            }
+        }
+        Some(Ok((prefix, group)))
+    })
+}
+
+type Export = Box<dyn Iterator<Item = Result<Record, StoreError>> + Send>;
+
+/// Every entry of `tree`, each decoded by `decode` (`None`: not exported).
+fn each(
+    tree: &Tree,
+    what: &'static str,
+    decode: impl Fn(&[u8], &[u8]) -> Result<Option<Record>, StoreError> + Send + 'static,
+) -> Export {
+    Box::new(tree.iter().filter_map(move |entry| match entry {
+        Ok((k, v)) => decode(&k, &v).transpose(),
+        Err(e) => Some(Err(StoreError::backend(what, e))),
+    }))
+}
+
+fn be_time(tree: &str, key: &[u8], v: &[u8]) -> Result<EpochMillis, StoreError> {
+    <[u8; 8]>::try_from(v)
+        .map(i64::from_be_bytes)
+        .map_err(|_| corrupt(tree, key))
+}
+
+impl SledStore {
+    /// Every record this store holds, kind by kind, for `readbot store copy`
+    /// ([`super::copy`]): notices first (a send record names its notice),
+    /// then sends, names, rosters, group titles, cached member lists,
+    /// reminders and reads (grouped per notice), recalls, reconciliation
+    /// times, event trust, follow-ups, the call ledger, the link key, and
+    /// last the de-duplication marks and signature records (all of them:
+    /// the copy skips expired ones). Index trees (`by_group`, `by_author`,
+    /// `follow_ups_due`) and the health probe are not exported: the target
+    /// rebuilds them. Blocking (sled reads): iterate off the runtime.
+    pub fn export(&self) -> impl Iterator<Item = Result<Record, StoreError>> + Send + 'static {
+        let parts: Vec<Export> = vec![
+            each(&self.notices, "cannot read the notices", |k, v| {
+                decode_notice(k, v).map(|n| Some(Record::Notice(n)))
+            }),
+            each(&self.sends, "cannot read the send records", |k, v| {
+                let key = id_of("sends", k, k, IdempotencyKey::parse)?;
+                let record = decode_send(k, v)?;
+                Ok(Some(Record::Send { key, record }))
+            }),
+            each(&self.names, "cannot read the name cache", |k, v| {
+                let user = id_of("names", k, k, UserId::parse)?;
+                let c = decode_name(&user, v)?;
+                Ok(Some(Record::Name {
+                    user,
+                    name: c.name,
+                    fetched_at: c.fetched_at,
+                    verified: c.verified,
+                }))
+            }),
+            each(&self.roster, "cannot read the learned roster", |k, v| {
+                let (g, u) = split_at_sep("roster", k)?;
+                Ok(Some(Record::RosterEntry {
+                    group: id_of("roster", k, g, OpenConversationId::parse)?,
+                    user: id_of("roster", k, u, UserId::parse)?,
+                    seen_at: be_time("roster", k, v)?,
+                }))
+            }),
+            each(
+                &self.group_titles,
+                "cannot read the group titles",
+                |k, v| {
+                    let group = id_of("group_titles", k, k, OpenConversationId::parse)?;
+                    let (at, title) =
+                        decode_group_title(v).ok_or_else(|| corrupt("group_titles", k))?;
+                    Ok(Some(Record::GroupTitle {
+                        group,
+                        title: title.to_owned(),
+                        at,
+                    }))
+                },
+            ),
+            each(
+                &self.roster_cache,
+                "cannot read the cached member lists",
+                |k, v| {
+                    let group = id_of("roster_cache", k, k, OpenConversationId::parse)?;
+                    let roster = serde_json::from_slice(v).map_err(|e| StoreError::Corrupt {
+                        record: format!("cached member list of {group}"),
+                        source: Some(e.into()),
+                    })?;
+                    Ok(Some(Record::CachedRoster { group, roster }))
+                },
+            ),
+            Box::new(
+                grouped(&self.reminders, "cannot read the reminders").map(|g| {
+                    let (prefix, entries) = g?;
+                    let key = id_of("reminders", &prefix, &prefix, ProcessQueryKey::parse)?;
+                    let mut list = Vec::with_capacity(entries.len());
+                    for (k, v) in entries {
+                        list.push(serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt {
+                            record: format!("reminder {:?}", String::from_utf8_lossy(&k).as_ref()),
+                            source: Some(e.into()),
+                        })?);
+                    }
+                    Ok(Record::Reminders { key, list })
+                }),
+            ),
+            each(&self.recalled, "cannot read the recall marks", |k, v| {
+                Ok(Some(Record::Recalled {
+                    key: id_of("recalled", k, k, ProcessQueryKey::parse)?,
+                    at: be_time("recalled", k, v)?,
+                }))
+            }),
+            Box::new(grouped(&self.reads, "cannot read the reads").map(|g| {
+                let (prefix, entries) = g?;
+                let key = id_of("reads", &prefix, &prefix, ProcessQueryKey::parse)?;
+                let prefix_len = prefix.len() + 1;
+                let reads = entries
+                    .iter()
+                    .map(|(k, v)| decode_read(k, prefix_len, v))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(Record::Reads { key, reads })
+            })),
+            each(&self.push_meta, "cannot read the push state", |k, v| {
+                if k == META_TRUST {
+                    let trust = serde_json::from_slice(v).map_err(|e| StoreError::Corrupt {
+                        record: "event trust".into(),
+                        source: Some(e.into()),
+                    })?;
+                    return Ok(Some(Record::EventTrust(trust)));
+                }
+                match k.split_first() {
+                    Some((&META_RECONCILED, key)) => Ok(Some(Record::ReconciledAt {
+                        key: id_of("push_meta", k, key, ProcessQueryKey::parse)?,
+                        at: decode_time(k, v)?,
+                    })),
+                    _ => Ok(None),
+                }
+            }),
+            each(&self.follow_ups, "cannot read the follow-ups", |k, v| {
+                decode_follow_up(k, v).map(|f| Some(Record::FollowUp(f)))
+            }),
+            each(&self.calls, "cannot read the call ledger", |k, v| {
+                let (month, api) = split_at_sep("calls", k)?;
+                let month = std::str::from_utf8(month)
+                    .ok()
+                    .and_then(BillingMonth::parse)
+                    .ok_or_else(|| corrupt("calls", k))?;
+                let api = std::str::from_utf8(api)
+                    .map_err(|_| corrupt("calls", k))?
+                    .to_owned();
+                let calls = <[u8; 8]>::try_from(v)
+                    .map(u64::from_be_bytes)
+                    .map_err(|_| corrupt("calls", k))?;
+                Ok(Some(Record::Calls { month, api, calls }))
+            }),
+            each(&self.keys, "cannot read the keys", |k, v| {
+                Ok((k == LINK_KEY).then(|| Record::LinkKey(LinkKey(v.to_vec()))))
+            }),
+            each(&self.dedup, "cannot read the de-dup marks", |k, v| {
+                let (state, at) = decode_mark(k, v)?;
+                Ok(Some(Record::Mark {
+                    id: id_of("dedup", k, k, MsgId::parse)?,
+                    done: state == MARK_DONE,
+                    at,
+                }))
+            }),
+            each(
+                &self.signatures,
+                "cannot read the signature records",
+                |k, v| {
+                    let timestamp = be_time("signatures", k, k)?;
+                    let record = decode_signature(k, v)?;
+                    let ids = record
+                        .ids
+                        .into_iter()
+                        .map(|id| MsgId::parse(id).map_err(|_| corrupt("signatures", k)))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    Ok(Some(Record::Signature {
+                        timestamp,
+                        at: record.at,
+                        ids,
+                    }))
+                },
+            ),
+        ];
+        parts.into_iter().flatten()
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -724,3 +724,105 @@ async fn serve_on_a_taken_address_says_so_once() {
     );
     drop(taken);
 }
+
+#[tokio::test]
+async fn store_copy_moves_an_installation_that_then_answers_from_the_new_store() {
+    const GROUP: &str = "cidCopyGroup";
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (old, new) = (tmp.path().join("old"), tmp.path().join("new"));
+    let app = spawn_on(start_fake().await, &old, &[]).await;
+    let people = members(4);
+    add_group(&app.fake, GROUP, GroupKind::Inner, &people);
+    let key = app.notice(GROUP, "Fire drill", "user0001").await;
+    app.fake.mark_read(&key, &["user0002"]);
+    let asked = app.mention("m-before-copy", GROUP, "user0001", "who read?");
+    assert_eq!(app.post_callback_signed(&asked).await.status(), 200);
+    assert!(app.one_reply(GROUP).await.contains("1/4"));
+    let (from, to) = (old.to_str().expect("path"), new.to_str().expect("path"));
+    // readbot holds its folder while it runs: the copy is refused.
+    let running = readbot(&["store", "copy", "--from", from, "--to", to], &[], None).await;
+    assert_eq!(running.code, 1, "{running:?}");
+    assert!(running.stderr.contains("still running"), "{running:?}");
+    let (fake, _) = app.stop().await;
+
+    let r = readbot(&["store", "copy", "--from", from, "--to", to], &[], None).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("-> "), "{r:?}");
+    let row = |kind: &str| {
+        r.stdout
+            .lines()
+            .find(|l| l.starts_with(kind))
+            .and_then(|l| l.split_whitespace().last())
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no {kind} row in {r:?}"))
+    };
+    assert_eq!(row("notices"), 1);
+    assert_eq!(row("de-dup marks"), 1);
+    assert!(
+        r.stdout.contains("skipped (expired): 0 de-dup marks"),
+        "{r:?}"
+    );
+
+    // The same folder twice, or no data folder, is a usage error.
+    let same = readbot(
+        &[
+            "store",
+            "copy",
+            "--from",
+            old.to_str().expect("path"),
+            "--to",
+            old.to_str().expect("path"),
+        ],
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(same.code, 2, "{same:?}");
+    assert!(same.stderr.contains("same folder"), "{same:?}");
+    let nothing = readbot(
+        &[
+            "store",
+            "copy",
+            "--from",
+            tmp.path().join("nope").to_str().expect("path"),
+            "--to",
+            "x",
+        ],
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(nothing.code, 2, "{nothing:?}");
+
+    // Served from the copy: the notice recorded before is summarised, and the
+    // message answered before is not answered again.
+    let app = spawn_on(fake, &new, &[]).await;
+    app.keys.lock().expect("keys").insert(key);
+    app.fake.mark_read(
+        &app.keys
+            .lock()
+            .expect("keys")
+            .iter()
+            .next()
+            .expect("key")
+            .clone(),
+        &["user0003"],
+    );
+    assert_eq!(app.post_callback_signed(&asked).await.status(), 200);
+    let ask = app.mention("m-after-copy", GROUP, "user0001", "who read?");
+    assert_eq!(app.post_callback_signed(&ask).await.status(), 200);
+    let replies = app.wait_replies(GROUP, 2).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let replies_now = app.replies(GROUP);
+    assert_eq!(
+        replies_now.len(),
+        2,
+        "one reply before, one after: {replies:#?}"
+    );
+    assert!(
+        replies_now[1].text.contains("Fire drill"),
+        "{replies_now:#?}"
+    );
+    assert!(replies_now[1].text.contains("2/4"), "{replies_now:#?}");
+    app.stop().await;
+}

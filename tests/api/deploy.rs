@@ -515,3 +515,196 @@ fn proxy_snippets_forward_the_callback_to_readbot_and_allow_its_body_limit() {
     let readme = read("README.md");
     assert!(readme.contains("deploy/nginx.conf") && readme.contains("deploy/Caddyfile"));
 }
+
+/// Settings readbot reads, and `READBOT_STORE_URL` (the PostgreSQL backend's
+/// setting, which the HA files are written for).
+fn known_env_with_store_url() -> BTreeSet<&'static str> {
+    let mut k = known_env();
+    k.insert("READBOT_STORE_URL");
+    k
+}
+
+#[test]
+fn ha_compose_runs_two_replicas_on_postgres_behind_a_health_checked_proxy() {
+    let text = read("deploy/compose.ha.yaml");
+    let mut docs = yaml_docs("compose.ha.yaml", &text);
+    assert_eq!(docs.len(), 1);
+    docs[0].apply_merge().expect("YAML merge keys");
+    let services = get(&docs[0], "services").as_mapping().expect("services");
+
+    let pg = get(&docs[0], "services.postgres");
+    assert!(
+        s(pg, "image").starts_with("postgres:"),
+        "the official image"
+    );
+    assert!(s(pg, "volumes.0").ends_with(":/var/lib/postgresql/data"));
+    assert!(s(pg, "healthcheck.test.1").contains("pg_isready"));
+
+    let replicas: Vec<&Value> = services
+        .iter()
+        .filter(|(name, _)| name.as_str().is_some_and(|n| n.starts_with("readbot")))
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(replicas.len(), 2, "two readbot replicas");
+    let known = known_env_with_store_url();
+    for rb in &replicas {
+        let context = root().join("deploy").join(s(rb, "build.context"));
+        assert!(context.join(s(rb, "build.dockerfile")).is_file());
+        assert_eq!(
+            s(rb, "image"),
+            "readbot:latest",
+            "the image of compose.yaml"
+        );
+        let env = get(rb, "environment");
+        for key in env.as_mapping().expect("environment").keys() {
+            let key = key.as_str().expect("key");
+            assert!(known.contains(key), "unknown setting {key}");
+        }
+        let url = s(env, "READBOT_STORE_URL");
+        assert!(
+            url.starts_with("postgres://readbot:") && url.ends_with("@postgres:5432/readbot"),
+            "{url}"
+        );
+        assert_eq!(s(env, "READBOT_REPLICAS"), replicas.len().to_string());
+        assert_eq!(s(rb, "depends_on.postgres.condition"), "service_healthy");
+        assert!(
+            rb.get("volumes").is_none(),
+            "no volume: the store is PostgreSQL"
+        );
+        assert!(rb.get("ports").is_none(), "reached through the proxy");
+        let test: Vec<&str> = get(rb, "healthcheck.test")
+            .as_sequence()
+            .expect("healthcheck")
+            .iter()
+            .map(|v| v.as_str().expect("arg"))
+            .collect();
+        assert_eq!(test, ["CMD", "/usr/local/bin/readbot", "health", "--ready"]);
+    }
+
+    let proxy = get(&docs[0], "services.proxy");
+    assert_eq!(s(proxy, "ports.0"), "127.0.0.1:8080:8080");
+    let mounted = s(proxy, "volumes.0");
+    let file = mounted.split(':').next().expect("host path");
+    let caddy = read(&format!("deploy/{}", file.trim_start_matches("./")));
+    let upstreams = caddy
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("reverse_proxy "))
+        .expect("reverse_proxy");
+    for (name, _) in services
+        .iter()
+        .filter(|(n, _)| n.as_str().is_some_and(|n| n.starts_with("readbot")))
+    {
+        let name = name.as_str().expect("name");
+        assert!(upstreams.contains(&format!("{name}:8080")), "{upstreams}");
+    }
+    for want in [
+        "lb_policy round_robin",
+        "health_uri /readyz",
+        "max_size 128KB",
+    ] {
+        assert!(caddy.contains(want), "Caddyfile.ha lacks {want}");
+    }
+}
+
+#[test]
+fn kubernetes_postgres_mode_is_a_two_replica_deployment_without_volume() {
+    let dir = root().join("deploy/kubernetes-postgres");
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .expect("deploy/kubernetes-postgres")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|f| f.ends_with(".yaml"))
+        .collect();
+    files.sort();
+    let mut by_kind: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for f in &files {
+        for doc in yaml_docs(f, &read(&format!("deploy/kubernetes-postgres/{f}"))) {
+            by_kind
+                .entry(s(&doc, "kind").to_string())
+                .or_default()
+                .push(doc);
+        }
+    }
+    let one = |kind: &str| -> &Value {
+        let v = by_kind.get(kind).unwrap_or_else(|| panic!("no {kind}"));
+        assert_eq!(v.len(), 1, "one {kind}");
+        &v[0]
+    };
+    let listed: BTreeSet<&str> = get(one("Kustomization"), "resources")
+        .as_sequence()
+        .expect("resources")
+        .iter()
+        .map(|r| r.as_str().expect("resource"))
+        .collect();
+    let present: BTreeSet<&str> = files
+        .iter()
+        .map(String::as_str)
+        .filter(|f| *f != "kustomization.yaml")
+        .collect();
+    assert_eq!(listed, present, "kustomization resources vs files");
+    assert!(
+        !by_kind.contains_key("StatefulSet"),
+        "sled's StatefulSet stays in deploy/kubernetes"
+    );
+
+    let deploy = one("Deployment");
+    let (cm, secret, pdb, svc) = (
+        one("ConfigMap"),
+        one("Secret"),
+        one("PodDisruptionBudget"),
+        one("Service"),
+    );
+    assert_eq!(get(deploy, "spec.replicas").as_u64(), Some(2));
+    assert_eq!(
+        s(cm, "data.READBOT_REPLICAS"),
+        "2",
+        "READBOT_REPLICAS = replicas"
+    );
+    assert!(s(secret, "stringData.READBOT_STORE_URL").starts_with("postgres://"));
+    let known = known_env_with_store_url();
+    let keys = get(cm, "data").as_mapping().expect("data").keys().chain(
+        get(secret, "stringData")
+            .as_mapping()
+            .expect("stringData")
+            .keys(),
+    );
+    for key in keys {
+        let key = key.as_str().expect("key");
+        assert!(known.contains(key), "unknown setting {key}");
+        assert_ne!(key, "READBOT_DATA_DIR", "no data folder in PostgreSQL mode");
+    }
+
+    let pod_labels = get(deploy, "spec.template.metadata.labels");
+    assert_eq!(get(deploy, "spec.selector.matchLabels"), pod_labels);
+    assert_eq!(get(pdb, "spec.selector.matchLabels"), pod_labels);
+    assert_eq!(get(pdb, "spec.minAvailable").as_u64(), Some(1));
+    assert_eq!(get(svc, "spec.selector"), pod_labels);
+    assert_eq!(
+        s(
+            one("Ingress"),
+            "spec.rules.0.http.paths.0.backend.service.name"
+        ),
+        s(svc, "metadata.name")
+    );
+
+    let spec = get(deploy, "spec.template.spec");
+    assert!(spec.get("volumes").is_none(), "no volume");
+    let c = get(spec, "containers.0");
+    assert!(c.get("volumeMounts").is_none(), "no volume");
+    assert_eq!(s(c, "livenessProbe.httpGet.path"), "/healthz");
+    assert_eq!(s(c, "readinessProbe.httpGet.path"), "/readyz");
+    assert_eq!(s(c, "startupProbe.httpGet.path"), "/healthz");
+    assert_eq!(s(c, "envFrom.0.configMapRef.name"), s(cm, "metadata.name"));
+    assert_eq!(s(c, "envFrom.1.secretRef.name"), s(secret, "metadata.name"));
+    assert_eq!(
+        get(c, "ports.0.containerPort").as_u64(),
+        Some(u64::from(listen_port(s(cm, "data.READBOT_LISTEN"))))
+    );
+    assert_eq!(
+        get(c, "securityContext.readOnlyRootFilesystem").as_bool(),
+        Some(true)
+    );
+    assert_eq!(
+        get(deploy, "spec.strategy.rollingUpdate.maxUnavailable").as_u64(),
+        Some(0)
+    );
+}

@@ -29,6 +29,7 @@ fn cfg(server: &MockServer) -> DingTalkConfig {
         timeout: Duration::from_secs(5),
         deadline: Duration::from_secs(10),
         rate_limit_per_sec: 1000,
+        replicas: 1,
         max_pages: 10,
         not_ready_window: Duration::from_secs(300),
         name_concurrency: 3,

@@ -166,7 +166,7 @@ impl Inner {
             .map_err(|e| DingTalkError::Transport(describe(&e.without_url())))?;
         let limiters = Api::ALL
             .iter()
-            .map(|_| RateLimiter::new(cfg.rate_limit_per_sec))
+            .map(|_| RateLimiter::new(cfg.rate_limit_per_replica()))
             .collect();
         let counters = Api::ALL.iter().map(|_| Counters::default()).collect();
         Ok(Self {
@@ -634,6 +634,52 @@ mod metric_label_tests {
         for (e, want) in cases {
             assert_eq!(outcome_label(&e), want, "{e}");
             assert!(crate::metrics::DINGTALK_OUTCOMES.contains(&want));
+        }
+    }
+}
+
+#[cfg(test)]
+mod replica_limit_tests {
+    use super::*;
+    use tokio::time::Instant;
+
+    fn inner(env: &'static [(&'static str, &'static str)]) -> Inner {
+        let lookup = |k: &str| {
+            [("DINGTALK_APP_KEY", "k"), ("DINGTALK_APP_SECRET", "s")]
+                .iter()
+                .chain(env)
+                .find(|(key, _)| *key == k)
+                .map(|(_, v)| (*v).to_owned())
+        };
+        let config = crate::config::Config::from_toml_str("", &lookup).expect("config");
+        Inner::new(config.dingtalk, RetryPolicy::default()).expect("client")
+    }
+
+    /// How many calls of one API go out at one instant before the limiter
+    /// makes the next one wait.
+    fn burst(inner: &Inner, api: Api) -> usize {
+        let limiter = &inner.limiters[api.idx()];
+        let now = Instant::now();
+        (0..1000)
+            .take_while(|_| limiter.reserve(now).is_none())
+            .count()
+    }
+
+    #[test]
+    fn each_replica_limits_every_api_to_its_share() {
+        let one = inner(&[("DINGTALK_RATE_LIMIT_PER_SEC", "20")]);
+        let three = inner(&[
+            ("DINGTALK_RATE_LIMIT_PER_SEC", "20"),
+            ("READBOT_REPLICAS", "3"),
+        ]);
+        let many = inner(&[
+            ("DINGTALK_RATE_LIMIT_PER_SEC", "20"),
+            ("READBOT_REPLICAS", "64"),
+        ]);
+        for api in Api::ALL {
+            assert_eq!(burst(&one, api), 20, "{api:?}");
+            assert_eq!(burst(&three, api), 6, "{api:?}: floor(20 / 3)");
+            assert_eq!(burst(&many, api), 1, "{api:?}: at least 1");
         }
     }
 }
