@@ -311,7 +311,7 @@ impl Bot {
     }
 
     /// The scheduler: first the follow-ups a crash left `firing` (sent
-    /// again: the documented instant), then every [`TICK`] the due
+    /// again: the documented instant), then every `TICK` the due
     /// `pending` ones, each claimed durably before it is sent. Runs until
     /// `shutdown` resolves; one follow-up at a time.
     pub async fn run_follow_ups(self, shutdown: impl std::future::Future<Output = ()>) {

@@ -3,7 +3,7 @@
 //! most 50), each with read/total, a small read-progress chart and a link to
 //! its own notice page.
 //!
-//! Each notice's counts come through [`Bot::collect`], the summary's
+//! Each notice's counts come through `Bot::collect`, the summary's
 //! single-flight receipts cache: a page of N notices costs at most the
 //! DingTalk calls of N summaries, and many views at once share one pass. A
 //! notice whose read data cannot be fetched shows a short reason instead of

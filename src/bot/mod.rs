@@ -378,7 +378,7 @@ impl Bot {
     /// a crash could forget, so a redelivery after a restart is never
     /// answered twice. If the flush fails the message is not answered.
     ///
-    /// The bot runs this on [`MAX_CONCURRENT_SUMMARIES`] workers, so at most
+    /// The bot runs this on `MAX_CONCURRENT_SUMMARIES` workers, so at most
     /// that many messages are being answered at a time (flush, summary and
     /// delivery); the rest wait in the queue, and a burst of callbacks is
     /// accepted at once and answered at the pace DingTalk allows.

@@ -2,7 +2,7 @@
 //! times and their source, reminders, a read-progress chart, and exports.
 //!
 //! A page reads through the same single-flight receipts cache as a summary
-//! ([`Bot::collect`]), so a page view never costs more DingTalk calls than a
+//! (`Bot::collect`), so a page view never costs more DingTalk calls than a
 //! summary: 50 people opening the page at once share one pass. Links are
 //! signed capabilities ([`super::link`]); without a public URL
 //! ([`crate::config::WebConfig::public_url`]) none are minted.

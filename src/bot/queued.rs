@@ -1,6 +1,6 @@
 //! What a message waiting in the answer queue holds: only what its answer
 //! needs, each field with a bounded length, so the queue's worst case is a
-//! known figure ([`worst_case_bytes`]; `bot.max_queued_answers` of them).
+//! known figure (`worst_case_bytes`; `bot.max_queued_answers` of them).
 //!
 //! Trimmed on the way in (an [`Incoming`] may carry 4 KiB of text, a 2 KiB
 //! webhook URL and 100 mentioned users: about 22 KiB at worst):

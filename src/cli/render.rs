@@ -18,8 +18,13 @@ pub struct RenderArgs {
     /// Render against the JSON object in this file instead (the variables are listed in templates/README.md).
     #[arg(long, value_name = "JSON_FILE")]
     pub data: Option<PathBuf>,
-    /// Which template this is: summary, list, help or error [default: from the file name, <name>.<lang>.md.j2].
-    #[arg(long, value_name = "NAME")]
+    /// Which template this is (summary, list, help or error; by default from
+    /// the file name, `<name>.<lang>.md.j2`).
+    #[arg(
+        long,
+        value_name = "NAME",
+        help = "Which template this is: summary, list, help or error [default: from the file name, <name>.<lang>.md.j2]"
+    )]
     pub kind: Option<String>,
 }
 

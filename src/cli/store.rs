@@ -12,7 +12,7 @@ use std::path::PathBuf;
 pub enum StoreCommand {
     /// Copy a stopped readbot's data folder into a fresh one and swap them,
     /// giving back the space of removed entries. The old folder is kept as
-    /// <dir>.before-compact-<millis>; delete it once readbot runs fine.
+    /// `<dir>.before-compact-<millis>`; delete it once readbot runs fine.
     Compact(CompactArgs),
     /// Copy a stopped readbot's data folder into another store (a new
     /// folder, or the shared database of several replicas): notices,

@@ -8,7 +8,7 @@
 //! - **Idle timeout** (`server.idle_timeout_secs`): a connection that moves no
 //!   bytes for that long while none of its requests is being answered is
 //!   dropped (a client that stops reading its answer); a request body must
-//!   arrive completely within the same time ([`DeadlineBody`]), so a body sent
+//!   arrive completely within the same time (`DeadlineBody`), so a body sent
 //!   a byte at a time cannot hold a connection either.
 //! - **Connection cap** (`server.max_connections`): at the cap a new
 //!   connection takes the place of the oldest connection that is not being

@@ -1,6 +1,6 @@
 //! `readbot sandbox`: readbot and the fake DingTalk together, with a demo
 //! group, a demo notice, some reads and an @mention, printing what the group
-//! would see. Then the line mode ([`chat`]) reads chat lines from standard
+//! would see. Then the line mode (`chat`) reads chat lines from standard
 //! input and sends each as a signed @mention from a demo member, until
 //! `/quit` or the end of input (`--once` stops after the demo).
 //!

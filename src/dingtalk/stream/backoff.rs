@@ -35,7 +35,7 @@ impl Backoff {
         self.base.saturating_mul(factor).min(self.cap)
     }
 
-    /// The smallest delay [`next`](Self::next) can return for the `n`-th failure.
+    /// The smallest delay `next` can return for the `n`-th failure.
     pub fn min_delay(&self, n: u32) -> Duration {
         self.step(n) / 2
     }
