@@ -115,7 +115,7 @@ impl Application {
     /// Builds readbot from config: the configured store
     /// ([`Config::store_config`]), HTTP DingTalk client.
     pub async fn build(config: Config) -> Result<Self, StartError> {
-        let store = crate::store::open(&config.store_config())?;
+        let store = crate::store::open(&config.store_config()).await?;
         let api = crate::dingtalk::client::DingTalkClient::new(config.dingtalk.clone())?;
         let app = Self::build_with(config, Arc::new(api.clone()), store).await?;
         // Every billable request the client sends is counted in the ledger.

@@ -194,7 +194,9 @@ impl Stack {
         api: Option<Arc<dyn DingTalkApi>>,
     ) -> Stack {
         let cfg = config_for(fake, dir, extra);
-        let store = readbot::store::open(&cfg.store_config()).expect("store opens");
+        let store = readbot::store::open(&cfg.store_config())
+            .await
+            .expect("store opens");
         let api = match api {
             Some(a) => a,
             None => Arc::new(DingTalkClient::new(cfg.dingtalk.clone()).expect("client")),

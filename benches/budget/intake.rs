@@ -306,7 +306,9 @@ pub(crate) async fn ladder_server(
     let l = Arc::new(L {
         rung,
         verifier: readbot::dingtalk::signature::Verifier::new(&secret, 3_600_000),
-        store: readbot::store::open(&StoreConfig::sled(dir)).expect("store opens"),
+        store: readbot::store::open(&StoreConfig::sled(dir))
+            .await
+            .expect("store opens"),
     });
     let app = axum::Router::new()
         .route("/dingtalk/callback", axum::routing::post(handler))

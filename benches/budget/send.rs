@@ -95,7 +95,9 @@ pub(crate) async fn section_send(o: &Opts) {
 
     // The durability step alone, on a fresh store.
     let tmp = tempfile::tempdir().expect("tempdir");
-    let store = readbot::store::open(&StoreConfig::sled(tmp.path())).expect("store opens");
+    let store = readbot::store::open(&StoreConfig::sled(tmp.path()))
+        .await
+        .expect("store opens");
     let notice = |i: usize| Notice {
         key: ProcessQueryKey::parse(format!("pqk{i:08}+/=")).expect("key"),
         group: OpenConversationId::parse(format!("cidDur{}", i % 50)).expect("group"),

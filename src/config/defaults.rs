@@ -12,6 +12,13 @@ pub const MODE: Mode = Mode::Http;
 /// `data_dir` / `READBOT_DATA_DIR`.
 pub const DATA_DIR: &str = "./readbot-data";
 
+/// `store.pool_size` / `READBOT_STORE_POOL_SIZE`: PostgreSQL connections per
+/// readbot (a callback takes one for a statement or two; the default server
+/// allows 100 connections, so a handful of replicas fit).
+pub const STORE_POOL_SIZE: usize = 8;
+/// Largest `store.pool_size` accepted.
+pub const STORE_POOL_SIZE_MAX: usize = 64;
+
 /// sled's page cache. With sled's own default (1 GiB), writing 100,000
 /// notices took the process to 107 MiB of RSS; with 8 MiB it stays near
 /// 62 MiB, and serving with 100,000 notices stored stays under 30 MiB.

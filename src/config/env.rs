@@ -71,6 +71,16 @@ pub const ENV_KEYS: &[(&str, &str, &str)] = &[
     ("READBOT_LISTEN", "listen", "HTTP listen address"),
     ("READBOT_DATA_DIR", "data_dir", "sled folder"),
     (
+        "READBOT_STORE_URL",
+        "store.url",
+        "postgres:// URL: keep the state in PostgreSQL (several replicas) instead of sled",
+    ),
+    (
+        "READBOT_STORE_POOL_SIZE",
+        "store.pool_size",
+        "PostgreSQL connections per readbot",
+    ),
+    (
         "READBOT_API_TOKEN",
         "api_token",
         "bearer token of readbot's HTTP API",

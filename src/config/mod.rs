@@ -356,19 +356,51 @@ impl Default for BotConfig {
 
 /// Where and how readbot keeps its state; [`crate::store::open`] opens it.
 ///
-/// One variant per backend. Another backend (e.g. a database selected by a
-/// URL key) is another variant, chosen in [`Config::store_config`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One variant per backend, chosen in [`Config::store_config`]: sled in
+/// `data_dir` unless `store.url` / `READBOT_STORE_URL` names PostgreSQL.
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum StoreConfig {
     /// sled in a local folder.
     Sled(SledConfig),
+    /// PostgreSQL (shared by several replicas).
+    Postgres(PgConfig),
 }
 
 impl StoreConfig {
     /// sled in `dir`, with the default settings.
     pub fn sled(dir: impl Into<PathBuf>) -> Self {
         Self::Sled(SledConfig::new(dir))
+    }
+}
+
+/// Settings of the PostgreSQL backend (`[store]`).
+#[derive(Debug, Clone)]
+pub struct PgConfig {
+    /// `postgres://` or `postgresql://` URL (it may carry a password, so it
+    /// is a [`Secret`]; the store shows only its host, port and database).
+    pub url: Secret,
+    /// Connections in the pool (`store.pool_size`).
+    pub pool_size: usize,
+}
+
+impl PgConfig {
+    /// PostgreSQL at `url` with the default pool size
+    /// ([`defaults::STORE_POOL_SIZE`]); no check of the URL beyond its
+    /// scheme ([`PgConfig::is_postgres_url`]) happens here: the store
+    /// parses it when it connects.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: Secret::new(url.into()),
+            pool_size: defaults::STORE_POOL_SIZE,
+        }
+    }
+
+    /// True when `url` starts with `postgres://` or `postgresql://` (any case).
+    pub fn is_postgres_url(url: &str) -> bool {
+        let head: String = url.trim().chars().take(13).collect();
+        let head = head.to_ascii_lowercase();
+        head.starts_with("postgres://") || head.starts_with("postgresql://")
     }
 }
 
@@ -398,6 +430,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// sled folder (see [`Config::store_config`]).
     pub data_dir: PathBuf,
+    /// PostgreSQL instead of sled (`store.url` / `READBOT_STORE_URL`).
+    pub postgres: Option<PgConfig>,
     /// Bearer token of readbot's own HTTP API; `None` disables that API (503).
     pub api_token: Option<Secret>,
     /// Folder whose templates override the embedded ones.
@@ -491,9 +525,13 @@ impl Config {
             .into_config(env)
     }
 
-    /// The store this configuration names: sled in `data_dir`.
+    /// The store this configuration names: PostgreSQL when a store URL is
+    /// set, else sled in `data_dir`.
     pub fn store_config(&self) -> StoreConfig {
-        StoreConfig::sled(self.data_dir.clone())
+        match &self.postgres {
+            Some(pg) => StoreConfig::Postgres(pg.clone()),
+            None => StoreConfig::sled(self.data_dir.clone()),
+        }
     }
 
     /// What the client subcommands (`send`, `receipts`, ...) need: the

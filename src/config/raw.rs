@@ -4,8 +4,8 @@
 use super::env::{parse_base, pick, pick_str, Env};
 use super::{
     defaults, AskPolicy, BotConfig, ClientSettings, Config, ConfigError, DingTalkConfig,
-    EventsConfig, Mode, RemindPolicy, ReplyTimeZone, ReplyTo, RosterSource, Secret, ServerConfig,
-    StreamConfig, WebConfig,
+    EventsConfig, Mode, PgConfig, RemindPolicy, ReplyTimeZone, ReplyTo, RosterSource, Secret,
+    ServerConfig, StreamConfig, WebConfig,
 };
 use crate::domain::{RobotCode, UserId};
 use serde::Deserialize;
@@ -36,6 +36,48 @@ pub(super) struct RawFile {
     server: RawServer,
     #[serde(default)]
     web: RawWeb,
+    #[serde(default)]
+    store: RawStore,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    url: Option<String>,
+    pool_size: Option<usize>,
+}
+
+impl RawStore {
+    /// PostgreSQL when a URL is set (environment over file); `None` keeps sled.
+    fn into_config(self, env: &dyn Env) -> Result<Option<PgConfig>, ConfigError> {
+        let pool_size = match pick::<usize>(env, "READBOT_STORE_POOL_SIZE", self.pool_size)? {
+            None => defaults::STORE_POOL_SIZE,
+            Some(n) if n == 0 || n > defaults::STORE_POOL_SIZE_MAX => {
+                return Err(ConfigError::Invalid {
+                    key: "READBOT_STORE_POOL_SIZE",
+                    message: format!("must be between 1 and {}", defaults::STORE_POOL_SIZE_MAX),
+                })
+            }
+            Some(n) => n,
+        };
+        let Some(url) = pick_str(env, "READBOT_STORE_URL", self.url) else {
+            return Ok(None);
+        };
+        if !PgConfig::is_postgres_url(&url) {
+            // Only the scheme is shown: the rest may hold a password.
+            let scheme = url.split_once("://").map_or("(none)", |(s, _)| s);
+            return Err(ConfigError::Invalid {
+                key: "READBOT_STORE_URL",
+                message: format!(
+                    "the scheme {scheme:?} is not supported: use postgres:// or postgresql:// \
+                     (leave it unset to keep sled in READBOT_DATA_DIR)"
+                ),
+            });
+        }
+        let mut pg = PgConfig::new(url.trim());
+        pg.pool_size = pool_size;
+        Ok(Some(pg))
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -226,6 +268,7 @@ impl RawFile {
             .or(raw.templates_dir);
         let public_url = pick_str(env, "READBOT_PUBLIC_URL", raw.public_url.clone());
         let web = raw.web.into_config(env, raw.public_url)?;
+        let postgres = raw.store.into_config(env)?;
 
         let d = raw.dingtalk;
         let app_key = pick_str(env, "DINGTALK_APP_KEY", d.app_key)
@@ -521,6 +564,7 @@ impl RawFile {
         Ok(Config {
             listen,
             data_dir,
+            postgres,
             api_token,
             templates_dir,
             public_url,

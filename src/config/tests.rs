@@ -399,3 +399,45 @@ fn replicas_divide_the_rate_limit_and_zero_is_refused() {
     let err = Config::from_toml_str("[dingtalk]\nreplicas = 0\n", &env(&base)).unwrap_err();
     assert!(err.to_string().contains("must be at least 1"), "{err}");
 }
+
+#[test]
+fn a_postgres_store_url_selects_postgresql_and_other_schemes_are_refused() {
+    use crate::config::StoreConfig;
+    let base = [("DINGTALK_APP_KEY", "k"), ("DINGTALK_APP_SECRET", "s")];
+    let c = Config::from_toml_str("", &env(&base)).unwrap();
+    assert!(
+        matches!(c.store_config(), StoreConfig::Sled(_)),
+        "unset keeps sled"
+    );
+
+    let toml = "[store]\nurl = \"postgresql://u:pw@db.example/readbot\"\npool_size = 3\n";
+    let c = Config::from_toml_str(toml, &env(&base)).unwrap();
+    let StoreConfig::Postgres(pg) = c.store_config() else {
+        panic!("postgresql:// selects PostgreSQL");
+    };
+    assert_eq!(pg.pool_size, 3);
+    assert!(!format!("{c:?}").contains("pw@"), "the URL is a secret");
+
+    let mut pairs = base.to_vec();
+    pairs.push(("READBOT_STORE_URL", "POSTGRES://db.example/readbot"));
+    let c = Config::from_toml_str("", &env(&pairs)).unwrap();
+    let StoreConfig::Postgres(pg) = c.store_config() else {
+        panic!("the environment selects PostgreSQL");
+    };
+    assert_eq!(pg.pool_size, defaults::STORE_POOL_SIZE);
+
+    for (k, v) in [
+        ("READBOT_STORE_URL", "mysql://u:hunter2@db/readbot"),
+        ("READBOT_STORE_URL", "/var/lib/readbot"),
+        ("READBOT_STORE_POOL_SIZE", "0"),
+        ("READBOT_STORE_POOL_SIZE", "65"),
+    ] {
+        let mut pairs = base.to_vec();
+        pairs.push(("READBOT_STORE_URL", "postgres://db/readbot"));
+        pairs.push((k, v));
+        let err = Config::from_toml_str("", &env(&pairs)).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains(k), "{text} should name {k}");
+        assert!(!text.contains("hunter2"), "{text}");
+    }
+}

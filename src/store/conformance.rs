@@ -1338,3 +1338,16 @@ conformance!(sled, {
     let store = super::super::sled_store::SledStore::open(dir.path()).unwrap();
     (dir, store)
 });
+
+// PostgreSQL: a fresh database per case on the test process's throwaway
+// cluster (`pg_test_cluster`); skipped with one printed line where
+// PostgreSQL is not installed (unless READBOT_REQUIRE_POSTGRES=1).
+conformance!(postgres, {
+    let Some(config) = super::super::pg_test_cluster::fresh_database().await else {
+        return;
+    };
+    let store = super::super::postgres::PgStore::connect(&config)
+        .await
+        .unwrap();
+    ((), store)
+});

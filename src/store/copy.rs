@@ -154,6 +154,11 @@ pub fn is_sled_folder(dir: &Path) -> bool {
 /// The store `--to` names: a `scheme://…` URL names a database backend
 /// (none in this build: refused), anything else a sled folder.
 pub fn target_config(to: &str) -> Result<StoreConfig, CopyError> {
+    if crate::config::PgConfig::is_postgres_url(to) {
+        return Ok(StoreConfig::Postgres(crate::config::PgConfig::new(
+            to.trim(),
+        )));
+    }
     if let Some((scheme, _)) = to.split_once("://") {
         let plausible = !scheme.is_empty()
             && scheme
@@ -209,7 +214,6 @@ pub async fn run(from: &Path, to: &str, options: CopyOptions) -> Result<CopyRepo
     }
     let target = target_config(to)?;
     // Other backends have no folder to compare.
-    #[allow(unreachable_patterns)]
     match &target {
         StoreConfig::Sled(sled) if resolved(from) == resolved(&sled.dir) => {
             return Err(CopyError::SameStore {
@@ -219,13 +223,11 @@ pub async fn run(from: &Path, to: &str, options: CopyOptions) -> Result<CopyRepo
         _ => {}
     }
     let from = from.to_path_buf();
-    let (source, target) = tokio::task::spawn_blocking(move || {
-        let source = SledStore::open(&from).map_err(CopyError::Source)?;
-        let target = super::open(&target).map_err(CopyError::Target)?;
-        Ok::<_, CopyError>((source, target))
-    })
-    .await
-    .map_err(|e| CopyError::Source(StoreError::backend("open task failed", e)))??;
+    let source = tokio::task::spawn_blocking(move || SledStore::open(&from))
+        .await
+        .map_err(|e| CopyError::Source(StoreError::backend("open task failed", e)))?
+        .map_err(CopyError::Source)?;
+    let target = super::open(&target).await.map_err(CopyError::Target)?;
     copy(&source, target, options).await
 }
 
@@ -786,13 +788,9 @@ mod tests {
                 "{to:?}: {err:?}"
             );
         }
-        let err = run(
-            &data,
-            "postgres://readbot:hunter2@db:5432/readbot",
-            options(),
-        )
-        .await
-        .unwrap_err();
+        let err = run(&data, "mysql://readbot:hunter2@db:3306/readbot", options())
+            .await
+            .unwrap_err();
         assert!(
             matches!(err, CopyError::UnsupportedTarget { .. }),
             "{err:?}"

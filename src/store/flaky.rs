@@ -212,6 +212,10 @@ impl Store for FlakyStore {
         }
         self.inner.flush().await
     }
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+
     async fn size_bytes(&self) -> Result<u64, StoreError> {
         self.check()?;
         self.inner.size_bytes().await

@@ -326,6 +326,10 @@ impl Store for MonitoredStore {
         self.write(self.inner.flush()).await
     }
 
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+
     async fn size_bytes(&self) -> Result<u64, StoreError> {
         self.inner.size_bytes().await
     }

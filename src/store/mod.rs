@@ -1,13 +1,14 @@
 //! Durable state: recorded notices, de-duplication marks, the name cache and
 //! the learned roster.
 //!
-//! Invariant: this module is the only one that touches sled. The rest of
-//! readbot sees the [`Store`] trait and opens a backend with [`open`] from a
-//! [`StoreConfig`] (built by [`crate::config`]). Two backends implement it:
-//! [`sled_store::SledStore`] (production) and [`memory::MemoryStore`]
-//! (unit tests); one conformance suite runs against both. A further backend
-//! (e.g. a database named by a URL) is a new [`StoreConfig`] variant, an arm
-//! in [`open`] and one more `conformance!` line.
+//! Invariant: this module is the only one that touches sled or PostgreSQL.
+//! The rest of readbot sees the [`Store`] trait and opens a backend with
+//! [`open`] from a [`StoreConfig`] (built by [`crate::config`]). Three
+//! backends implement it: [`sled_store::SledStore`] (one process, the
+//! default), [`postgres::PgStore`] (several replicas on one database) and
+//! [`memory::MemoryStore`] (unit tests); one conformance suite runs against
+//! all three. A further backend is a new [`StoreConfig`] variant, an arm in
+//! [`open`] and one more `conformance!` line.
 
 pub mod compact;
 #[cfg(test)]
@@ -17,10 +18,13 @@ pub mod copy;
 pub mod flaky;
 pub mod health;
 pub mod memory;
+#[doc(hidden)]
+pub mod pg_test_cluster;
+pub mod postgres;
 pub mod record;
 pub mod sled_store;
 
-pub use crate::config::{SledConfig, StoreConfig};
+pub use crate::config::{PgConfig, SledConfig, StoreConfig};
 use crate::domain::CachedRoster;
 use crate::domain::{
     BillingMonth, EpochMillis, EventTrust, FollowUp, FollowUpId, FollowUpState, IdempotencyKey,
@@ -93,6 +97,26 @@ pub enum StoreError {
         #[source]
         source: BoxError,
     },
+    /// The database server could not be reached (or refused the login).
+    /// Names the host, port and database, never the user or password.
+    #[error("cannot reach PostgreSQL at {target}")]
+    Unreachable {
+        /// `host:port (database name)`.
+        target: String,
+        /// Why (connection refused, timeout, authentication, ...).
+        #[source]
+        source: BoxError,
+    },
+    /// The database was migrated by a newer readbot.
+    #[error(
+        "the database schema is version {found}, this readbot knows up to {known}; upgrade readbot"
+    )]
+    SchemaTooNew {
+        /// The database's version.
+        found: i64,
+        /// The newest version this binary knows.
+        known: i64,
+    },
     /// A stored record could not be decoded.
     #[error("stored record is corrupt: {record}")]
     Corrupt {
@@ -131,7 +155,10 @@ impl StoreError {
     /// task, a permanent failure), as opposed to one bad record or a refusal
     /// that is itself a consequence of an earlier failure.
     pub fn is_write_failure(&self) -> bool {
-        matches!(self, Self::Backend { .. } | Self::FailedForGood { .. })
+        matches!(
+            self,
+            Self::Backend { .. } | Self::FailedForGood { .. } | Self::Unreachable { .. }
+        )
     }
 
     /// This error and its causes on one line (`a: b: c`), for logs and
@@ -153,10 +180,12 @@ impl StoreError {
 
 /// Opens the store `config` names: the one place a configuration becomes a
 /// backend (`Application::build`, the benchmarks, and the tests that reopen
-/// readbot's store; tests of sled itself use `SledStore::open`).
-pub fn open(config: &StoreConfig) -> Result<Arc<dyn Store>, StoreError> {
+/// readbot's store; tests of sled itself use `SledStore::open`). PostgreSQL
+/// is connected to and migrated here.
+pub async fn open(config: &StoreConfig) -> Result<Arc<dyn Store>, StoreError> {
     match config {
         StoreConfig::Sled(sled) => Ok(Arc::new(sled_store::SledStore::open_with(sled)?)),
+        StoreConfig::Postgres(pg) => Ok(Arc::new(postgres::PgStore::connect(pg).await?)),
     }
 }
 
@@ -584,6 +613,11 @@ pub trait Store: Send + Sync + 'static {
     /// returns the stored key (durably written, flushed, before returning).
     /// Atomic: concurrent callers all get the same key.
     async fn init_link_key(&self, candidate: &[u8]) -> Result<Vec<u8>, StoreError>;
+
+    /// Which backend this is and where (`/readyz`, logs): never a secret.
+    fn describe(&self) -> String {
+        "in memory".to_owned()
+    }
 }
 
 #[cfg(test)]
@@ -597,12 +631,12 @@ mod tests {
         let config = StoreConfig::sled(dir.path());
         let n = notice("k1", "cid1", Some("alice"), 1_000);
         {
-            let store = open(&config).unwrap();
+            let store = open(&config).await.unwrap();
             store.record_notice(&n).await.unwrap();
-            let err = open(&config).err().expect("the folder is locked");
+            let err = open(&config).await.err().expect("the folder is locked");
             assert!(matches!(err, StoreError::OpenFolder { .. }), "{err:?}");
         }
-        let store = open(&config).unwrap();
+        let store = open(&config).await.unwrap();
         assert_eq!(store.notice(&n.key).await.unwrap(), Some(n));
     }
 
@@ -619,11 +653,11 @@ mod tests {
             via: ReminderVia::Dm,
         };
         {
-            let store = open(&config).unwrap();
+            let store = open(&config).await.unwrap();
             store.record_reminder(&key, &r).await.unwrap();
             store.mark_recalled(&key, 9).await.unwrap();
         }
-        let store = open(&config).unwrap();
+        let store = open(&config).await.unwrap();
         assert_eq!(store.reminders(&key).await.unwrap(), [r]);
         assert_eq!(store.recalled_at(&key).await.unwrap(), Some(9));
     }

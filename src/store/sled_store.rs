@@ -1719,6 +1719,10 @@ impl Store for SledStore {
         self.durable().await?;
         Ok(key)
     }
+
+    fn describe(&self) -> String {
+        format!("sled in {}", self.dir.display())
+    }
 }
 
 /// `calls` key: month ‖ 0x00 ‖ API name (months are all 7 bytes).

@@ -174,7 +174,9 @@ async fn redelivery_within_the_retention_is_ignored() {
     let dir = app.data_dir.clone();
     let (fake, tmp) = app.stop().await;
     {
-        let s = readbot::store::open(&readbot::store::StoreConfig::sled(&dir)).expect("open");
+        let s = readbot::store::open(&readbot::store::StoreConfig::sled(&dir))
+            .await
+            .expect("open");
         let three_hours_later = now_ms() + 3 * HOUR_MS;
         assert_eq!(
             s.prune_marks(three_hours_later - 48 * HOUR_MS)

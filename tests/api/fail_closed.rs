@@ -539,7 +539,9 @@ async fn hostile_inputs_are_refused_without_side_effects() {
     // No write: nothing recorded, no refused msgId consumed.
     let dir = app.data_dir.clone();
     let (_fake, tmp) = app.stop().await;
-    let store = readbot::store::open(&StoreConfig::sled(&dir)).expect("store reopens");
+    let store = readbot::store::open(&StoreConfig::sled(&dir))
+        .await
+        .expect("store reopens");
     assert_eq!(store.notice_count().await.unwrap(), 0);
     unclaimed.sort();
     unclaimed.dedup();

@@ -301,7 +301,9 @@ async fn follow_ups_due_while_readbot_was_stopped_fire_once_late_or_are_skipped_
     // While stopped: one due 2 h ago (late, within 6 h), one 7 h ago (too
     // late), one a crash left "firing" (sent again: the documented instant).
     {
-        let store = readbot::store::open(&readbot::store::StoreConfig::sled(&dir)).expect("store");
+        let store = readbot::store::open(&readbot::store::StoreConfig::sled(&dir))
+            .await
+            .expect("store");
         let h = 3_600_000;
         store
             .add_follow_ups(&[

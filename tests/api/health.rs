@@ -325,6 +325,7 @@ async fn retention_keeps_a_long_running_folder_bounded() {
     let days = 40;
     let tmp = tempfile::tempdir().expect("tempdir");
     let store = readbot::store::open(&readbot::store::StoreConfig::sled(tmp.path().join("data")))
+        .await
         .expect("open");
     let retention = Retention {
         marks: Duration::from_secs(2 * 24 * 3600),
@@ -397,7 +398,9 @@ async fn retention_keeps_a_long_running_folder_bounded() {
         }
     }
     let report = report.expect("compaction ran");
-    let reopened = readbot::store::open(&readbot::store::StoreConfig::sled(&dir)).expect("reopen");
+    let reopened = readbot::store::open(&readbot::store::StoreConfig::sled(&dir))
+        .await
+        .expect("reopen");
     assert_eq!(reopened.entry_counts().await.expect("counts"), counts);
     let mid = sizes[days as usize / 2];
     crate::reliability::report(&format!(
@@ -573,7 +576,7 @@ async fn sled_keeps_its_first_io_error_on_tmpfs() {
         sent_at: i as i64,
     };
     let config = readbot::store::StoreConfig::sled(&data);
-    let store = readbot::store::open(&config).expect("open");
+    let store = readbot::store::open(&config).await.expect("open");
     let mut f = std::fs::File::create(&filler).expect("filler");
     let chunk = vec![0u8; 16 * 1024];
     while f.write_all(&chunk).is_ok() {}
@@ -595,7 +598,9 @@ async fn sled_keeps_its_first_io_error_on_tmpfs() {
     );
     drop(store);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let store = readbot::store::open(&config).expect("reopen after the space is back");
+    let store = readbot::store::open(&config)
+        .await
+        .expect("reopen after the space is back");
     store
         .record_notice(&notice(at + 2))
         .await

@@ -27,8 +27,9 @@ async fn wait_calls(fake: &FakeDingTalk, api: Api, n: usize) {
 }
 
 async fn assert_durable(dir: &std::path::Path, msg_id: &str, key: &str) {
-    let store =
-        readbot::store::open(&StoreConfig::sled(dir)).expect("store reopens after shutdown");
+    let store = readbot::store::open(&StoreConfig::sled(dir))
+        .await
+        .expect("store reopens after shutdown");
     let id = MsgId::parse(msg_id).expect("id");
     assert_eq!(
         store.claim_message(&id, now_ms()).await.unwrap(),

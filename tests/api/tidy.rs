@@ -255,7 +255,7 @@ fn layers_do_not_name_forbidden_crates() {
 }
 
 #[test]
-fn only_the_store_names_sled() {
+fn only_the_store_names_sled_or_postgres() {
     let mut broken = Vec::new();
     for (module, _) in ALLOWED {
         if *module == "store" {
@@ -263,14 +263,17 @@ fn only_the_store_names_sled() {
         }
         for file in files_of(module) {
             let code = shipped_code(&file);
-            if names_crate(&code, "sled") || code.contains("SledStore") {
+            let names_a_backend = ["sled", "tokio_postgres", "deadpool_postgres", "deadpool"]
+                .iter()
+                .any(|krate| names_crate(&code, krate));
+            if names_a_backend || code.contains("SledStore") || code.contains("PgStore") {
                 broken.push(rel(&file));
             }
         }
     }
     assert!(
         broken.is_empty(),
-        "tidy: only src/store/ may name sled (everyone else opens the store with store::open and sees \
+        "tidy: only src/store/ may name sled or PostgreSQL's crates (everyone else opens the store with store::open and sees \
          Arc<dyn Store>); these files do: {broken:?}"
     );
 }
@@ -306,6 +309,10 @@ fn the_rules_catch_what_they_should() {
     assert!(crate_paths("use crate::bot::Bot;\nlet x = crate::store::open(&c);").contains("store"));
     assert!(names_crate("use axum::Router;", "axum"));
     assert!(names_crate("let d = sled::open(p)?;", "sled"));
+    assert!(names_crate(
+        "let c = tokio_postgres::Config::new();",
+        "tokio_postgres"
+    ));
     assert!(!names_crate("let sledge = 1;", "sled"));
     assert!(!names_crate(
         r#"("READBOT_DATA_DIR", "data_dir", "sled folder")"#,

@@ -1,0 +1,282 @@
+//! PostgreSQL-only cases (the shared ones are in `store::conformance`):
+//! two stores on one database (two replicas) racing, migrations, errors.
+
+use super::*;
+use crate::domain::FollowUpState::{Firing, Pending};
+use crate::store::conformance::{follow_up, mid};
+use crate::store::pg_test_cluster::fresh_database;
+use std::sync::Arc;
+
+/// Two stores (two pools: two replicas) on one fresh database.
+async fn two_replicas() -> Option<(Arc<PgStore>, Arc<PgStore>, PgConfig)> {
+    let config = fresh_database().await?;
+    let a = PgStore::connect(&config).await.unwrap();
+    let b = PgStore::connect(&config).await.unwrap();
+    Some((Arc::new(a), Arc::new(b), config))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_replicas_claim_each_of_50_messages_once() {
+    let Some((a, b, _)) = two_replicas().await else {
+        return;
+    };
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        // Each msgId delivered twice to each replica, all at once.
+        for store in [&a, &b, &a, &b] {
+            let (s, id) = (store.clone(), mid(&format!("msg{i}")));
+            tasks.push(tokio::spawn(async move {
+                (i, s.claim_message(&id, 1_000).await.unwrap())
+            }));
+        }
+    }
+    let mut new = [0usize; 50];
+    for t in tasks {
+        let (i, claim) = t.await.unwrap();
+        assert_ne!(claim, Claim::Done, "nobody finished msg{i}");
+        new[i] += usize::from(claim == Claim::New);
+    }
+    assert_eq!(new, [1; 50], "exactly one Claim::New per msgId");
+    // Answered by one replica: the other sees it done.
+    a.finish_message(&mid("msg0"), 2_000).await.unwrap();
+    assert_eq!(
+        b.claim_message(&mid("msg0"), 3_000).await.unwrap(),
+        Claim::Done
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_replicas_polling_fire_each_follow_up_once() {
+    let Some((a, b, _)) = two_replicas().await else {
+        return;
+    };
+    let list: Vec<_> = (0..20)
+        .map(|i| follow_up(&format!("k{}", i % 3), &format!("fu-{i}"), 1_000 + i))
+        .collect();
+    a.add_follow_ups(&list).await.unwrap();
+    // The scheduler's pass, on both replicas at once, twice each.
+    let mut tasks = Vec::new();
+    for store in [&a, &b, &a, &b] {
+        let s = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut fired = Vec::new();
+            for f in s.due_follow_ups(Pending, 5_000, 100).await.unwrap() {
+                let claim = StateChange {
+                    from: Pending,
+                    to: Firing,
+                    now: 6_000,
+                    note: None,
+                };
+                if s.set_follow_up_state(&f.key, &f.id, claim)
+                    .await
+                    .unwrap()
+                    .is_some()
+                {
+                    fired.push(f.id.as_str().to_owned());
+                }
+            }
+            fired
+        }));
+    }
+    let mut fired = Vec::new();
+    for t in tasks {
+        fired.extend(t.await.unwrap());
+    }
+    fired.sort();
+    let mut expected: Vec<String> = list.iter().map(|f| f.id.as_str().to_owned()).collect();
+    expected.sort();
+    assert_eq!(fired, expected, "every follow-up fired exactly once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_follow_up_left_firing_is_taken_over_only_once_its_owner_is_gone() {
+    let Some((a, b, config)) = two_replicas().await else {
+        return;
+    };
+    let f = follow_up("k1", "fu-a", 1_000);
+    a.add_follow_ups(std::slice::from_ref(&f)).await.unwrap();
+    let claim = StateChange {
+        from: Pending,
+        to: Firing,
+        now: 2_000,
+        note: None,
+    };
+    assert!(a
+        .set_follow_up_state(&f.key, &f.id, claim)
+        .await
+        .unwrap()
+        .is_some());
+    // A is alive and sending it: a replica starting now does not send it again.
+    assert!(b
+        .due_follow_ups(Firing, EpochMillis::MAX, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    // A's own start-up view still lists it (the sled semantics).
+    assert_eq!(
+        a.due_follow_ups(Firing, EpochMillis::MAX, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    // A dies; two replicas start together: exactly one takes it over.
+    drop(a);
+    let c = Arc::new(PgStore::connect(&config).await.unwrap());
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (x, y) = tokio::join!(
+            b.due_follow_ups(Firing, EpochMillis::MAX, 10),
+            c.due_follow_ups(Firing, EpochMillis::MAX, 10)
+        );
+        let (x, y) = (x.unwrap(), y.unwrap());
+        assert!(x.len() + y.len() <= 1, "taken over twice: {x:?} {y:?}");
+        if x.len() + y.len() == 1 {
+            let taker = if x.is_empty() { &c } else { &b };
+            let other = if x.is_empty() { &b } else { &c };
+            // The taker keeps it; the other never gets it while the taker lives.
+            assert!(other
+                .due_follow_ups(Firing, EpochMillis::MAX, 10)
+                .await
+                .unwrap()
+                .is_empty());
+            assert_eq!(
+                taker
+                    .due_follow_ups(Firing, EpochMillis::MAX, 10)
+                    .await
+                    .unwrap()
+                    .len(),
+                1
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the dead owner's lock was never released"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_starting_together_migrate_once() {
+    let Some(config) = fresh_database().await else {
+        return;
+    };
+    let starts: Vec<_> = (0..4)
+        .map(|_| {
+            let config = config.clone();
+            tokio::spawn(async move { PgStore::connect(&config).await.map(drop) })
+        })
+        .collect();
+    for s in starts {
+        s.await.unwrap().unwrap();
+    }
+    let store = PgStore::connect(&config).await.unwrap();
+    let versions: Vec<i32> = store
+        .client()
+        .await
+        .unwrap()
+        .query(
+            "SELECT version FROM readbot_migrations ORDER BY version",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let expected: Vec<i32> = schema::MIGRATIONS.iter().map(|(v, _)| *v).collect();
+    assert_eq!(versions, expected);
+}
+
+#[tokio::test]
+async fn a_schema_newer_than_the_binary_is_refused() {
+    let Some(config) = fresh_database().await else {
+        return;
+    };
+    let store = PgStore::connect(&config).await.unwrap();
+    store
+        .client()
+        .await
+        .unwrap()
+        .execute(
+            "INSERT INTO readbot_migrations (version) VALUES ($1)",
+            &[&(schema::LATEST + 1)],
+        )
+        .await
+        .unwrap();
+    let err = PgStore::connect(&config).await.unwrap_err();
+    assert!(matches!(err, StoreError::SchemaTooNew { .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "the database schema is version {}, this readbot knows up to {}; upgrade readbot",
+            schema::LATEST + 1,
+            schema::LATEST
+        )
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_server_is_named_without_the_password() {
+    // Port 1 on the loopback: nothing listens, the connection is refused.
+    let mut config = PgConfig::new("postgres://readbot:hunter2-secret@127.0.0.1:1/readbot");
+    config.pool_size = 2;
+    let err = PgStore::connect(&config).await.unwrap_err();
+    let text = err.with_causes();
+    assert!(matches!(err, StoreError::Unreachable { .. }), "{err:?}");
+    assert!(
+        text.starts_with("cannot reach PostgreSQL at 127.0.0.1:1 (database readbot): "),
+        "{text}"
+    );
+    assert!(!text.contains("hunter2"), "{text}");
+    assert!(!format!("{err:?}").contains("hunter2"));
+    assert!(!format!("{config:?}").contains("hunter2"));
+}
+
+#[test]
+fn a_bad_url_is_refused_without_echoing_it() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let config = PgConfig::new("postgres://u:hunter2@host:notaport/db");
+    let err = rt.block_on(PgStore::connect(&config)).unwrap_err();
+    assert!(err.with_causes().contains("not a valid PostgreSQL URL"));
+    assert!(
+        !err.with_causes().contains("hunter2"),
+        "{}",
+        err.with_causes()
+    );
+}
+
+#[tokio::test]
+async fn describes_itself_by_host_and_database() {
+    let Some(config) = fresh_database().await else {
+        return;
+    };
+    let store = PgStore::connect(&config).await.unwrap();
+    let d = store.describe();
+    assert!(d.starts_with("postgres at /"), "{d}");
+    assert!(d.contains(":5432 (database t_"), "{d}");
+}
+
+#[tokio::test]
+async fn nul_in_names_and_titles_is_stored_not_refused() {
+    let Some(config) = fresh_database().await else {
+        return;
+    };
+    let s = PgStore::connect(&config).await.unwrap();
+    let u = crate::store::conformance::uid("u1");
+    s.cache_names(&[(u.clone(), "A\0B".into())], 1)
+        .await
+        .unwrap();
+    assert_eq!(s.cached_names(&[u], 0).await.unwrap()[0].1, "A\u{FFFD}B");
+    let g = crate::store::conformance::gid("cid1");
+    s.remember_group_title(&g, "T\0", 1).await.unwrap();
+    assert_eq!(
+        s.group_title(&g).await.unwrap().as_deref(),
+        Some("T\u{FFFD}")
+    );
+}
