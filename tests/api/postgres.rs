@@ -102,3 +102,35 @@ async fn readyz_fails_while_the_database_refuses_connections_and_recovers() {
     assert!(ready, "readyz recovers once the database is back");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn check_reports_the_postgresql_store_and_an_unreachable_one_without_its_password() {
+    use crate::cli::{dingtalk_env, readbot, with};
+    let fake = start_fake().await;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let env = dingtalk_env(&fake, &tmp.path().join("data"));
+
+    // Unreachable: a problem naming host and database, never the password.
+    let bad = with(
+        env.clone(),
+        "READBOT_STORE_URL",
+        "postgres://readbot:hunter2-pw@127.0.0.1:1/readbot",
+    );
+    let r = readbot(&["check"], &bad, None).await;
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stdout
+            .contains("store: cannot reach PostgreSQL at 127.0.0.1:1 (database readbot)"),
+        "{r:?}"
+    );
+    assert!(!format!("{r:?}").contains("hunter2"), "{r:?}");
+
+    let Some(pg) = fresh_database().await else {
+        return;
+    };
+    let good = with(env, "READBOT_STORE_URL", pg.url.expose());
+    let r = readbot(&["check"], &good, None).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("store: postgres at "), "{r:?}");
+    assert!(r.stdout.contains("healthy (schema version 0 of"), "{r:?}");
+}
