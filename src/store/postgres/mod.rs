@@ -30,7 +30,7 @@
 //!
 //! [`PgStore::connect`] builds the pool (bounded: `store.pool_size`, a wait
 //! timeout, a connect timeout, a statement timeout), then applies the
-//! embedded migrations ([`schema`]) in one transaction holding
+//! embedded migrations (`schema`) in one transaction holding
 //! `pg_advisory_xact_lock`, so replicas that start together do not race.
 //! A database whose schema is newer than this binary is refused.
 
