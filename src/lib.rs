@@ -5,7 +5,7 @@
 //! - [`config`]: TOML + environment, parsed once into typed structs; secrets redacted.
 //! - [`domain`]: newtypes (`ProcessQueryKey`, `OpenConversationId`, `UserId`, ...) and plain data.
 //! - [`dingtalk`]: the only module that knows DingTalk's wire format: client, callback parsing, signatures, errors.
-//! - [`store`]: the only module that touches sled: notices, de-dup marks, name cache, learned roster.
+//! - [`store`]: the only module that touches sled or PostgreSQL: notices, de-dup marks, name cache, learned roster.
 //! - [`bot`]: transport-agnostic logic: commands, receipts, summaries, chat sentences.
 //! - [`render`]: minijinja templates, embedded and overridable, with their view models and samples.
 //! - [`http`]: axum routes: callback, notices API, health.

@@ -288,12 +288,28 @@ pub async fn check(
         ))?,
         Err(e) => p.fail(&format!("templates: {e}"))?,
     }
-    match data_dir_problem(&config.data_dir) {
-        None => p.ok(&format!(
-            "data folder {} is writable (run one readbot per folder)",
-            config.data_dir.display()
-        ))?,
-        Some(m) => p.fail(&m)?,
+    match &config.postgres {
+        None => match data_dir_problem(&config.data_dir) {
+            None => p.ok(&format!(
+                "store: sled in {}; the data folder is writable (run one readbot per folder)",
+                config.data_dir.display()
+            ))?,
+            Some(m) => p.fail(&m)?,
+        },
+        Some(pg) => match crate::store::postgres::probe(pg).await {
+            Ok(r) => p.ok(&format!(
+                "store: postgres at {}, healthy (schema version {} of {}{})",
+                r.target,
+                r.schema,
+                r.known,
+                if r.schema < r.known {
+                    "; readbot migrates it at start"
+                } else {
+                    ""
+                }
+            ))?,
+            Err(e) => p.fail(&format!("store: {}", e.with_causes()))?,
+        },
     }
     p.info(&format!("listening on {}", config.listen))?;
     p.info(&format!(

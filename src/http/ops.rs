@@ -3,7 +3,8 @@
 //! router.
 //!
 //! Readiness means readbot can do its job right now:
-//! - **store**: a read from the store succeeds within [`STORE_TIMEOUT`], and
+//! - **store** (its `backend`: `sled in <folder>` or `postgres at host:port
+//!   (database name)`): a read from the store succeeds within [`STORE_TIMEOUT`], and
 //!   so does a durable probe write (at most one per
 //!   [`crate::store::health::PROBE_INTERVAL`], its result reused meanwhile);
 //!   while the store is failing (any write failed and no probe write has
@@ -167,6 +168,10 @@ async fn readyz(State(state): State<OpsState>) -> (StatusCode, Json<Value>) {
     let mut store_json = check_json(&store);
     if let (Some(last), Some(obj)) = (state.store_last_error(), store_json.as_object_mut()) {
         obj.insert("last_error".into(), last);
+    }
+    if let Some(obj) = store_json.as_object_mut() {
+        // Which backend, and where (never a password).
+        obj.insert("backend".into(), state.store.describe().into());
     }
     checks.insert("store".into(), store_json);
     match &token {

@@ -235,6 +235,14 @@ impl Cluster {
     pub async fn create_database(&self) -> Result<String, String> {
         let n = DATABASES.fetch_add(1, Ordering::Relaxed);
         let name = format!("t_{}_{n}", std::process::id());
+        self.admin(&format!("CREATE DATABASE {name}")).await?;
+        Ok(name)
+    }
+
+    /// Runs `sql` (one or more statements) as the superuser on the
+    /// `postgres` database: what a test does to the server behind
+    /// readbot's back (cut connections, refuse a database, ...).
+    pub async fn admin(&self, sql: &str) -> Result<(), String> {
         let (client, connection) = tokio::time::timeout(
             Duration::from_secs(30),
             tokio_postgres::connect(&self.url("postgres"), tokio_postgres::NoTls),
@@ -243,13 +251,13 @@ impl Cluster {
         .map_err(|_| "timed out connecting to the test cluster".to_owned())?
         .map_err(|e| format!("cannot connect to the test cluster: {e}"))?;
         let task = tokio::spawn(connection);
-        let created = client
-            .batch_execute(&format!("CREATE DATABASE {name}"))
+        let done = client
+            .batch_execute(sql)
             .await
-            .map_err(|e| format!("cannot create database {name}: {e:?}"));
+            .map_err(|e| format!("{sql}: {e:?}"));
         drop(client);
         let _ = task.await;
-        created.map(|()| name)
+        done
     }
 }
 

@@ -19,6 +19,7 @@ mod helpers;
 mod notices;
 mod ops;
 mod page;
+mod postgres;
 mod quota;
 mod refusals;
 mod reliability;

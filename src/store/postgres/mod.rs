@@ -231,34 +231,99 @@ fn follow_up_of(row: &Row) -> Result<FollowUp, StoreError> {
     Ok(f)
 }
 
+/// The driver's configuration for `config` (timeouts, keep-alives, the
+/// statement timeout added) and the target it names.
+fn driver_config(config: &PgConfig) -> Result<(tokio_postgres::Config, String), StoreError> {
+    let mut pg = tokio_postgres::Config::from_str(config.url.expose()).map_err(|e| {
+        StoreError::backend(
+            "READBOT_STORE_URL is not a valid PostgreSQL URL (see README, \"High availability\")",
+            e,
+        )
+    })?;
+    let target = target_of(&pg);
+    if pg.get_connect_timeout().is_none() {
+        pg.connect_timeout(CONNECT_TIMEOUT);
+    }
+    pg.keepalives(true);
+    if pg.get_application_name().is_none() {
+        pg.application_name("readbot");
+    }
+    let options = pg.get_options().unwrap_or_default().to_owned();
+    if !options.contains("statement_timeout") {
+        let timeout = format!("-c statement_timeout={STATEMENT_TIMEOUT_MS}");
+        pg.options(if options.is_empty() {
+            timeout
+        } else {
+            format!("{options} {timeout}")
+        });
+    }
+    Ok((pg, target))
+}
+
+/// What [`probe`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeReport {
+    /// `host:port (database name)`.
+    pub target: String,
+    /// The database's schema version (0: readbot has not created its tables yet).
+    pub schema: i64,
+    /// The newest version this binary knows.
+    pub known: i64,
+}
+
+/// `readbot check`'s look at the database: one connection (no pool, no
+/// migration, nothing written), the schema version read. Errors name the
+/// host and database, never the password; a schema newer than this binary
+/// is [`StoreError::SchemaTooNew`].
+pub async fn probe(config: &PgConfig) -> Result<ProbeReport, StoreError> {
+    let (pg, target) = driver_config(config)?;
+    let unreachable = |e: tokio_postgres::Error| StoreError::Unreachable {
+        target: target.clone(),
+        source: e.into(),
+    };
+    let (client, connection) = pg.connect(tls()?).await.map_err(unreachable)?;
+    let task = tokio::spawn(connection);
+    let version = async {
+        let exists: bool = client
+            .query_one("SELECT to_regclass('readbot_migrations') IS NOT NULL", &[])
+            .await?
+            .get(0);
+        if !exists {
+            return Ok(0);
+        }
+        let v: i32 = client
+            .query_one(
+                "SELECT COALESCE(max(version), 0) FROM readbot_migrations",
+                &[],
+            )
+            .await?
+            .get(0);
+        Ok::<i32, tokio_postgres::Error>(v)
+    }
+    .await;
+    drop(client);
+    let _ = task.await;
+    let schema = version.map_err(failed("cannot read the schema version"))?;
+    let (schema, known) = (i64::from(schema), i64::from(schema::LATEST));
+    if schema > known {
+        return Err(StoreError::SchemaTooNew {
+            found: schema,
+            known,
+        });
+    }
+    Ok(ProbeReport {
+        target,
+        schema,
+        known,
+    })
+}
+
 impl PgStore {
     /// Connects to the database `config` names, applies the embedded
     /// migrations (under an advisory lock) and takes this store's owner
     /// lock. Errors name the host and database, never the password.
     pub async fn connect(config: &PgConfig) -> Result<Self, StoreError> {
-        let mut pg = tokio_postgres::Config::from_str(config.url.expose()).map_err(|e| {
-            StoreError::backend(
-                "READBOT_STORE_URL is not a valid PostgreSQL URL (see README, \"High availability\")",
-                e,
-            )
-        })?;
-        let target = target_of(&pg);
-        if pg.get_connect_timeout().is_none() {
-            pg.connect_timeout(CONNECT_TIMEOUT);
-        }
-        pg.keepalives(true);
-        if pg.get_application_name().is_none() {
-            pg.application_name("readbot");
-        }
-        let options = pg.get_options().unwrap_or_default().to_owned();
-        if !options.contains("statement_timeout") {
-            let timeout = format!("-c statement_timeout={STATEMENT_TIMEOUT_MS}");
-            pg.options(if options.is_empty() {
-                timeout
-            } else {
-                format!("{options} {timeout}")
-            });
-        }
+        let (pg, target) = driver_config(config)?;
         let tls = tls()?;
         let manager = Manager::from_config(
             pg.clone(),

@@ -280,3 +280,41 @@ async fn nul_in_names_and_titles_is_stored_not_refused() {
         Some("T\u{FFFD}")
     );
 }
+
+#[tokio::test]
+async fn probe_reads_the_schema_version_without_writing() {
+    let Some(config) = fresh_database().await else {
+        return;
+    };
+    let before = probe(&config).await.unwrap();
+    assert_eq!(
+        (before.schema, before.known),
+        (0, i64::from(schema::LATEST))
+    );
+    let store = PgStore::connect(&config).await.unwrap();
+    assert_eq!(
+        probe(&config).await.unwrap().schema,
+        i64::from(schema::LATEST)
+    );
+    store
+        .client()
+        .await
+        .unwrap()
+        .execute(
+            "INSERT INTO readbot_migrations (version) VALUES ($1)",
+            &[&(schema::LATEST + 1)],
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        probe(&config).await,
+        Err(StoreError::SchemaTooNew { .. })
+    ));
+    let unreachable = PgConfig::new("postgres://u:hunter2@127.0.0.1:1/readbot");
+    let text = probe(&unreachable).await.unwrap_err().with_causes();
+    assert!(
+        text.starts_with("cannot reach PostgreSQL at 127.0.0.1:1 (database readbot)"),
+        "{text}"
+    );
+    assert!(!text.contains("hunter2"), "{text}");
+}
