@@ -15,6 +15,12 @@
 //! Prints `crash cycles: N, acknowledged notices lost: 0` and exits 0, or
 //! names what was lost and exits 1.
 //!
+//! On PostgreSQL: `--store-url postgres://…` (an empty database readbot
+//! may use), or `--postgres` to start a throwaway cluster (Debian's
+//! `postgresql` package; without it one line says so and the run is
+//! skipped, exit 0, unless `READBOT_REQUIRE_POSTGRES=1`). The kill then
+//! also drops readbot's database connections mid-statement.
+//!
 //! Scheduled follow-ups ride along: sender 0 sends each of its notices with
 //! a `summary` follow-up due 0.2–1.5 s later, into a group of its own. At
 //! the end every follow-up whose notice got a `201` must have posted its
@@ -46,10 +52,14 @@ struct Options {
     seed: u64,
     bin: PathBuf,
     data_dir: Option<PathBuf>,
+    /// `READBOT_STORE_URL` for readbot (PostgreSQL).
+    store_url: Option<String>,
+    /// Start a throwaway PostgreSQL cluster and use a fresh database on it.
+    postgres: bool,
 }
 
 fn usage() -> String {
-    "usage: crash_test [--cycles N] [--senders N] [--max-run-ms MS] [--seed N] [--bin PATH] [--data-dir DIR]".into()
+    "usage: crash_test [--cycles N] [--senders N] [--max-run-ms MS] [--seed N] [--bin PATH] [--data-dir DIR] [--store-url postgres://… | --postgres]".into()
 }
 
 fn options() -> Result<Options, String> {
@@ -64,6 +74,8 @@ fn options() -> Result<Options, String> {
         seed: rand::random(),
         bin: default_bin,
         data_dir: None,
+        store_url: None,
+        postgres: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -82,6 +94,8 @@ fn options() -> Result<Options, String> {
             "--seed" => o.seed = num(val()?)?,
             "--bin" => o.bin = PathBuf::from(val()?),
             "--data-dir" => o.data_dir = Some(PathBuf::from(val()?)),
+            "--store-url" => o.store_url = Some(val()?),
+            "--postgres" => o.postgres = true,
             "-h" | "--help" => return Err(usage()),
             other => return Err(format!("unknown argument {other}\n{}", usage())),
         }
@@ -100,8 +114,14 @@ fn options() -> Result<Options, String> {
 /// Log lines of follow-ups re-sent after a kill (found `firing` at start-up).
 static RESENT: AtomicUsize = AtomicUsize::new(0);
 
-fn start(bin: &Path, fake: &FakeDingTalk, dir: &Path) -> Result<(Child, String), String> {
-    let mut child = Command::new(bin)
+fn start(
+    bin: &Path,
+    fake: &FakeDingTalk,
+    dir: &Path,
+    store_url: Option<&str>,
+) -> Result<(Child, String), String> {
+    let mut command = Command::new(bin);
+    command
         .arg("serve")
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -114,7 +134,11 @@ fn start(bin: &Path, fake: &FakeDingTalk, dir: &Path) -> Result<(Child, String),
         .envs(fake.readbot_env())
         .env("DINGTALK_RATE_LIMIT_PER_SEC", "1000")
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(url) = store_url {
+        command.env("READBOT_STORE_URL", url);
+    }
+    let mut child = command
         .spawn()
         .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
     let stderr = child.stderr.take().ok_or("no stderr")?;
@@ -214,6 +238,7 @@ async fn run(o: Options) -> Result<(usize, usize, usize, FollowUps), String> {
         .data_dir
         .clone()
         .unwrap_or_else(|| tmp.path().join("data"));
+    let store_url = o.store_url.clone();
     let mut rng = StdRng::seed_from_u64(o.seed);
     // Acknowledged keys, by group.
     let mut acked: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -222,7 +247,7 @@ async fn run(o: Options) -> Result<(usize, usize, usize, FollowUps), String> {
     let mut fu_titles: Vec<(String, String)> = Vec::new();
 
     for cycle in 0..o.cycles {
-        let (mut child, base) = start(&o.bin, &fake, &dir)?;
+        let (mut child, base) = start(&o.bin, &fake, &dir, store_url.as_deref())?;
         let groups: Vec<String> = acked.keys().cloned().collect();
         let seen = listed(&http, &base, &groups).await?;
         let lost: Vec<&String> = acked
@@ -327,7 +352,7 @@ async fn run(o: Options) -> Result<(usize, usize, usize, FollowUps), String> {
     }
 
     // Final restart: everything still there, then a graceful stop.
-    let (mut child, base) = start(&o.bin, &fake, &dir)?;
+    let (mut child, base) = start(&o.bin, &fake, &dir, store_url.as_deref())?;
     let groups: Vec<String> = acked.keys().cloned().collect();
     let seen = listed(&http, &base, &groups).await?;
     let lost = acked
@@ -407,18 +432,31 @@ async fn run(o: Options) -> Result<(usize, usize, usize, FollowUps), String> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let o = match options() {
+    let mut o = match options() {
         Ok(o) => o,
         Err(e) => {
             eprintln!("{e}");
             return ExitCode::from(2);
         }
     };
+    if o.postgres && o.store_url.is_none() {
+        // A fresh database on a throwaway cluster, removed when this ends.
+        match readbot::store::pg_test_cluster::fresh_database().await {
+            Some(pg) => o.store_url = Some(pg.url.expose().to_owned()),
+            // One line was printed saying why and how to run it.
+            None => return ExitCode::SUCCESS,
+        }
+    }
+    let backend = if o.store_url.is_some() {
+        "PostgreSQL"
+    } else {
+        "sled"
+    };
     let (cycles, seed) = (o.cycles, o.seed);
     match run(o).await {
         Ok((acked, lost, extra, f)) => {
             println!(
-                "crash cycles: {cycles}, acknowledged notices: {acked}, acknowledged notices lost: {lost} (stored without a 201 before the kill: {extra}; seed {seed})"
+                "crash cycles: {cycles}, acknowledged notices: {acked}, acknowledged notices lost: {lost} (stored without a 201 before the kill: {extra}; seed {seed}; store: {backend})"
             );
             println!(
                 "follow-ups acknowledged: {}, never fired: {}, fired twice: {} (re-sent after a kill found them firing: {})",

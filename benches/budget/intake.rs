@@ -365,7 +365,7 @@ pub(crate) fn signed_requests(fake: &FakeDingTalk, n: usize, tag: &str) -> Vec<S
 /// Fresh header pairs run ahead of the clock by a millisecond per three
 /// requests made faster than that, so the sections accept DingTalk's full
 /// hour.
-fn intake_env() -> Vec<(&'static str, String)> {
+pub(crate) fn intake_env() -> Vec<(&'static str, String)> {
     vec![
         ("READBOT_MAX_QUEUED_ANSWERS", "1000000".to_owned()),
         ("READBOT_SIGNATURE_WINDOW_SECS", "3600".to_owned()),

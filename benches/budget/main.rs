@@ -12,7 +12,9 @@
 //! axum handler), `send` (send API and the durability step), `memory` (peak
 //! RSS and store size, each scenario in a child process of this binary),
 //! `events` (a 10,000-member summary from stored read events against the
-//! query path, as a ratio to one reply round trip).
+//! query path, as a ratio to one reply round trip), `postgres` (the send API,
+//! intake and a 3,000-member summary on sled and on PostgreSQL in the same
+//! run, as ratios; the PostgreSQL half skipped without PostgreSQL installed).
 //!
 //! Every size parameter can be set by `--name value`, `--name=value` or the
 //! environment variable `BENCH_NAME` (upper case, `-` → `_`); see
@@ -31,6 +33,7 @@ mod events;
 mod intake;
 mod memory;
 mod opts;
+mod postgres;
 mod repeat;
 mod send;
 mod summary;
@@ -40,6 +43,7 @@ use crate::events::section_events;
 use crate::intake::section_intake;
 use crate::memory::section_memory;
 use crate::opts::parse_opts;
+use crate::postgres::section_postgres;
 use crate::repeat::section_repeat;
 use crate::send::section_send;
 use crate::summary::section_summary;
@@ -120,6 +124,9 @@ fn main() -> std::process::ExitCode {
         }
         if o.sections.contains("events") {
             section_events(&o).await;
+        }
+        if o.sections.contains("postgres") {
+            section_postgres(&o).await;
         }
     });
     println!("\ndone in {:.1} s", started.elapsed().as_secs_f64());

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 pub(crate) const USAGE: &str = "\
 usage: cargo bench --bench budget -- [--quick] [SECTION...] [--name value ...]
-sections: summary repeat intake send memory events (default: all)
+sections: summary repeat intake send memory events postgres (default: all)
 options (env BENCH_<NAME> works too):
   --sizes 50,500,3000,10000   group sizes for summary latency and calls
   --cold-runs 3               cold summaries per size (fresh readbot each)
@@ -63,7 +63,9 @@ const KEYS: &[&str] = &[
     "notices",
     "events-members",
 ];
-const SECTIONS: &[&str] = &["summary", "repeat", "intake", "send", "memory", "events"];
+const SECTIONS: &[&str] = &[
+    "summary", "repeat", "intake", "send", "memory", "events", "postgres",
+];
 
 fn env_name(key: &str) -> String {
     format!("BENCH_{}", key.to_uppercase().replace('-', "_"))

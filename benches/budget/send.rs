@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 
-async fn send_notice(
+pub(crate) async fn send_notice(
     client: reqwest::Client,
     url: String,
     group: &'static str,

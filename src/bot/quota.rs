@@ -167,7 +167,7 @@ impl Ledger {
     pub async fn save(&self) -> Result<(), StoreError> {
         let unsaved = std::mem::take(&mut self.lock().unsaved);
         if unsaved.is_empty() {
-            return Ok(());
+            return self.refresh().await;
         }
         let mut by_month: BTreeMap<&BillingMonth, Vec<(&str, u64)>> = BTreeMap::new();
         for ((month, api), n) in &unsaved {
@@ -193,6 +193,31 @@ impl Ledger {
             }
             return Err(e);
         }
+        self.refresh().await
+    }
+
+    /// Re-reads the month's stored total, which other replicas on a shared
+    /// store add to, so the 80 %/95 % checks see every replica's calls (as
+    /// of this save) plus this one's since: each API's count becomes the
+    /// stored count plus what this ledger has not saved yet, never lower
+    /// than it was.
+    async fn refresh(&self) -> Result<(), StoreError> {
+        let month = month_of(&self.zone, now_millis());
+        let stored = self.store.calls_in_month(&month).await?;
+        let total = {
+            let mut s = self.lock();
+            Self::roll(&mut s, month.clone());
+            for (api, n) in stored {
+                if let Some(api) = BILLABLE_APIS.iter().find(|a| **a == api) {
+                    let pending = s.unsaved.get(&(month.clone(), *api)).copied().unwrap_or(0);
+                    let shared = n.saturating_add(pending);
+                    let c = s.counts.entry(api).or_default();
+                    *c = (*c).max(shared);
+                }
+            }
+            s.counts.values().fold(0u64, |a, b| a.saturating_add(*b))
+        };
+        self.log_thresholds(total);
         Ok(())
     }
 
@@ -360,6 +385,45 @@ mod tests {
             store.calls_in_month(&month).await.unwrap(),
             vec![(QUERY.to_owned(), 4), (SEND.to_owned(), 1)],
             "saved once each, never twice"
+        );
+    }
+
+    #[tokio::test]
+    async fn replicas_on_one_store_see_each_others_calls_after_a_save() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let (a, b) = (ledger(store.clone(), 20), ledger(store.clone(), 20));
+        a.load().await.unwrap();
+        b.load().await.unwrap();
+        for _ in 0..12 {
+            a.record(QUERY);
+        }
+        a.save().await.unwrap();
+        for _ in 0..4 {
+            b.record(SEND);
+        }
+        assert_eq!(b.usage().used, 4, "before a save B knows only its own");
+        assert!(!b.usage().warning);
+        // B's save (every 5 s) re-reads the shared total: 12 + 4 = 16 = 80 %.
+        b.save().await.unwrap();
+        let u = b.usage();
+        assert_eq!((u.used, u.calls[QUERY], u.calls[SEND]), (16, 12, 4));
+        assert!(u.warning, "the 80 % warning sees both replicas");
+        // A saves nothing new but still learns of B's calls; a call counted
+        // after the save is kept on top of the stored total.
+        a.record(QUERY);
+        a.save().await.unwrap();
+        b.record(QUERY);
+        b.record(QUERY);
+        b.save().await.unwrap();
+        a.save().await.unwrap();
+        assert_eq!(a.usage().used, 19);
+        assert_eq!(b.usage().used, 19);
+        assert!(b.usage().saving, "95 % of 20 reached across both");
+        let month = BillingMonth::parse(&u.month).unwrap();
+        assert_eq!(
+            store.calls_in_month(&month).await.unwrap(),
+            vec![(QUERY.to_owned(), 15), (SEND.to_owned(), 4)],
+            "each call stored once"
         );
     }
 

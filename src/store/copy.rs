@@ -732,6 +732,44 @@ mod tests {
         check(target.as_ref()).await;
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sled_to_a_real_postgresql_database_then_again_with_the_same_counts() {
+        let Some(pg) = crate::store::pg_test_cluster::fresh_database().await else {
+            return;
+        };
+        let url = pg.url.expose().to_owned();
+        let (dir, source) = sled_source().await;
+        drop(source); // the copy opens it itself, as the CLI does
+        let from = dir.path().join("data");
+        // sled releases its lock from a background thread: wait for it.
+        let mut first = None;
+        for _ in 0..50 {
+            match run(&from, &url, options()).await {
+                Err(CopyError::Source(_)) => tokio::time::sleep(Duration::from_millis(100)).await,
+                other => {
+                    first = Some(other.unwrap());
+                    break;
+                }
+            }
+        }
+        let first = first.expect("copied");
+        assert_eq!(first.copied, expected_counts());
+        assert_eq!((first.expired_marks, first.expired_signatures), (1, 1));
+        let target = super::super::open(&StoreConfig::Postgres(pg.clone()))
+            .await
+            .unwrap();
+        let counts = target.entry_counts().await.unwrap();
+
+        let second = run(&from, &url, options()).await.unwrap();
+        assert_eq!(second, first, "same counts");
+        assert_eq!(
+            target.entry_counts().await.unwrap(),
+            counts,
+            "nothing duplicated"
+        );
+        check(target.as_ref()).await;
+    }
+
     #[tokio::test]
     async fn sled_to_a_new_folder_through_run_then_again() {
         let (dir, source) = sled_source().await;

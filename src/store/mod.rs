@@ -117,6 +117,15 @@ pub enum StoreError {
         /// The newest version this binary knows.
         known: i64,
     },
+    /// A message claim is no longer this process's to answer (on a shared
+    /// store another replica took it over); not a write failure.
+    #[error(
+        "the claim on message {msg_id} is no longer held by this replica; it is not answered here"
+    )]
+    ClaimLost {
+        /// The message.
+        msg_id: String,
+    },
     /// A stored record could not be decoded.
     #[error("stored record is corrupt: {record}")]
     Corrupt {

@@ -25,6 +25,7 @@ mod refusals;
 mod reliability;
 mod remind;
 mod replay;
+mod replicas;
 mod sandbox;
 mod secrets;
 mod shutdown;

@@ -626,17 +626,25 @@ impl Store for PgStore {
     async fn claim_message(&self, id: &MsgId, now: EpochMillis) -> Result<Claim, StoreError> {
         // One statement: the insert decides; a conflicting row visible to
         // this statement says which. A conflict with a claim committed after
-        // the statement's snapshot leaves `done` NULL: in flight.
+        // the statement's snapshot leaves `done` NULL: in flight. An
+        // in-flight claim whose answer has not started and whose owner is
+        // gone (its owner lock is free: the replica died with the message
+        // queued) is taken over: DingTalk redelivered it, so it is answered
+        // here (as sled forgets a claim that was only in memory).
         let row = self
             .client()
             .await?
             .query_one(
                 "WITH ins AS (
-                   INSERT INTO marks (msg_id, done, at) VALUES ($1, false, $2)
-                   ON CONFLICT (msg_id) DO NOTHING RETURNING 1
+                   INSERT INTO marks AS m (msg_id, done, at, owner, started)
+                   VALUES ($1, false, $2, $3, false)
+                   ON CONFLICT (msg_id) DO UPDATE SET owner = EXCLUDED.owner, at = EXCLUDED.at
+                     WHERE NOT m.done AND NOT m.started AND m.owner IS NOT NULL
+                       AND m.owner <> EXCLUDED.owner AND pg_try_advisory_xact_lock($4, m.owner)
+                   RETURNING 1
                  )
                  SELECT EXISTS (SELECT 1 FROM ins), (SELECT done FROM marks WHERE msg_id = $1)",
-                &[&id.as_str(), &now],
+                &[&id.as_str(), &now, &self.owner, &LOCK_SPACE],
             )
             .await
             .map_err(failed("cannot claim a message"))?;
@@ -648,8 +656,25 @@ impl Store for PgStore {
         })
     }
 
-    async fn make_claim_durable(&self, _id: &MsgId) -> Result<(), StoreError> {
-        // The claim's commit made it durable.
+    async fn make_claim_durable(&self, id: &MsgId) -> Result<(), StoreError> {
+        // The claim's commit made it durable; this marks its answer as
+        // started (never taken over from here on). No row: another replica
+        // took it over (this one's owner lock was lost meanwhile), or the
+        // mark expired; that replica answers, this one must not.
+        let started = self
+            .client()
+            .await?
+            .execute(
+                "UPDATE marks SET started = true WHERE msg_id = $1 AND owner = $2 AND NOT done",
+                &[&id.as_str(), &self.owner],
+            )
+            .await
+            .map_err(failed("cannot mark a claim as being answered"))?;
+        if started == 0 {
+            return Err(StoreError::ClaimLost {
+                msg_id: id.as_str().to_owned(),
+            });
+        }
         Ok(())
     }
 

@@ -6,10 +6,10 @@
 //! text columns `COLLATE "C"` (byte order, as the sled backend sorts).
 
 /// `(version, SQL)`, in order. Versions start at 1 and have no gaps.
-pub(crate) const MIGRATIONS: &[(i32, &str)] = &[(1, V1)];
+pub(crate) const MIGRATIONS: &[(i32, &str)] = &[(1, V1), (2, V2)];
 
 /// The newest schema version this binary knows.
-pub(crate) const LATEST: i32 = 1;
+pub(crate) const LATEST: i32 = 2;
 
 /// The table that records applied versions.
 pub(crate) const CREATE_MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS readbot_migrations (
@@ -134,6 +134,16 @@ CREATE TABLE follow_ups (
     PRIMARY KEY (key, id)
 );
 CREATE INDEX follow_ups_due ON follow_ups (state, at, key, id);
+"#;
+
+/// Version 2: who holds an in-flight message claim (`owner`, the store's
+/// owner id) and whether its answer has started (`started`, set by
+/// `make_claim_durable`). A claim whose owner is gone before its answer
+/// started is taken over by the replica DingTalk redelivers it to (as a
+/// sled claim still only in memory is forgotten by a crash). Rows from
+/// version 1 count as started: never taken over, as before.
+const V2: &str = r#"
+ALTER TABLE marks ADD COLUMN owner INTEGER, ADD COLUMN started BOOLEAN NOT NULL DEFAULT true;
 "#;
 
 #[cfg(test)]

@@ -318,3 +318,72 @@ async fn probe_reads_the_schema_version_without_writing() {
     );
     assert!(!text.contains("hunter2"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_queued_claim_of_a_dead_replica_is_taken_over_on_redelivery_a_started_one_never() {
+    let Some((a, b, _)) = two_replicas().await else {
+        return;
+    };
+    let (queued, started) = (mid("queued"), mid("started"));
+    assert_eq!(a.claim_message(&queued, 1_000).await.unwrap(), Claim::New);
+    assert_eq!(a.claim_message(&started, 1_000).await.unwrap(), Claim::New);
+    a.make_claim_durable(&started).await.unwrap();
+    // A is alive: B's redelivery is a duplicate, for both.
+    assert_eq!(
+        b.claim_message(&queued, 2_000).await.unwrap(),
+        Claim::InFlight
+    );
+    assert_eq!(
+        b.claim_message(&started, 2_000).await.unwrap(),
+        Claim::InFlight
+    );
+    // A dies (its owner lock goes with its connection): the queued claim is
+    // B's on redelivery, the started one stays A's (at most once).
+    drop(a);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while b.claim_message(&queued, 3_000).await.unwrap() != Claim::New {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the dead replica's queued claim was never taken over"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        b.claim_message(&started, 3_000).await.unwrap(),
+        Claim::InFlight
+    );
+    // Taken over once: B's own second look is a duplicate.
+    assert_eq!(
+        b.claim_message(&queued, 3_001).await.unwrap(),
+        Claim::InFlight
+    );
+    b.make_claim_durable(&queued).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replica_whose_claim_was_taken_over_does_not_answer_it() {
+    let Some((a, b, _)) = two_replicas().await else {
+        return;
+    };
+    let id = mid("lost");
+    assert_eq!(a.claim_message(&id, 1_000).await.unwrap(), Claim::New);
+    // As if A's owner lock had lapsed and B took the claim over.
+    a.client()
+        .await
+        .unwrap()
+        .execute(
+            "UPDATE marks SET owner = $2 WHERE msg_id = $1",
+            &[&"lost", &b.owner],
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        a.make_claim_durable(&id).await,
+        Err(StoreError::ClaimLost { .. })
+    ));
+    assert!(!StoreError::ClaimLost {
+        msg_id: "lost".into()
+    }
+    .is_write_failure());
+    b.make_claim_durable(&id).await.unwrap();
+}
