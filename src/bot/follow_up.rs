@@ -21,7 +21,7 @@ use crate::domain::{
 };
 use crate::store::StateChange;
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 /// Most follow-ups one notice may have waiting (pending), and most in one
@@ -33,6 +33,12 @@ const TICK: Duration = Duration::from_secs(1);
 
 /// Due follow-ups taken per look (the rest wait for the next tick).
 const BATCH: usize = 32;
+
+/// How often a running scheduler looks again for follow-ups left `firing`
+/// by a replica that died (the store lists only those whose owner is gone:
+/// on PostgreSQL, a dead replica's; sled has one process, so none), so a
+/// replica that stays up takes them over without waiting for a restart.
+const RECOVERY_EVERY: Duration = Duration::from_secs(10);
 
 /// A follow-up fired more than this after its time says it is late.
 const LATE_AFTER_MS: EpochMillis = 60_000;
@@ -317,27 +323,17 @@ impl Bot {
     pub async fn run_follow_ups(self, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
         let mut retry: HashMap<FollowUpId, (EpochMillis, Duration)> = HashMap::new();
+        // Sent, but the state change after it could not be written: left
+        // `firing` in the store, and not sent again while this process runs
+        // (a restart does, as documented).
+        let mut unrecorded: HashSet<FollowUpId> = HashSet::new();
         // Recovery: bounded passes (each moves what it takes out of `firing`).
         for _ in 0..64 {
-            let left = match self
-                .store()
-                .due_follow_ups(FollowUpState::Firing, EpochMillis::MAX, BATCH)
-                .await
-            {
-                Ok(l) => l,
-                Err(e) => {
-                    tracing::error!(error = %e.with_causes(), "cannot read follow-ups left firing");
-                    break;
-                }
-            };
-            if left.is_empty() {
+            if self.recover_firing(&mut retry, &mut unrecorded).await == 0 {
                 break;
             }
-            for f in left {
-                tracing::warn!(key = %f.key, id = %f.id, "a follow-up was being sent when readbot stopped; sending it again (it may arrive twice)");
-                self.fire_claimed(f, &mut retry).await;
-            }
         }
+        let mut last_recovery = tokio::time::Instant::now();
         let mut backlog = false;
         loop {
             // A full batch means more are due: go on at once (shutdown still wins).
@@ -346,6 +342,10 @@ impl Bot {
                 biased;
                 () = &mut shutdown => return,
                 () = tokio::time::sleep(pause) => {}
+            }
+            if last_recovery.elapsed() >= RECOVERY_EVERY {
+                last_recovery = tokio::time::Instant::now();
+                self.recover_firing(&mut retry, &mut unrecorded).await;
             }
             let now = now_millis();
             let due = match self
@@ -373,7 +373,11 @@ impl Bot {
                     note: None,
                 };
                 match self.store().set_follow_up_state(&f.key, &f.id, claim).await {
-                    Ok(Some(claimed)) => self.fire_claimed(claimed, &mut retry).await,
+                    Ok(Some(claimed)) => {
+                        if !self.fire_claimed(claimed.clone(), &mut retry).await {
+                            unrecorded.insert(claimed.id);
+                        }
+                    }
                     Ok(None) => {} // cancelled meanwhile
                     Err(e) => {
                         tracing::warn!(error = %e.with_causes(), "cannot claim a due follow-up; not sent now");
@@ -383,12 +387,48 @@ impl Bot {
         }
     }
 
-    /// Sends one claimed (`firing`) follow-up and records what happened.
+    /// One pass over the follow-ups the store lists as left `firing` (a
+    /// crash of this process before it started, or of a replica whose owner
+    /// lock is gone): each is sent again, the documented instant where a
+    /// follow-up may arrive twice. Returns how many were sent again.
+    async fn recover_firing(
+        &self,
+        retry: &mut HashMap<FollowUpId, (EpochMillis, Duration)>,
+        unrecorded: &mut HashSet<FollowUpId>,
+    ) -> usize {
+        let left = match self
+            .store()
+            .due_follow_ups(FollowUpState::Firing, EpochMillis::MAX, BATCH)
+            .await
+        {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e.with_causes(), "cannot read follow-ups left firing");
+                return 0;
+            }
+        };
+        let mut sent = 0;
+        for f in left {
+            if unrecorded.contains(&f.id) {
+                continue;
+            }
+            sent += 1;
+            tracing::warn!(key = %f.key, id = %f.id, "a follow-up was being sent when its readbot stopped; sending it again (it may arrive twice)");
+            let id = f.id.clone();
+            if !self.fire_claimed(f, retry).await {
+                unrecorded.insert(id);
+            }
+        }
+        sent
+    }
+
+    /// Sends one claimed (`firing`) follow-up and records what happened;
+    /// false when the new state could not be written (it stays `firing`).
     async fn fire_claimed(
         &self,
         f: FollowUp,
         retry: &mut HashMap<FollowUpId, (EpochMillis, Duration)>,
-    ) {
+    ) -> bool {
         let outcome = match self.fire(&f).await {
             Ok(o) => o,
             Err(BotError::DingTalk(e)) => Outcome::Retry(e),
@@ -421,8 +461,11 @@ impl Bot {
             .await
         {
             tracing::error!(error = %e.with_causes(), key = %f.key, id = %f.id, "follow-up handled but its state not recorded; a restart sends it again");
+            crate::metrics::follow_up(to.as_str(), label);
+            return false;
         }
         crate::metrics::follow_up(to.as_str(), label);
+        true
     }
 
     /// The send itself: checks (notice, recall mark, lateness), then the

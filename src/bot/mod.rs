@@ -383,10 +383,20 @@ impl Bot {
     /// delivery); the rest wait in the queue, and a burst of callbacks is
     /// accepted at once and answered at the pace DingTalk allows.
     pub async fn process(&self, msg: Incoming) {
-        if let Err(e) = self.store().make_claim_durable(&msg.msg_id).await {
-            crate::metrics::reply("dropped");
-            tracing::error!(error = %e.with_causes(), "could not make the claim durable; not answering");
-            return;
+        match self.store().make_claim_durable(&msg.msg_id).await {
+            Ok(()) => {}
+            // Another replica took the claim over (this one was thought
+            // gone): it answers; not a failure of this one.
+            Err(e @ StoreError::ClaimLost { .. }) => {
+                crate::metrics::reply("dropped");
+                tracing::warn!(error = %e.with_causes(), "another replica took this message over; not answering it here");
+                return;
+            }
+            Err(e) => {
+                crate::metrics::reply("dropped");
+                tracing::error!(error = %e.with_causes(), "could not make the claim durable; not answering");
+                return;
+            }
         }
         let reply =
             match tokio::time::timeout(self.deps().cfg.summary_timeout, self.answer(&msg)).await {

@@ -10,12 +10,6 @@ use std::time::Duration;
 
 const GROUP: &str = "cidFollowUps+/==";
 
-fn enc(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes())
-        .collect::<String>()
-        .replace('+', "%20")
-}
-
 async fn say(app: &TestApp, id: &str, sender: &str, text: &str) {
     let body = app.mention(id, GROUP, sender, text);
     assert_eq!(app.post_callback_signed(&body).await.status(), 200);

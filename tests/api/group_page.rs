@@ -14,10 +14,6 @@ const PUBLIC: &str = "https://readbot.example.com/rb";
 const LINK_KEY: &str = "group-page-test-link-key-0123456789";
 const HOSTILE: &str = "<img src=x onerror=alert(1)>";
 
-fn enc(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
-}
-
 /// readbot with pages on, a group of 6 and two notices: "Drill" read by 3,
 /// then one with a hostile title read by nobody (the newest).
 async fn app_with_notices() -> (TestApp, String, String) {

@@ -234,3 +234,11 @@ pub fn add_group(fake: &FakeDingTalk, group: &str, kind: GroupKind, people: &[(S
         .collect();
     fake.add_group(group, kind, &refs);
 }
+
+/// `s` percent-encoded for one path segment (a `processQueryKey` holds `+`,
+/// `/` and `=`).
+pub fn enc(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
+}

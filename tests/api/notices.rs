@@ -6,12 +6,6 @@ use serde_json::{json, Value};
 
 const GROUP: &str = "cidNotices+Group/==";
 
-fn enc(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes())
-        .collect::<String>()
-        .replace('+', "%2B")
-}
-
 #[tokio::test]
 async fn send_records_and_lists_newest_first() {
     let app = spawn_app().await;

@@ -134,3 +134,71 @@ async fn check_reports_the_postgresql_store_and_an_unreachable_one_without_its_p
     assert!(r.stdout.contains("store: postgres at "), "{r:?}");
     assert!(r.stdout.contains("healthy (schema version 0 of"), "{r:?}");
 }
+
+/// A replica died while sending a follow-up (left `firing`, its owner lock
+/// gone): a replica that stays up takes it over within its recovery period,
+/// without waiting for a restart, and sends it once.
+#[tokio::test]
+async fn a_running_replica_takes_over_a_follow_up_a_dead_replica_left_firing() {
+    use readbot::config::PgConfig;
+    use readbot::domain::{FollowUp, FollowUpAction, FollowUpId, FollowUpState, Lang};
+    use readbot::domain::{ProcessQueryKey, UserId};
+    use readbot::store::postgres::PgStore;
+    use readbot::store::{StateChange, Store};
+
+    let Some(pg) = fresh_database().await else {
+        return;
+    };
+    let url = pg.url.expose().to_owned();
+    let app = spawn_app_with(&[("READBOT_STORE_URL", &url)]).await;
+    add_group(&app.fake, GROUP, GroupKind::Inner, &members(6));
+    let key = app.notice(GROUP, "Fire drill", "user0001").await;
+
+    // The other replica: claims a follow-up (pending → firing, it becomes
+    // the owner) and dies before it records the outcome.
+    let now = readbot::domain::now_millis();
+    let f = FollowUp {
+        id: FollowUpId::parse("fu-orphan").unwrap(),
+        key: ProcessQueryKey::parse(&key).unwrap(),
+        at: now + 3_600_000, // not due for the running scheduler's pending pass
+        action: FollowUpAction::Summary,
+        state: FollowUpState::Pending,
+        by: Some(UserId::parse("user0001").unwrap()),
+        lang: Lang::En,
+        created_at: now,
+        changed_at: now,
+        note: None,
+    };
+    {
+        let dead = PgStore::connect(&PgConfig::new(url.clone()))
+            .await
+            .expect("the second replica connects");
+        dead.add_follow_ups(std::slice::from_ref(&f)).await.unwrap();
+        let claim = StateChange {
+            from: FollowUpState::Pending,
+            to: FollowUpState::Firing,
+            now,
+            note: None,
+        };
+        let claimed = dead.set_follow_up_state(&f.key, &f.id, claim).await;
+        assert!(matches!(claimed, Ok(Some(_))), "{claimed:?}");
+    } // dropped: its connections (and its owner lock) go away
+
+    // Taken over within the recovery period (10 s) plus slack, sent once.
+    let mut state = String::new();
+    for _ in 0..300 {
+        let r = app.get(&format!("/api/v1/notices/{}", enc(&key))).await;
+        let v: serde_json::Value = r.json().await.expect("json");
+        state = v["followUps"][0]["state"].as_str().unwrap_or("").to_owned();
+        if state == "fired" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(state, "fired", "the orphaned follow-up was taken over");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let replies = app.replies(GROUP);
+    assert_eq!(replies.len(), 1, "sent once: {replies:?}");
+    assert!(replies[0].text.contains("Fire drill"), "{replies:?}");
+    app.stop().await;
+}
