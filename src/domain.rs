@@ -612,3 +612,20 @@ pub struct WallClock {
     /// 0..=59.
     pub minute: u8,
 }
+
+/// An error and its causes on one line (`a: b: c`; a cause whose text the
+/// line already holds is not repeated), for logs and answers that show one
+/// string.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
+}

@@ -123,17 +123,7 @@ impl CopyError {
 
     /// This error and its causes on one line (`a: b: c`).
     pub fn with_causes(&self) -> String {
-        let mut out = self.to_string();
-        let mut cause = std::error::Error::source(self);
-        while let Some(c) = cause {
-            let text = c.to_string();
-            if !out.contains(&text) {
-                out.push_str(": ");
-                out.push_str(&text);
-            }
-            cause = c.source();
-        }
-        out
+        crate::domain::error_chain(self)
     }
 }
 

@@ -173,17 +173,7 @@ impl StoreError {
     /// This error and its causes on one line (`a: b: c`), for logs and
     /// probes that show a single string.
     pub fn with_causes(&self) -> String {
-        let mut out = self.to_string();
-        let mut cause = std::error::Error::source(self);
-        while let Some(c) = cause {
-            let text = c.to_string();
-            if !out.contains(&text) {
-                out.push_str(": ");
-                out.push_str(&text);
-            }
-            cause = c.source();
-        }
-        out
+        crate::domain::error_chain(self)
     }
 }
 

@@ -128,21 +128,6 @@ async fn wait_stop(rx: &mut watch::Receiver<bool>) {
     }
 }
 
-/// An error with its causes, e.g. `error sending request: …: Connection refused`.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        cur = s.source();
-    }
-    out
-}
-
 fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
@@ -188,7 +173,7 @@ impl StreamClient {
                 if e.is_timeout() {
                     StreamError::Timeout("open-connection call")
                 } else {
-                    StreamError::Transport(chain(&e))
+                    StreamError::Transport(crate::domain::error_chain(&e))
                 }
             })?;
         let status = resp.status();
@@ -203,7 +188,9 @@ impl StreamClient {
                 crate::dingtalk::capped::Capped::Read(e) if e.is_timeout() => {
                     StreamError::Timeout("open-connection call")
                 }
-                crate::dingtalk::capped::Capped::Read(e) => StreamError::Transport(chain(&e)),
+                crate::dingtalk::capped::Capped::Read(e) => {
+                    StreamError::Transport(crate::domain::error_chain(&e))
+                }
             })?;
         if !status.is_success() {
             let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
@@ -238,7 +225,7 @@ impl StreamClient {
         match tokio::time::timeout(self.settings.timeout, handshake).await {
             Err(_) => Err(StreamError::Timeout("WebSocket handshake")),
             Ok(Err(WsError::Http(resp))) => Err(StreamError::TicketRefused(resp.status().as_u16())),
-            Ok(Err(e)) => Err(StreamError::Connect(chain(&e))),
+            Ok(Err(e)) => Err(StreamError::Connect(crate::domain::error_chain(&e))),
             Ok(Ok((ws, _))) => Ok(ws),
         }
     }
