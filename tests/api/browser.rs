@@ -110,7 +110,7 @@ async fn large_group(app: &TestApp, browser: &Browser) {
         })
         .collect();
     read_with_times(&app.fake, &key, &reads).await;
-    let path = mint(app, &key).await;
+    let path = app.mint_notice_link(&key, PUBLIC).await;
     let url = format!("{}{path}", app.addr);
 
     let tab = browser.new_tab().await.expect("a tab");
@@ -159,7 +159,7 @@ async fn large_group(app: &TestApp, browser: &Browser) {
 
     // The chart: one dot per read interval, the last at every reader.
     let r = app
-        .get(&format!("/api/v1/notices/{}/receipts", urlencode(&key)))
+        .get(&format!("/api/v1/notices/{}/receipts", enc(&key)))
         .await;
     let receipts: Value = r.json().await.expect("receipts");
     let buckets = receipts["timeline"]["buckets"].as_array().map(Vec::len);
@@ -345,7 +345,7 @@ async fn sample_screenshots(app: &TestApp, browser: &Browser) {
         .map(|((id, _), m)| (id.clone(), start + m * 60_000))
         .collect();
     read_with_times(&app.fake, &key, &reads).await;
-    let path = mint(app, &key).await;
+    let path = app.mint_notice_link(&key, PUBLIC).await;
     let tab = browser.new_tab().await.expect("a tab");
     tab.viewport(375, 812).await.expect("viewport");
     tab.goto(&format!("{}{path}", app.addr))
@@ -390,31 +390,6 @@ async fn read_with_times(fake: &FakeDingTalk, key: &str, users: &[(String, i64)]
         })
         .await;
     assert!(acked, "readbot acknowledged every read event");
-}
-
-/// The path (`/n/{token}`) of a link minted through the API.
-async fn mint(app: &TestApp, key: &str) -> String {
-    let r = app
-        .http
-        .post(format!(
-            "{}/api/v1/notices/{}/links",
-            app.addr,
-            urlencode(key)
-        ))
-        .bearer_auth(API_TOKEN)
-        .send()
-        .await
-        .expect("links");
-    assert_eq!(r.status(), 201);
-    let v: Value = r.json().await.expect("json");
-    let url = v["url"].as_str().expect("url");
-    url.strip_prefix(PUBLIC)
-        .expect("under the public URL")
-        .to_owned()
-}
-
-fn urlencode(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 /// `target/screenshots/` (or `$CARGO_TARGET_DIR/screenshots/`).

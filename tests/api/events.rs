@@ -88,14 +88,10 @@ async fn ask(app: &TestApp, msg_id: &str, asker: &str) -> String {
 
 async fn receipts(app: &TestApp, key: &str) -> Value {
     let r = app
-        .get(&format!("/api/v1/notices/{}/receipts", urlencode(key)))
+        .get(&format!("/api/v1/notices/{}/receipts", enc(key)))
         .await;
     assert_eq!(r.status(), 200);
     r.json().await.expect("json")
-}
-
-fn urlencode(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 async fn events_health(app: &TestApp) -> Value {

@@ -242,3 +242,24 @@ pub fn enc(s: &str) -> String {
         .collect::<String>()
         .replace('+', "%20")
 }
+
+impl TestApp {
+    /// The path (`/n/{token}`) of a notice link minted through the API
+    /// (`POST /api/v1/notices/{key}/links`), without its `public` URL.
+    pub async fn mint_notice_link(&self, key: &str, public: &str) -> String {
+        let r = self
+            .http
+            .post(format!("{}/api/v1/notices/{}/links", self.addr, enc(key)))
+            .bearer_auth(API_TOKEN)
+            .send()
+            .await
+            .expect("links");
+        assert_eq!(r.status(), 201);
+        let v: serde_json::Value = r.json().await.expect("json");
+        assert!(v["expiresAt"].as_str().is_some(), "{v}");
+        let url = v["url"].as_str().expect("url");
+        let path = url.strip_prefix(public).expect("under the public URL");
+        assert!(path.starts_with("/n/"), "{url}");
+        path.to_owned()
+    }
+}

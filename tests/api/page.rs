@@ -32,32 +32,6 @@ async fn app_with_notice(extra: &[(&str, &str)]) -> (TestApp, String) {
     (app, key)
 }
 
-/// The path (`/n/{token}`) of a link minted through the API.
-async fn mint(app: &TestApp, key: &str) -> String {
-    let r = app
-        .http
-        .post(format!(
-            "{}/api/v1/notices/{}/links",
-            app.addr,
-            urlencode(key)
-        ))
-        .bearer_auth(API_TOKEN)
-        .send()
-        .await
-        .expect("links");
-    assert_eq!(r.status(), 201);
-    let v: Value = r.json().await.expect("json");
-    assert!(v["expiresAt"].as_str().is_some(), "{v}");
-    let url = v["url"].as_str().expect("url");
-    let path = url.strip_prefix(PUBLIC).expect("under the public URL");
-    assert!(path.starts_with("/n/"), "{url}");
-    path.to_string()
-}
-
-fn urlencode(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
-}
-
 async fn page(app: &TestApp, path: &str) -> reqwest::Response {
     app.http
         .get(format!("{}{path}", app.addr))
@@ -138,7 +112,7 @@ async fn the_summary_links_to_a_page_that_names_everyone_escaped() {
 #[tokio::test]
 async fn search_narrows_both_lists_without_javascript() {
     let (app, key) = app_with_notice(&[]).await;
-    let path = mint(&app, &key).await;
+    let path = app.mint_notice_link(&key, PUBLIC).await;
     let html = page(&app, &format!("{path}?q=0002"))
         .await
         .text()
@@ -169,7 +143,7 @@ async fn search_narrows_both_lists_without_javascript() {
 #[tokio::test]
 async fn csv_and_json_exports_have_one_row_per_member_and_neutralise_formulas() {
     let (app, key) = app_with_notice(&[]).await;
-    let path = mint(&app, &key).await;
+    let path = app.mint_notice_link(&key, PUBLIC).await;
     let r = page(&app, &format!("{path}/csv")).await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-type"], "text/csv; charset=utf-8");
@@ -213,7 +187,7 @@ async fn csv_and_json_exports_have_one_row_per_member_and_neutralise_formulas() 
 #[tokio::test]
 async fn tampered_and_expired_links_get_a_plain_403_saying_which() {
     let (app, key) = app_with_notice(&[]).await;
-    let path = mint(&app, &key).await;
+    let path = app.mint_notice_link(&key, PUBLIC).await;
     let token = path.trim_start_matches("/n/");
     let (payload, sig) = token.split_once('.').unwrap();
     // Another notice's key under this signature, a cut signature, junk.
@@ -261,7 +235,7 @@ async fn tampered_and_expired_links_get_a_plain_403_saying_which() {
 #[tokio::test]
 async fn fifty_concurrent_page_views_cost_one_pass_of_dingtalk_calls() {
     let (app, key) = app_with_notice(&[]).await;
-    let path = mint(&app, &key).await;
+    let path = app.mint_notice_link(&key, PUBLIC).await;
     app.fake.reset_calls();
     app.fake.set_latency(std::time::Duration::from_millis(200));
     let views = (0..50).map(|_| page(&app, &path));
@@ -278,7 +252,7 @@ async fn a_generated_link_key_survives_a_restart() {
     let app = spawn_app_with(&[("READBOT_PUBLIC_URL", PUBLIC)]).await;
     add_group(&app.fake, GROUP, GroupKind::Inner, &members(3));
     let key = app.notice(GROUP, "Kept", "user0001").await;
-    let path = mint(&app, &key).await;
+    let path = app.mint_notice_link(&key, PUBLIC).await;
     assert_eq!(page(&app, &path).await.status(), 200);
     let dir = app.data_dir.clone();
     let (fake, tmp) = app.stop().await;
@@ -305,11 +279,7 @@ async fn without_a_public_url_there_is_no_link_and_no_page_route() {
     );
     let r = app
         .http
-        .post(format!(
-            "{}/api/v1/notices/{}/links",
-            app.addr,
-            urlencode(&key)
-        ))
+        .post(format!("{}/api/v1/notices/{}/links", app.addr, enc(&key)))
         .bearer_auth(API_TOKEN)
         .send()
         .await
