@@ -81,6 +81,11 @@ pub const ENV_KEYS: &[(&str, &str, &str)] = &[
         "PostgreSQL connections per readbot",
     ),
     (
+        "READBOT_STORE_CA_FILE",
+        "store.ca_file",
+        "PEM file of extra CAs for PostgreSQL's TLS certificate",
+    ),
+    (
         "READBOT_API_TOKEN",
         "api_token",
         "bearer token of readbot's HTTP API",

@@ -382,6 +382,11 @@ pub struct PgConfig {
     pub url: Secret,
     /// Connections in the pool (`store.pool_size`).
     pub pool_size: usize,
+    /// PEM file of extra certificate authorities to trust for the server's
+    /// TLS certificate (`store.ca_file`), for servers whose certificate a
+    /// private CA signed (many managed databases); the public web roots are
+    /// always trusted.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl PgConfig {
@@ -393,6 +398,7 @@ impl PgConfig {
         Self {
             url: Secret::new(url.into()),
             pool_size: defaults::STORE_POOL_SIZE,
+            ca_file: None,
         }
     }
 

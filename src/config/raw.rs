@@ -45,6 +45,7 @@ pub(super) struct RawFile {
 struct RawStore {
     url: Option<String>,
     pool_size: Option<usize>,
+    ca_file: Option<PathBuf>,
 }
 
 impl RawStore {
@@ -76,6 +77,10 @@ impl RawStore {
         }
         let mut pg = PgConfig::new(url.trim());
         pg.pool_size = pool_size;
+        pg.ca_file = pick_str(env, "READBOT_STORE_CA_FILE", None)
+            .map(PathBuf::from)
+            .or(self.ca_file)
+            .filter(|p| !p.as_os_str().is_empty());
         Ok(Some(pg))
     }
 }

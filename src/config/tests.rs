@@ -425,6 +425,16 @@ fn a_postgres_store_url_selects_postgresql_and_other_schemes_are_refused() {
         panic!("the environment selects PostgreSQL");
     };
     assert_eq!(pg.pool_size, defaults::STORE_POOL_SIZE);
+    assert_eq!(pg.ca_file, None);
+    pairs.push(("READBOT_STORE_CA_FILE", "/etc/readbot/db-ca.pem"));
+    let c = Config::from_toml_str("", &env(&pairs)).unwrap();
+    let StoreConfig::Postgres(pg) = c.store_config() else {
+        panic!("still PostgreSQL");
+    };
+    assert_eq!(
+        pg.ca_file.as_deref(),
+        Some(std::path::Path::new("/etc/readbot/db-ca.pem"))
+    );
 
     for (k, v) in [
         ("READBOT_STORE_URL", "mysql://u:hunter2@db/readbot"),

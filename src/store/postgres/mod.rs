@@ -154,19 +154,52 @@ fn target_of(config: &tokio_postgres::Config) -> String {
     format!("{hosts} (database {db})")
 }
 
-/// TLS for remote servers: rustls on ring with the webpki roots (the URL's
-/// `sslmode` decides whether it is used; Unix sockets never are).
-fn tls() -> Result<tokio_postgres_rustls::MakeRustlsConnect, StoreError> {
+/// TLS for remote servers: rustls on ring with the webpki roots, plus the
+/// authorities of `store.ca_file` when set (the URL's `sslmode` decides
+/// whether TLS is used; Unix sockets never are). The certificate is always
+/// verified: `sslmode=disable` is the way to a server without TLS.
+async fn tls(config: &PgConfig) -> Result<tokio_postgres_rustls::MakeRustlsConnect, StoreError> {
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let roots = rustls::RootCertStore {
+    let mut roots = rustls::RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     };
+    if let Some(path) = &config.ca_file {
+        for cert in extra_authorities(path).await? {
+            roots
+                .add(cert)
+                .map_err(|e| ca_file_error(path, "a certificate in it is not a usable CA", e))?;
+        }
+    }
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| StoreError::backend("cannot set up TLS for PostgreSQL", e))?
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+}
+
+/// The certificates of the PEM file `path` (at least one).
+async fn extra_authorities(
+    path: &std::path::Path,
+) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, StoreError> {
+    use rustls::pki_types::pem::PemObject;
+    let pem = tokio::fs::read(path)
+        .await
+        .map_err(|e| ca_file_error(path, "cannot read it", e))?;
+    let certs = rustls::pki_types::CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ca_file_error(path, "it is not valid PEM", e))?;
+    if certs.is_empty() {
+        return Err(StoreError::message(format!(
+            "store.ca_file {}: no CERTIFICATE block in it",
+            path.display()
+        )));
+    }
+    Ok(certs)
+}
+
+fn ca_file_error(path: &std::path::Path, what: &str, e: impl Into<super::BoxError>) -> StoreError {
+    StoreError::backend(format!("store.ca_file {}: {what}", path.display()), e)
 }
 
 /// Maps a driver error, saying what was being done.
@@ -281,7 +314,7 @@ pub async fn probe(config: &PgConfig) -> Result<ProbeReport, StoreError> {
         target: target.clone(),
         source: e.into(),
     };
-    let (client, connection) = pg.connect(tls()?).await.map_err(unreachable)?;
+    let (client, connection) = pg.connect(tls(config).await?).await.map_err(unreachable)?;
     let task = tokio::spawn(connection);
     let version = async {
         let exists: bool = client
@@ -324,7 +357,7 @@ impl PgStore {
     /// lock. Errors name the host and database, never the password.
     pub async fn connect(config: &PgConfig) -> Result<Self, StoreError> {
         let (pg, target) = driver_config(config)?;
-        let tls = tls()?;
+        let tls = tls(config).await?;
         let manager = Manager::from_config(
             pg.clone(),
             tls.clone(),

@@ -387,3 +387,52 @@ async fn a_replica_whose_claim_was_taken_over_does_not_answer_it() {
     .is_write_failure());
     b.make_claim_durable(&id).await.unwrap();
 }
+
+/// A self-signed test CA (P-256, `CA:TRUE`), for `store.ca_file`.
+const TEST_CA: &str = "-----BEGIN CERTIFICATE-----\n\
+MIIBijCCATGgAwIBAgIUSmXwOrrelhhsbbUjQc/iBa/f71UwCgYIKoZIzj0EAwIw\n\
+GjEYMBYGA1UEAwwPcmVhZGJvdCB0ZXN0IENBMCAXDTI2MTEzMDA1MDMyMVoYDzIx\n\
+MjYxMTA2MDUwMzIxWjAaMRgwFgYDVQQDDA9yZWFkYm90IHRlc3QgQ0EwWTATBgcq\n\
+hkjOPQIBBggqhkjOPQMBBwNCAAT75w8KuR7FrVnhPuysXH+0RlK53DC7Om//YjK1\n\
+tf7dQm25mOY1NyEEZ7vdEs7oz0dRg+0RpAAdbGYmyILGgDbbo1MwUTAdBgNVHQ4E\n\
+FgQUqsuRq7cKAXtgOGgnf4chEAWG0WswHwYDVR0jBBgwFoAUqsuRq7cKAXtgOGgn\n\
+f4chEAWG0WswDwYDVR0TAQH/BAUwAwEB/zAKBggqhkjOPQQDAgNHADBEAiBDSa4K\n\
+dYblrr9DdURCmuXy6T3gVcVf0zhdC/srkRs5AAIgJbxp3i71B+tLNAUQDlTvIwpB\n\
+3W+thDxCFmMtjTFpTAc=\n\
+-----END CERTIFICATE-----";
+
+#[tokio::test]
+async fn a_ca_file_adds_its_authorities_and_a_bad_one_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("ca.pem");
+    std::fs::write(&good, format!("{TEST_CA}\n")).unwrap();
+    assert_eq!(extra_authorities(&good).await.unwrap().len(), 1);
+    let mut config = PgConfig::new("postgres://readbot:hunter2@db.example/readbot");
+    config.ca_file = Some(good);
+    assert!(tls(&config).await.is_ok(), "the CA is accepted");
+
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, "no pem here\n").unwrap();
+    let missing = dir.path().join("missing.pem");
+    let broken = dir.path().join("broken.pem");
+    std::fs::write(
+        &broken,
+        "-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    for (path, says) in [
+        (&empty, "no CERTIFICATE block"),
+        (&missing, "cannot read it"),
+        (&broken, "not valid PEM"),
+    ] {
+        config.ca_file = Some(path.clone());
+        let Err(e) = tls(&config).await else {
+            panic!("{} accepted", path.display());
+        };
+        let text = e.with_causes();
+        assert!(text.contains("store.ca_file"), "{text}");
+        assert!(text.contains(&path.display().to_string()), "{text}");
+        assert!(text.contains(says), "{text}");
+        assert!(!text.contains("hunter2"), "{text}");
+    }
+}
