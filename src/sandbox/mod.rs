@@ -357,7 +357,13 @@ pub async fn run_with(
     fake.add_group(DEMO_GROUP, GroupKind::Inner, &refs);
 
     let mut env: HashMap<&str, String> = fake.readbot_env().into_iter().collect();
-    env.insert("READBOT_LISTEN", opts.listen.clone());
+    let listen = fixed_port(&opts.listen);
+    // The notice page is served on readbot's own address: summaries carry
+    // their "full list" link, to open in a browser on this machine.
+    if let Some(url) = page_base(&listen) {
+        env.insert("READBOT_PUBLIC_URL", url);
+    }
+    env.insert("READBOT_LISTEN", listen);
     env.insert("READBOT_DATA_DIR", opts.data_dir.display().to_string());
     env.insert("READBOT_API_TOKEN", SANDBOX_TOKEN.to_owned());
     // Every question sees the reads of the moment (`/read`), not a cached pass.
@@ -498,6 +504,34 @@ fn print_setup(sb: &Sandbox, out: &mut Out) -> std::io::Result<()> {
     ))?;
     out.line("")?;
     Ok(())
+}
+
+/// `listen` with port 0 replaced by a port free right now (so the page
+/// links can name it before readbot binds); other addresses unchanged.
+fn fixed_port(listen: &str) -> String {
+    match listen.parse::<std::net::SocketAddr>() {
+        Ok(a) if a.port() == 0 => std::net::TcpListener::bind(a)
+            .and_then(|l| l.local_addr())
+            .map_or_else(|_| listen.to_owned(), |a| a.to_string()),
+        _ => listen.to_owned(),
+    }
+}
+
+/// The page links' base for readbot listening on `listen`: loopback when it
+/// listens on every address; `None` for a port still unknown.
+fn page_base(listen: &str) -> Option<String> {
+    let mut addr = listen.parse::<std::net::SocketAddr>().ok()?;
+    if addr.port() == 0 {
+        return None;
+    }
+    if addr.ip().is_unspecified() {
+        addr.set_ip(if addr.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    Some(format!("http://{addr}"))
 }
 
 fn urlencode(s: &str) -> String {
