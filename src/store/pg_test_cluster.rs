@@ -4,6 +4,14 @@
 //! database per caller ([`fresh_database`]), so tests run in parallel on one
 //! cluster per test process.
 //!
+//! # TLS
+//!
+//! [`tls_cluster`] starts a second cluster (once per process) that also
+//! listens on TCP `127.0.0.1` (a free port) with `ssl=on`, using the server
+//! certificate and key its caller made (the tests make them with `rcgen`, a
+//! dev-dependency), and accepts TCP connections only over TLS (`hostssl`,
+//! trust); the Unix socket stays open for [`Cluster::admin`].
+//!
 //! # No leaked clusters
 //!
 //! The server is started by a small `sh` watchdog whose standard input is a
@@ -45,27 +53,56 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The watchdog: starts the server, waits for end-of-file on its standard
 /// input, then stops the server and removes the folder (`$1`: the folder,
-/// `$2`: the `postgres` binary).
+/// `$2`: the `postgres` binary, the rest: more server options).
 const WATCHDOG: &str = r#"trap '' INT TERM HUP
-"$2" -D "$1/data" -k "$1" -c listen_addresses= -F -c max_connections=300 \
-     -c shared_buffers=32MB -c log_min_messages=warning >"$1/log" 2>&1 &
+dir=$1 pg=$2
+shift 2
+"$pg" -D "$dir/data" -k "$dir" -F -c max_connections=300 \
+     -c shared_buffers=32MB -c log_min_messages=warning "$@" >"$dir/log" 2>&1 &
 pid=$!
 while read -r _line; do :; done
 kill -INT "$pid" 2>/dev/null
 wait "$pid"
-rm -rf "$1"
+rm -rf "$dir"
 "#;
+
+/// The server side of a [`tls_cluster`]: its certificate (PEM, the chain
+/// up to but without the CA) and private key (PEM).
+#[derive(Clone)]
+pub struct ServerTls {
+    /// The certificate chain, PEM.
+    pub cert_pem: String,
+    /// The private key, PEM.
+    pub key_pem: String,
+}
+
+impl std::fmt::Debug for ServerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerTls").finish_non_exhaustive()
+    }
+}
+
+/// `pg_hba.conf` of a [`tls_cluster`]: the socket trusted, TCP only over TLS.
+const TLS_HBA: &str = "local all all trust
+hostssl all all 127.0.0.1/32 trust
+hostssl all all ::1/128 trust
+";
 
 /// One running cluster (per process).
 #[derive(Debug)]
 pub struct Cluster {
     /// The folder: `data/`, the socket and the log.
     dir: PathBuf,
+    /// The server's port (the socket's name; TCP too when `tcp`).
+    port: u16,
+    /// Whether it listens on TCP `127.0.0.1` with TLS ([`tls_cluster`]).
+    tcp: bool,
     /// The watchdog's standard input: closing it stops the cluster.
     _stdin: Mutex<ChildStdin>,
 }
 
 static CLUSTER: OnceLock<Result<Cluster, String>> = OnceLock::new();
+static TLS_CLUSTER: OnceLock<Result<Cluster, String>> = OnceLock::new();
 static SKIP_SAID: std::sync::Once = std::sync::Once::new();
 static DATABASES: AtomicUsize = AtomicUsize::new(0);
 
@@ -134,7 +171,62 @@ fn command(user: Option<&str>, program: &Path) -> Command {
     }
 }
 
-fn start() -> Result<Cluster, String> {
+/// A port free on `127.0.0.1` now (the server binds it a moment later).
+fn free_port() -> Result<u16, String> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("cannot find a free port: {e}"))
+}
+
+/// Writes `contents` to `path`, mode `mode`, owned by `user` when given.
+fn write_private(path: &Path, contents: &str, mode: u32, user: Option<&str>) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let failed = |e: std::io::Error| format!("cannot write {}: {e}", path.display());
+    std::fs::write(path, contents).map_err(failed)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(failed)?;
+    if let Some(u) = user {
+        let ok = Command::new("chown")
+            .arg(format!("{u}:"))
+            .arg(path)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            return Err(format!("cannot give {} to {u}", path.display()));
+        }
+    }
+    Ok(())
+}
+
+/// The certificate, key and `pg_hba.conf` of a TLS cluster in `dir`; the
+/// server options that use them.
+fn set_up_tls(
+    dir: &Path,
+    tls: &ServerTls,
+    port: u16,
+    user: Option<&str>,
+) -> Result<Vec<String>, String> {
+    let (cert, key) = (dir.join("server.crt"), dir.join("server.key"));
+    write_private(&cert, &tls.cert_pem, 0o644, user)?;
+    // PostgreSQL refuses a key file others may read.
+    write_private(&key, &tls.key_pem, 0o600, user)?;
+    let hba = dir.join("data/pg_hba.conf");
+    std::fs::write(&hba, TLS_HBA).map_err(|e| format!("cannot write {}: {e}", hba.display()))?;
+    Ok(vec![
+        "-c".into(),
+        "listen_addresses=127.0.0.1".into(),
+        "-p".into(),
+        port.to_string(),
+        "-c".into(),
+        "ssl=on".into(),
+        "-c".into(),
+        format!("ssl_cert_file={}", cert.display()),
+        "-c".into(),
+        format!("ssl_key_file={}", key.display()),
+    ])
+}
+
+fn start(tls: Option<&ServerTls>) -> Result<Cluster, String> {
     let initdb = find_bin("initdb").ok_or("initdb not found")?;
     let postgres = find_bin("postgres")
         .or_else(|| initdb.parent().map(|d| d.join("postgres")))
@@ -143,7 +235,8 @@ fn start() -> Result<Cluster, String> {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
-    let dir = std::env::temp_dir().join(format!("readbot-pg-{}-{nanos}", std::process::id()));
+    let kind = if tls.is_some() { "tls-" } else { "" };
+    let dir = std::env::temp_dir().join(format!("readbot-pg-{kind}{}-{nanos}", std::process::id()));
     std::fs::create_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let user = run_as();
     let cleanup = |why: String| {
@@ -182,11 +275,20 @@ fn start() -> Result<Cluster, String> {
             String::from_utf8_lossy(&out.stderr).trim()
         )));
     }
+    let (port, options) = match tls {
+        None => (5432, vec!["-c".to_owned(), "listen_addresses=".to_owned()]),
+        Some(tls) => {
+            let port = free_port().map_err(cleanup)?;
+            let options = set_up_tls(&dir, tls, port, user).map_err(cleanup)?;
+            (port, options)
+        }
+    };
     let sh = PathBuf::from("/bin/sh");
     let mut watchdog = command(user, &sh)
         .args(["-c", WATCHDOG, "readbot-pg-watchdog"])
         .arg(&dir)
         .arg(&postgres)
+        .args(&options)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -198,13 +300,17 @@ fn start() -> Result<Cluster, String> {
         .ok_or_else(|| cleanup("the watchdog has no standard input".into()))?;
     let cluster = Cluster {
         dir: dir.clone(),
+        port,
+        tcp: tls.is_some(),
         _stdin: Mutex::new(stdin),
     };
     // Ready once postmaster.pid says so (its status line).
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
         let pid_file = std::fs::read_to_string(dir.join("data/postmaster.pid")).unwrap_or_default();
-        if pid_file.lines().any(|l| l.trim() == "ready") && dir.join(".s.PGSQL.5432").exists() {
+        if pid_file.lines().any(|l| l.trim() == "ready")
+            && dir.join(format!(".s.PGSQL.{port}")).exists()
+        {
             return Ok(cluster);
         }
         if Instant::now() > deadline || watchdog.try_wait().ok().flatten().is_some() {
@@ -223,12 +329,20 @@ impl Cluster {
         &self.dir
     }
 
-    /// A URL for `database` on this cluster (user `postgres`, no password).
+    /// A URL for `database` on this cluster (user `postgres`, no password),
+    /// through the Unix socket.
     pub fn url(&self, database: &str) -> String {
         format!(
-            "postgresql://postgres@/{database}?host={}",
-            self.dir.display()
+            "postgresql://postgres@/{database}?host={}&port={}",
+            self.dir.display(),
+            self.port
         )
+    }
+
+    /// The TCP port on `127.0.0.1` (TLS only) of a [`tls_cluster`]; `None`
+    /// for the socket-only cluster.
+    pub fn tcp_port(&self) -> Option<u16> {
+        self.tcp.then_some(self.port)
     }
 
     /// Creates a new, empty database and returns its name.
@@ -263,7 +377,7 @@ impl Cluster {
 
 /// The process's cluster, started on first use (off the runtime).
 pub async fn cluster() -> Result<&'static Cluster, String> {
-    let started = tokio::task::spawn_blocking(|| CLUSTER.get_or_init(start).as_ref())
+    let started = tokio::task::spawn_blocking(|| CLUSTER.get_or_init(|| start(None)).as_ref())
         .await
         .map_err(|e| format!("the cluster start-up task failed: {e}"))?;
     started.map_err(Clone::clone)
@@ -282,18 +396,50 @@ pub async fn fresh_database() -> Option<PgConfig> {
             let name = c.create_database().await.unwrap_or_else(|e| panic!("{e}"));
             Some(PgConfig::new(c.url(&name)))
         }
-        Err(why) => {
-            if std::env::var(REQUIRE_ENV).is_ok_and(|v| v.trim() == "1") {
-                panic!("{REQUIRE_ENV}=1 but the PostgreSQL tests cannot run: {why}");
-            }
-            SKIP_SAID.call_once(|| {
-                // Straight to the stream: the test harness captures eprintln!.
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "skipping PostgreSQL tests: {why} (install Debian's postgresql package, or run .ci/run)"
-                );
-            });
-            None
-        }
+        Err(why) => skip(&why),
     }
+}
+
+/// The process's TLS cluster (see the module's "TLS"), started on first
+/// use with the certificate `make` returns (called once per process), and
+/// a new, empty database on it; `None` (after one printed line) when
+/// PostgreSQL is not installed.
+///
+/// # Panics
+///
+/// As [`fresh_database`]; also when `make` fails under [`REQUIRE_ENV`].
+pub async fn fresh_tls_database(
+    make: fn() -> Result<ServerTls, String>,
+) -> Option<(&'static Cluster, String)> {
+    let started = tokio::task::spawn_blocking(move || {
+        TLS_CLUSTER
+            .get_or_init(|| start(Some(&make()?)))
+            .as_ref()
+            .map_err(Clone::clone)
+    })
+    .await
+    .unwrap_or_else(|e| Err(format!("the cluster start-up task failed: {e}")));
+    match started {
+        Ok(c) => {
+            let name = c.create_database().await.unwrap_or_else(|e| panic!("{e}"));
+            Some((c, name))
+        }
+        Err(why) => skip(&why),
+    }
+}
+
+/// Says once that the PostgreSQL tests are skipped, and why; panics instead
+/// under [`REQUIRE_ENV`]`=1`.
+fn skip<T>(why: &str) -> Option<T> {
+    if std::env::var(REQUIRE_ENV).is_ok_and(|v| v.trim() == "1") {
+        panic!("{REQUIRE_ENV}=1 but the PostgreSQL tests cannot run: {why}");
+    }
+    SKIP_SAID.call_once(|| {
+        // Straight to the stream: the test harness captures eprintln!.
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipping PostgreSQL tests: {why} (install Debian's postgresql package, or run .ci/run)"
+        );
+    });
+    None
 }

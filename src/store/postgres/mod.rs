@@ -34,6 +34,7 @@
 //! `pg_advisory_xact_lock`, so replicas that start together do not race.
 //! A database whose schema is newer than this binary is refused.
 
+mod hint;
 mod schema;
 
 use super::{
@@ -310,10 +311,7 @@ pub struct ProbeReport {
 /// is [`StoreError::SchemaTooNew`].
 pub async fn probe(config: &PgConfig) -> Result<ProbeReport, StoreError> {
     let (pg, target) = driver_config(config)?;
-    let unreachable = |e: tokio_postgres::Error| StoreError::Unreachable {
-        target: target.clone(),
-        source: e.into(),
-    };
+    let unreachable = |e: tokio_postgres::Error| hint::unreachable(&target, e);
     let (client, connection) = pg.connect(tls(config).await?).await.map_err(unreachable)?;
     let task = tokio::spawn(connection);
     let version = async {
@@ -403,10 +401,10 @@ impl PgStore {
     /// A pooled connection; failing to get one means the server cannot be
     /// reached (or the pool stayed full for [`POOL_WAIT`]).
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
-        self.pool.get().await.map_err(|e| StoreError::Unreachable {
-            target: self.target.clone(),
-            source: e.into(),
-        })
+        self.pool
+            .get()
+            .await
+            .map_err(|e| hint::unreachable(&self.target, e))
     }
 
     /// Applies the migrations this database lacks, in one transaction that
@@ -477,10 +475,7 @@ impl PgStore {
         };
         let first = lock(pg.clone(), tls.clone())
             .await
-            .map_err(|e| StoreError::Unreachable {
-                target: self.target.clone(),
-                source: e.into(),
-            })?;
+            .map_err(|e| hint::unreachable(&self.target, e))?;
         Ok(tokio::spawn(async move {
             let mut held = Some(first);
             loop {

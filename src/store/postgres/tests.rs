@@ -436,3 +436,139 @@ async fn a_ca_file_adds_its_authorities_and_a_bad_one_is_named() {
         assert!(!text.contains("hunter2"), "{text}");
     }
 }
+
+/// A CA made once per test process and the `localhost` / `127.0.0.1`
+/// certificate it signed for the TLS cluster.
+struct TestPki {
+    /// The CA's certificate, PEM (what `store.ca_file` holds).
+    ca_pem: String,
+    /// The server's certificate and key.
+    server: crate::store::pg_test_cluster::ServerTls,
+}
+
+fn test_pki() -> Result<&'static TestPki, String> {
+    static PKI: std::sync::OnceLock<Result<TestPki, String>> = std::sync::OnceLock::new();
+    PKI.get_or_init(|| {
+        use rcgen::{
+            BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair,
+            KeyUsagePurpose,
+        };
+        let fail = |e: rcgen::Error| format!("cannot make the test certificates: {e}");
+        let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(fail)?;
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name
+            .push(DnType::CommonName, "readbot TLS test CA");
+        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let ca =
+            CertifiedIssuer::self_signed(ca, KeyPair::generate().map_err(fail)?).map_err(fail)?;
+        let mut server =
+            CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+                .map_err(fail)?;
+        server
+            .distinguished_name
+            .push(DnType::CommonName, "localhost");
+        let key = KeyPair::generate().map_err(fail)?;
+        let cert = server.signed_by(&key, &ca).map_err(fail)?;
+        Ok(TestPki {
+            ca_pem: ca.pem(),
+            server: crate::store::pg_test_cluster::ServerTls {
+                cert_pem: cert.pem(),
+                key_pem: key.serialize_pem(),
+            },
+        })
+    })
+    .as_ref()
+    .map_err(Clone::clone)
+}
+
+fn server_tls() -> Result<crate::store::pg_test_cluster::ServerTls, String> {
+    test_pki().map(|p| p.server.clone())
+}
+
+/// A fresh database on the TLS cluster: its URL over TCP with `sslmode`,
+/// the port, and a folder holding the test CA as `ca.pem`.
+async fn tls_database(sslmode: &str) -> Option<(String, u16, tempfile::TempDir)> {
+    let (cluster, db) = crate::store::pg_test_cluster::fresh_tls_database(server_tls).await?;
+    let port = cluster.tcp_port().expect("the TLS cluster listens on TCP");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ca.pem"), &test_pki().unwrap().ca_pem).unwrap();
+    let url = format!("postgres://postgres@localhost:{port}/{db}?sslmode={sslmode}");
+    Some((url, port, dir))
+}
+
+#[tokio::test]
+async fn over_tls_with_the_ca_file_a_notice_round_trips_on_an_ssl_connection() {
+    let Some((url, _, dir)) = tls_database("require").await else {
+        return;
+    };
+    let mut config = PgConfig::new(url);
+    config.ca_file = Some(dir.path().join("ca.pem"));
+    let store = PgStore::connect(&config).await.unwrap();
+    let n = crate::store::conformance::notice("tls-1", "cid-tls", Some("u1"), 1_000);
+    store.record_notice(&n).await.unwrap();
+    assert_eq!(store.notice(&n.key).await.unwrap(), Some(n));
+    let ssl: bool = store
+        .client()
+        .await
+        .unwrap()
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(ssl, "the server sees the connection as TLS");
+    // readbot check's probe goes the same way.
+    let report = probe(&config).await.unwrap();
+    assert!(report.target.starts_with("localhost:"), "{report:?}");
+}
+
+#[tokio::test]
+async fn over_tls_without_the_ca_file_the_certificate_is_not_trusted() {
+    let Some((url, port, _dir)) = tls_database("require").await else {
+        return;
+    };
+    let config = PgConfig::new(url);
+    // The store at start, and readbot check's probe.
+    let errors = [
+        PgStore::connect(&config).await.unwrap_err(),
+        probe(&config).await.unwrap_err(),
+    ];
+    for e in errors {
+        assert!(matches!(e, StoreError::Unreachable { .. }), "{e:?}");
+        let text = e.with_causes();
+        assert!(text.contains(&format!("localhost:{port}")), "{text}");
+        assert!(text.contains("certificate is not trusted"), "{text}");
+        assert!(text.contains("READBOT_STORE_CA_FILE"), "{text}");
+        assert!(text.contains("store.ca_file"), "{text}");
+        assert!(text.contains("UnknownIssuer"), "the cause is kept: {text}");
+    }
+}
+
+#[tokio::test]
+async fn without_tls_a_server_that_requires_it_refuses() {
+    let Some((url, port, dir)) = tls_database("disable").await else {
+        return;
+    };
+    let mut config = PgConfig::new(url);
+    config.ca_file = Some(dir.path().join("ca.pem"));
+    let errors = [
+        PgStore::connect(&config).await.unwrap_err(),
+        probe(&config).await.unwrap_err(),
+    ];
+    for e in errors {
+        assert!(matches!(e, StoreError::Unreachable { .. }), "{e:?}");
+        let text = e.with_causes();
+        assert!(
+            text.contains(&format!("cannot reach PostgreSQL at localhost:{port}")),
+            "{text}"
+        );
+        assert!(text.contains("refuses connections without TLS"), "{text}");
+        assert!(text.contains("sslmode=require"), "{text}");
+        assert!(
+            text.contains("no encryption"),
+            "the server's refusal is kept: {text}"
+        );
+    }
+}
