@@ -6,7 +6,7 @@
 //!
 //! # TLS
 //!
-//! [`tls_cluster`] starts a second cluster (once per process) that also
+//! [`fresh_tls_database`] starts a second cluster (once per process) that also
 //! listens on TCP `127.0.0.1` (a free port) with `ssl=on`, using the server
 //! certificate and key its caller made (the tests make them with `rcgen`, a
 //! dev-dependency), and accepts TCP connections only over TLS (`hostssl`,
@@ -66,7 +66,7 @@ wait "$pid"
 rm -rf "$dir"
 "#;
 
-/// The server side of a [`tls_cluster`]: its certificate (PEM, the chain
+/// The server side of the TLS cluster: its certificate (PEM, the chain
 /// up to but without the CA) and private key (PEM).
 #[derive(Clone)]
 pub struct ServerTls {
@@ -82,7 +82,7 @@ impl std::fmt::Debug for ServerTls {
     }
 }
 
-/// `pg_hba.conf` of a [`tls_cluster`]: the socket trusted, TCP only over TLS.
+/// `pg_hba.conf` of the TLS cluster: the socket trusted, TCP only over TLS.
 const TLS_HBA: &str = "local all all trust
 hostssl all all 127.0.0.1/32 trust
 hostssl all all ::1/128 trust
@@ -95,7 +95,7 @@ pub struct Cluster {
     dir: PathBuf,
     /// The server's port (the socket's name; TCP too when `tcp`).
     port: u16,
-    /// Whether it listens on TCP `127.0.0.1` with TLS ([`tls_cluster`]).
+    /// Whether it listens on TCP `127.0.0.1` with TLS ([`fresh_tls_database`]).
     tcp: bool,
     /// The watchdog's standard input: closing it stops the cluster.
     _stdin: Mutex<ChildStdin>,
@@ -339,7 +339,7 @@ impl Cluster {
         )
     }
 
-    /// The TCP port on `127.0.0.1` (TLS only) of a [`tls_cluster`]; `None`
+    /// The TCP port on `127.0.0.1` (TLS only) of the TLS cluster; `None`
     /// for the socket-only cluster.
     pub fn tcp_port(&self) -> Option<u16> {
         self.tcp.then_some(self.port)
