@@ -268,7 +268,8 @@ fn follow_up_of(row: &Row) -> Result<FollowUp, StoreError> {
 /// The driver's configuration for `config` (timeouts, keep-alives, the
 /// statement timeout added) and the target it names.
 fn driver_config(config: &PgConfig) -> Result<(tokio_postgres::Config, String), StoreError> {
-    let mut pg = tokio_postgres::Config::from_str(config.url.expose()).map_err(|e| {
+    let url = libpq_sslmode(config.url.expose());
+    let mut pg = tokio_postgres::Config::from_str(&url).map_err(|e| {
         StoreError::backend(
             "READBOT_STORE_URL is not a valid PostgreSQL URL (see README, \"High availability\")",
             e,
@@ -292,6 +293,30 @@ fn driver_config(config: &PgConfig) -> Result<(tokio_postgres::Config, String), 
         });
     }
     Ok((pg, target))
+}
+
+/// `url` with libpq's verifying `sslmode`s (`verify-full`, `verify-ca`),
+/// which the driver does not know, written as `require`: with rustls,
+/// `require` already verifies the certificate chain and the host name (what
+/// `verify-full` asks for; stricter than `verify-ca`).
+fn libpq_sslmode(url: &str) -> std::borrow::Cow<'_, str> {
+    let Some((head, query)) = url.split_once('?') else {
+        return url.into();
+    };
+    let verifying = |p: &str| {
+        p.split_once('=').is_some_and(|(k, v)| {
+            k == "sslmode"
+                && (v.eq_ignore_ascii_case("verify-full") || v.eq_ignore_ascii_case("verify-ca"))
+        })
+    };
+    if !query.split('&').any(verifying) {
+        return url.into();
+    }
+    let query: Vec<&str> = query
+        .split('&')
+        .map(|p| if verifying(p) { "sslmode=require" } else { p })
+        .collect();
+    format!("{head}?{}", query.join("&")).into()
 }
 
 /// What [`probe`] found.

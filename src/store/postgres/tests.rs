@@ -572,3 +572,28 @@ async fn without_tls_a_server_that_requires_it_refuses() {
         );
     }
 }
+
+#[test]
+fn libpq_verifying_sslmodes_mean_require_which_verifies() {
+    for mode in ["verify-full", "verify-ca", "VERIFY-FULL"] {
+        let config = PgConfig::new(format!(
+            "postgres://readbot:pw@db.example:5432/readbot?application_name=x&sslmode={mode}"
+        ));
+        let (pg, target) = driver_config(&config).expect(mode);
+        assert_eq!(
+            pg.get_ssl_mode(),
+            tokio_postgres::config::SslMode::Require,
+            "{mode}"
+        );
+        assert_eq!(pg.get_application_name(), Some("x"));
+        assert!(target.contains("db.example:5432"), "{target}");
+    }
+    let config = PgConfig::new("postgres://readbot@db.example/readbot?sslmode=disable");
+    let (pg, _) = driver_config(&config).unwrap();
+    assert_eq!(pg.get_ssl_mode(), tokio_postgres::config::SslMode::Disable);
+    assert_eq!(
+        libpq_sslmode("postgres://u@h/db"),
+        "postgres://u@h/db",
+        "no query: unchanged"
+    );
+}
