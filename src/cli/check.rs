@@ -311,6 +311,24 @@ pub async fn check(
             Err(e) => p.fail(&format!("store: {}", e.with_causes()))?,
         },
     }
+    let d = &config.dingtalk;
+    match (&config.postgres, d.replicas) {
+        (None, n) if n > 1 => p.fail(&format!(
+            "READBOT_REPLICAS is {n}, but the store is sled in one folder: replicas must share a PostgreSQL \
+             store (READBOT_STORE_URL; README, \"High availability\"), or set READBOT_REPLICAS=1"
+        ))?,
+        (None, _) => {}
+        (Some(_), n) => p.info(&format!(
+            "replicas: {n} (READBOT_REPLICAS): this one keeps every DingTalk API to {} of the app's {} calls/s{}",
+            d.rate_limit_per_replica(),
+            d.rate_limit_per_sec,
+            if n == 1 {
+                "; set READBOT_REPLICAS to the number of replicas sharing this database"
+            } else {
+                ""
+            }
+        ))?,
+    }
     p.info(&format!("listening on {}", config.listen))?;
     p.info(&format!(
         "receive mode {} (READBOT_MODE): {}",

@@ -826,3 +826,24 @@ async fn store_copy_moves_an_installation_that_then_answers_from_the_new_store()
     assert!(replies_now[1].text.contains("2/4"), "{replies_now:#?}");
     app.stop().await;
 }
+
+/// Replicas need a shared store: READBOT_REPLICAS above 1 on sled is a
+/// problem `check` names (each replica would answer from its own folder).
+#[tokio::test]
+async fn check_refuses_replicas_on_a_sled_store() {
+    let fake = start_fake().await;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let env = with(
+        dingtalk_env(&fake, &tmp.path().join("data")),
+        "READBOT_REPLICAS",
+        "2",
+    );
+    let r = readbot(&["check"], &env, None).await;
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stdout
+            .contains("READBOT_REPLICAS is 2, but the store is sled in one folder"),
+        "{r:?}"
+    );
+    assert!(r.stdout.contains("READBOT_STORE_URL"), "{r:?}");
+}

@@ -133,6 +133,17 @@ async fn check_reports_the_postgresql_store_and_an_unreachable_one_without_its_p
     assert_eq!(r.code, 0, "{r:?}");
     assert!(r.stdout.contains("store: postgres at "), "{r:?}");
     assert!(r.stdout.contains("healthy (schema version 0 of"), "{r:?}");
+    assert!(
+        r.stdout.contains("replicas: 1 (READBOT_REPLICAS)")
+            && r.stdout
+                .contains("set READBOT_REPLICAS to the number of replicas"),
+        "{r:?}"
+    );
+    // Three replicas share the app's limit (the fake's env sets it).
+    let three = with(good, "READBOT_REPLICAS", "3");
+    let r = readbot(&["check"], &three, None).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("replicas: 3 (READBOT_REPLICAS)"), "{r:?}");
 }
 
 /// A replica died while sending a follow-up (left `firing`, its owner lock
