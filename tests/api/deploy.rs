@@ -86,18 +86,7 @@ fn kubernetes_manifests_are_valid_and_consistent() {
     }
     // The kustomization lists every manifest.
     let k = kustomization.expect("kustomization.yaml");
-    let listed: BTreeSet<&str> = get(&k, "resources")
-        .as_sequence()
-        .expect("resources")
-        .iter()
-        .map(|r| r.as_str().expect("resource"))
-        .collect();
-    let present: BTreeSet<&str> = files
-        .iter()
-        .map(String::as_str)
-        .filter(|f| *f != "kustomization.yaml")
-        .collect();
-    assert_eq!(listed, present, "kustomization resources vs files");
+    assert_lists_every_manifest(&k, &files);
 
     let one = |kind: &str| -> &Value {
         let v = by_kind.get(kind).unwrap_or_else(|| panic!("no {kind}"));
@@ -629,18 +618,7 @@ fn kubernetes_postgres_mode_is_a_two_replica_deployment_without_volume() {
         assert_eq!(v.len(), 1, "one {kind}");
         &v[0]
     };
-    let listed: BTreeSet<&str> = get(one("Kustomization"), "resources")
-        .as_sequence()
-        .expect("resources")
-        .iter()
-        .map(|r| r.as_str().expect("resource"))
-        .collect();
-    let present: BTreeSet<&str> = files
-        .iter()
-        .map(String::as_str)
-        .filter(|f| *f != "kustomization.yaml")
-        .collect();
-    assert_eq!(listed, present, "kustomization resources vs files");
+    assert_lists_every_manifest(one("Kustomization"), &files);
     assert!(
         !by_kind.contains_key("StatefulSet"),
         "sled's StatefulSet stays in deploy/kubernetes"
@@ -707,4 +685,20 @@ fn kubernetes_postgres_mode_is_a_two_replica_deployment_without_volume() {
         get(deploy, "spec.strategy.rollingUpdate.maxUnavailable").as_u64(),
         Some(0)
     );
+}
+
+/// The kustomization's `resources` are exactly the folder's other files.
+fn assert_lists_every_manifest(kustomization: &Value, files: &[String]) {
+    let listed: BTreeSet<&str> = get(kustomization, "resources")
+        .as_sequence()
+        .expect("resources")
+        .iter()
+        .map(|r| r.as_str().expect("resource"))
+        .collect();
+    let present: BTreeSet<&str> = files
+        .iter()
+        .map(String::as_str)
+        .filter(|f| *f != "kustomization.yaml")
+        .collect();
+    assert_eq!(listed, present, "kustomization resources vs files");
 }
