@@ -90,16 +90,35 @@ fn init_logging(default_level: &str) -> tracing_appender::non_blocking::WorkerGu
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let json = std::env::var("READBOT_LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
     let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
+    let max = tracing_subscriber::Layer::<tracing_subscriber::Registry>::max_level_hint(&filter)
+        .unwrap_or(tracing::level_filters::LevelFilter::TRACE);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(writer);
-    if json {
-        builder.json().init();
+    let installed = if json {
+        tracing::subscriber::set_global_default(builder.json().finish())
     } else {
-        builder.init();
+        tracing::subscriber::set_global_default(builder.finish())
+    };
+    if installed.is_ok() {
+        forward_log_records(max);
     }
     guard
+}
+
+/// `log` records of the dependencies become tracing events, but not sled's
+/// (nor crossbeam's): sled logs from crossbeam-epoch's thread-exit cleanup,
+/// when the fmt layer's thread-local buffer may already be gone, and an
+/// event there aborts the process ("thread local panicked on drop").
+/// readbot reports sled's failures through its own errors.
+fn forward_log_records(max: tracing::level_filters::LevelFilter) {
+    use tracing_log::AsLog as _;
+    let _ = tracing_log::LogTracer::builder()
+        .ignore_crate("sled")
+        .ignore_crate("crossbeam")
+        .with_max_level(max.as_log())
+        .init();
 }
 
 #[tokio::main]

@@ -42,7 +42,6 @@ impl Write for Sink {
 fn install_capture() {
     use tracing_subscriber::fmt::format::FmtSpan;
     use tracing_subscriber::layer::SubscriberExt;
-    use tracing_subscriber::util::SubscriberInitExt;
     use tracing_subscriber::Layer;
     INSTALL.call_once(|| {
         let filter =
@@ -53,10 +52,17 @@ fn install_capture() {
             .with_span_events(FmtSpan::FULL)
             .with_filter(filter);
         // Another subscriber already installed would make the test vacuous.
-        tracing_subscriber::registry()
-            .with(layer)
-            .try_init()
+        tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer))
             .expect("this test binary installs no other global subscriber");
+        // `log` records too, but not sled's: sled logs from crossbeam-epoch's
+        // thread-exit cleanup, when the fmt layer's thread-local buffer may be
+        // gone, and an event there aborts the whole test binary (as readbot's
+        // own logging set-up in main.rs does).
+        tracing_log::LogTracer::builder()
+            .ignore_crate("sled")
+            .ignore_crate("crossbeam")
+            .init()
+            .expect("no other logger");
     });
 }
 
