@@ -50,9 +50,9 @@ struct TemplateSpec {
     /// The format: `md` (chat markdown, no escaping) or `html` (the notice
     /// page, HTML auto-escape on).
     ext: &'static str,
-    /// The embedded default of `<name>.en.md.j2`.
+    /// The embedded default of `<name>.en.<ext>.j2`.
     en: &'static str,
-    /// The embedded default of `<name>.zh.md.j2`.
+    /// The embedded default of `<name>.zh.<ext>.j2`.
     zh: &'static str,
     /// Labelled sample contexts, exercising the main branches.
     samples: fn() -> Vec<samples::Sample>,
@@ -68,57 +68,29 @@ impl TemplateSpec {
     }
 }
 
+/// One [`TemplateSpec`]: `spec!("list", "md", samples::list)` embeds
+/// `templates/list.en.md.j2` and `templates/list.zh.md.j2`.
+macro_rules! spec {
+    ($name:literal, $ext:literal, $samples:expr) => {
+        TemplateSpec {
+            name: $name,
+            ext: $ext,
+            en: include_str!(concat!("../../templates/", $name, ".en.", $ext, ".j2")),
+            zh: include_str!(concat!("../../templates/", $name, ".zh.", $ext, ".j2")),
+            samples: $samples,
+        }
+    };
+}
+
 /// Every template readbot renders.
 const TEMPLATES: &[TemplateSpec] = &[
-    TemplateSpec {
-        name: "summary",
-        ext: "md",
-        en: include_str!("../../templates/summary.en.md.j2"),
-        zh: include_str!("../../templates/summary.zh.md.j2"),
-        samples: samples::summary,
-    },
-    TemplateSpec {
-        name: "list",
-        ext: "md",
-        en: include_str!("../../templates/list.en.md.j2"),
-        zh: include_str!("../../templates/list.zh.md.j2"),
-        samples: samples::list,
-    },
-    TemplateSpec {
-        name: "help",
-        ext: "md",
-        en: include_str!("../../templates/help.en.md.j2"),
-        zh: include_str!("../../templates/help.zh.md.j2"),
-        samples: samples::help,
-    },
-    TemplateSpec {
-        name: "error",
-        ext: "md",
-        en: include_str!("../../templates/error.en.md.j2"),
-        zh: include_str!("../../templates/error.zh.md.j2"),
-        samples: samples::error,
-    },
-    TemplateSpec {
-        name: "notice",
-        ext: "html",
-        en: include_str!("../../templates/notice.en.html.j2"),
-        zh: include_str!("../../templates/notice.zh.html.j2"),
-        samples: samples::notice_page,
-    },
-    TemplateSpec {
-        name: "group",
-        ext: "html",
-        en: include_str!("../../templates/group.en.html.j2"),
-        zh: include_str!("../../templates/group.zh.html.j2"),
-        samples: samples::group_page,
-    },
-    TemplateSpec {
-        name: "link_error",
-        ext: "html",
-        en: include_str!("../../templates/link_error.en.html.j2"),
-        zh: include_str!("../../templates/link_error.zh.html.j2"),
-        samples: samples::link_error,
-    },
+    spec!("summary", "md", samples::summary),
+    spec!("list", "md", samples::list),
+    spec!("help", "md", samples::help),
+    spec!("error", "md", samples::error),
+    spec!("notice", "html", samples::notice_page),
+    spec!("group", "html", samples::group_page),
+    spec!("link_error", "html", samples::link_error),
 ];
 
 /// The template names, in the order of [`TEMPLATES`].
