@@ -10,13 +10,12 @@
 //! failing the page.
 
 use super::link::LinkTarget;
-use super::page::{chart_span, percent, read_intervals, shown_name, PageLink};
-use super::{receipts, sentences, Bot, BotError};
-use crate::domain::{now_millis, EpochMillis, Lang, Notice, OpenConversationId, Receipts, UserId};
+use super::page::{chart_span, percent, read_intervals, PageLink};
+use super::{sentences, Bot, BotError};
+use crate::domain::{now_millis, EpochMillis, Lang, Notice, OpenConversationId, Receipts};
 use crate::render::chart::{sparkline_svg, SparkInput};
 use crate::render::view::{GroupNoticeView, GroupPageView};
 use futures_util::StreamExt as _;
-use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Notices of one group page whose read data is gathered at the same time.
@@ -88,20 +87,38 @@ impl Bot {
                 .buffered(CONCURRENT_NOTICES)
                 .collect()
                 .await;
-        let authors = self.author_names(&gathered).await?;
+        // Authors DingTalk named with the notice need no look-up; the rest
+        // are named from their notice's members, else the name cache and
+        // DingTalk (once for the whole page).
+        let given = |n: &Notice, r: &Result<Arc<Receipts>, BotError>| {
+            n.author_name
+                .clone()
+                .or_else(|| r.as_ref().ok().and_then(|r| r.notice.author_name.clone()))
+        };
+        let authors = self
+            .names_of(
+                gathered
+                    .iter()
+                    .filter(|(n, r)| given(n, r).is_none())
+                    .filter_map(|(n, r)| {
+                        let r = r.as_ref().ok().map(|r| r.as_ref());
+                        n.author.as_ref().map(|a| (a, r))
+                    }),
+            )
+            .await?;
         let tz = &self.deps().cfg.timezone;
         let rows = gathered
             .iter()
             .enumerate()
             .map(|(i, (n, r))| {
-                let author = n
-                    .author
-                    .as_ref()
-                    .map(|a| {
-                        authors
-                            .get(a)
-                            .cloned()
-                            .unwrap_or_else(|| a.as_str().to_owned())
+                let author = given(n, r)
+                    .or_else(|| {
+                        n.author.as_ref().map(|a| {
+                            authors
+                                .get(a)
+                                .cloned()
+                                .unwrap_or_else(|| a.as_str().to_owned())
+                        })
                     })
                     .unwrap_or_default();
                 let url = self.inner.web.get().map_or_else(String::new, |web| {
@@ -145,41 +162,6 @@ impl Bot {
             nonce: req.nonce.to_owned(),
         };
         Ok(self.deps().renderer.render("group", req.lang, &view)?)
-    }
-
-    /// The authors' names: the notice's own, else the one its receipts
-    /// found in the member list, else the name cache and DingTalk's user
-    /// look-up (as `list` finds them), once for the whole page.
-    async fn author_names(
-        &self,
-        gathered: &[(Notice, Result<Arc<Receipts>, BotError>)],
-    ) -> Result<HashMap<UserId, String>, BotError> {
-        let mut known = HashMap::new();
-        let mut wanted = Vec::new();
-        for (n, r) in gathered {
-            let Some(author) = &n.author else { continue };
-            let from_receipts = r.as_ref().ok().and_then(|r| {
-                r.notice.author_name.clone().or_else(|| {
-                    r.read
-                        .iter()
-                        .chain(&r.unread)
-                        .find(|m| &m.user_id == author)
-                        .map(|m| shown_name(m).to_owned())
-                })
-            });
-            match n.author_name.clone().or(from_receipts) {
-                Some(name) => {
-                    known.insert(author.clone(), name);
-                }
-                None => wanted.push(author.clone()),
-            }
-        }
-        wanted.sort();
-        wanted.dedup();
-        wanted.retain(|u| !known.contains_key(u));
-        let d = self.deps();
-        receipts::resolve_names(&d.api, &d.store, d.cfg.name_ttl, wanted, &mut known).await?;
-        Ok(known)
     }
 }
 

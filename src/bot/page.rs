@@ -202,7 +202,7 @@ impl Bot {
             .filter_map(|m| m.by.as_ref())
             .chain(follow_ups.iter().filter_map(|f| f.by.as_ref()))
             .chain(notice.author.as_ref());
-        let names = self.names_of(&r, by_ids).await?;
+        let names = self.names_of(by_ids.map(|u| (u, Some(&r)))).await?;
         let name_of = |u: &Option<UserId>| {
             u.as_ref()
                 .map(|u| {
@@ -264,21 +264,22 @@ impl Bot {
         Ok(self.deps().renderer.render("notice", req.lang, &view)?)
     }
 
-    /// The names of `ids`: from the notice's own members first (no look-up),
-    /// then the name cache and DingTalk's user look-up, as a summary finds
-    /// names ([`receipts::resolve_names`]); ids nobody names are left out.
-    async fn names_of<'a>(
+    /// The names of `ids`, each with the receipts of the notice it came
+    /// with: from that notice's own members first (no look-up), then the
+    /// name cache and DingTalk's user look-up, once for all, as a summary
+    /// finds names ([`receipts::resolve_names`]); ids nobody names are left
+    /// out. The notice page and the group page both name people this way.
+    pub(super) async fn names_of<'a>(
         &self,
-        r: &Receipts,
-        ids: impl Iterator<Item = &'a UserId>,
+        ids: impl Iterator<Item = (&'a UserId, Option<&'a Receipts>)>,
     ) -> Result<HashMap<UserId, String>, BotError> {
         let mut known: HashMap<UserId, String> = HashMap::new();
         let mut wanted: Vec<UserId> = Vec::new();
-        for id in ids {
+        for (id, r) in ids {
             if known.contains_key(id) || wanted.contains(id) {
                 continue;
             }
-            let member = r.read.iter().chain(&r.unread).find(|m| &m.user_id == id);
+            let member = r.and_then(|r| r.read.iter().chain(&r.unread).find(|m| &m.user_id == id));
             match member.and_then(|m| m.name.as_deref()) {
                 Some(n) if !n.trim().is_empty() => {
                     known.insert(id.clone(), n.to_owned());
